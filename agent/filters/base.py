@@ -1,0 +1,63 @@
+"""The contract of filters: pure, synchronous functions over a batch of records of one tag.
+
+A filter sees a batch only if its ``match``/``match_regex`` selects the batch's tag. It returns
+the batches that come out, as (tag, records) pairs: usually one pair with the same tag; a filter
+that re-tags records (``rewrite_tag``, ``audit``) may return several, and the filters after it
+and the router see the new tags. A filter that holds records back (``multiline``) returns them
+later from ``flush``, which the agent calls at least every ``flush_interval``.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Any
+
+import msgspec
+
+from outputs.base import Metrics
+
+Record = dict[str, Any]
+Batch = tuple[str, list[Record]]
+
+
+class FilterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str = ""
+    """Labels metrics and log lines; defaults to "<type>.<position>"."""
+    match: str | None = None
+    """Glob over tags; neither this nor match_regex means every tag."""
+    match_regex: str | None = None
+
+
+class FilterContext(msgspec.Struct, kw_only=True):
+    name: str
+    logger: logging.Logger
+    metrics: Metrics
+
+
+class Filter(abc.ABC):
+    def __init__(self, config: Any, context: FilterContext) -> None:
+        self.config = config
+        self.context = context
+
+    @abc.abstractmethod
+    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+        """Never raises for a bad record: a record it cannot handle passes through unchanged."""
+
+    def flush(self, now: float) -> list[Batch]:
+        """Records held back whose time has come (``now`` is ``time.monotonic()``)."""
+        return []
+
+    def close(self) -> list[Batch]:
+        """Everything still held back, at shutdown."""
+        return []
+
+
+class RecordFilter(Filter):
+    """A filter that keeps the tag: implement ``apply``."""
+
+    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+        return [(tag, self.apply(records))]
+
+    @abc.abstractmethod
+    def apply(self, records: list[Record]) -> list[Record]: ...

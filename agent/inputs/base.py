@@ -1,0 +1,89 @@
+"""The contract between an input and the rest of the agent.
+
+An input owns sockets, framing and limits. It turns bytes into frames (one syslog message each)
+and hands them to its ``FrameSink`` in batches: whatever one read or one ``recvmmsg``-style drain
+produced, never one call per message. The sink parses, filters, tags and buffers synchronously.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from outputs.base import Metrics
+
+
+class FrameSink(Protocol):
+    def submit(
+        self, frames: list[bytes], source: str | None = None, truncated: Sequence[int] = ()
+    ) -> bool:
+        """Parse, filter, tag and buffer ``frames`` (``truncated`` holds the indexes of frames
+        the input cut at ``max_message_bytes``; their records are flagged). Returns False, having
+        counted the drop, when the buffer is full and the frames were not taken: a datagram input
+        moves on, a stream input should have waited on ``wait_room`` first."""
+        ...
+
+    def has_room(self) -> bool:
+        """False while the buffer is over its limit."""
+        ...
+
+    async def wait_room(self) -> None:
+        """Return once the buffer has room; stream inputs await this before reading more, so
+        the backpressure reaches the sender through TCP/UNIX flow control."""
+        ...
+
+    async def commit(self) -> None:
+        """Return once everything submitted so far is as durable as ``[buffer] sync`` asks for.
+        Acknowledging inputs (RELP) acknowledge only after this."""
+        ...
+
+
+class InputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keys every input takes; an input's own config subclasses this with
+    ``tag_field="type"`` and its ``tag`` value."""
+
+    name: str = ""
+    """Labels metrics and log lines; defaults to "<type>.<position>"."""
+    tag: str = "syslog"
+    """Tag of the records; may hold ``${field}`` placeholders (``docker.${container_name}``)."""
+    format: Literal["auto", "rfc5424", "rfc3164"] = "auto"
+    timezone: str = "UTC"
+    """Zone of RFC 3164 timestamps, which carry none; any IANA name."""
+    tag_pattern: str | None = None
+    """Regex with named groups (container_name, container_id, image, ...) over the syslog tag."""
+    source_key: str | None = None
+    """Record field that receives the sender's address or socket path."""
+
+
+class InputContext(msgspec.Struct, kw_only=True):
+    name: str
+    logger: logging.Logger
+    metrics: Metrics
+    sink: FrameSink
+
+
+class Input(abc.ABC):
+    def __init__(self, config: Any, context: InputContext) -> None:
+        self.config = config
+        self.context = context
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Bind and start serving; raises OSError with a clear message if it cannot bind."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop accepting and reading; frames already read are submitted first."""
+
+    @property
+    def ready(self) -> bool:
+        """True while bound and serving."""
+        return True
+
+    def describe(self) -> str:
+        """Where it listens, for the start-up log line and ``--check``."""
+        return self.context.name

@@ -1,0 +1,31 @@
+"""Tag matching: which outputs (and filters) take a tag."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+
+def glob_to_regex(pattern: str) -> str:
+    """fluent-bit's Match: ``*`` spans any characters, dots included; everything else is literal."""
+    return "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+
+
+class TagMatcher:
+    """``match`` (glob) or ``match_regex``; neither means every tag."""
+
+    def __init__(self, match: str | None = None, match_regex: str | None = None) -> None:
+        if match is not None and match_regex is not None:
+            raise ValueError("give match or match_regex, not both")
+        self.description = (
+            f"match_regex={match_regex!r}" if match_regex is not None else f"match={match or '*'!r}"
+        )
+        try:
+            source = match_regex if match_regex is not None else glob_to_regex(match or "*")
+            self._regex = re.compile(source)
+        except re.error as exc:
+            raise ValueError(f"invalid match_regex {match_regex!r}: {exc}") from None
+        self.matches = lru_cache(maxsize=4096)(self._matches)
+
+    def _matches(self, tag: str) -> bool:
+        return self._regex.search(tag) is not None

@@ -1,0 +1,242 @@
+"""The contract between the agent and every output.
+
+The agent owns the buffer, the retries and the dead-letter directory; an output only turns a
+chunk of already-encoded records into a write at its destination and says how that went:
+
+* ``send`` returns once the destination confirmed every record of the chunk (or the output
+  dead-lettered the ones the destination refused for good, through ``OutputContext.dead_letter``);
+* it raises ``RetryableError`` when trying again later may work (network, 5xx, throttling);
+* it raises ``FatalError`` when the destination refused the data itself; the agent moves the
+  chunk to the dead-letter directory with the reason.
+
+This module is a leaf: it imports nothing from ``agent``. The config primitives (``Duration``,
+``Size``) live here because output configs, which are leaves too, need them.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
+
+import msgspec
+
+# --------------------------------------------------------------------------- config primitives
+
+
+class Duration(float):
+    """Seconds. Config accepts a number of seconds or a string with a unit: "500ms", "3s", "10m"."""
+
+
+class Size(int):
+    """Bytes. Config accepts a number of bytes or a string with a unit: "64KiB", "2MiB", "1GiB"."""
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(value: object) -> Duration:
+    """Seconds from a number or a string such as "500ms", "3s", "1.5m"; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 5, \"500ms\" or \"3s\", got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return Duration(value)
+    if isinstance(value, str):
+        match = _QUANTITY.match(value)
+        if match:
+            unit = match.group(2).lower() or "s"
+            if unit in _DURATION_UNITS:
+                return Duration(float(match.group(1)) * _DURATION_UNITS[unit])
+    raise ValueError(f"expected a duration such as 5, \"500ms\", \"3s\" or \"10m\", got {value!r}")
+
+
+def parse_size(value: object) -> Size:
+    """Bytes from a number or a string such as "64KiB", "2MiB"; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 65536 or \"64KiB\", got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative, got {value!r}")
+        return Size(value)
+    if isinstance(value, str):
+        match = _QUANTITY.match(value)
+        if match:
+            unit = match.group(2).lower() or "b"
+            if unit in _SIZE_UNITS:
+                return Size(int(float(match.group(1)) * _SIZE_UNITS[unit]))
+    raise ValueError(f"expected a size such as 65536, \"64KiB\", \"2MiB\" or \"1GiB\", got {value!r}")
+
+
+def config_dec_hook(type_: type, obj: object) -> object:
+    """msgspec ``dec_hook`` that turns config values into ``Duration`` and ``Size``."""
+    if type_ is Duration:
+        return parse_duration(obj)
+    if type_ is Size:
+        return parse_size(obj)
+    raise NotImplementedError(f"no config conversion for {type_!r}")
+
+
+class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keys every output takes. Each output's own config subclasses this with
+    ``tag_field="type"`` and its ``tag`` (the value of ``type`` in the TOML)."""
+
+    name: str = ""
+    """Labels metrics and log lines; defaults to "<type>.<position>"."""
+    match: str | None = None
+    """Glob over tags ("*", "syslog.*", "docker.*.nginx")."""
+    match_regex: str | None = None
+    """Regular expression over tags, instead of ``match``."""
+    retry_limit: int | str = 10
+    """Attempts per chunk before it goes to the dead-letter directory; or "unlimited"."""
+    retry_base: Duration = Duration(1.0)
+    retry_max: Duration = Duration(60.0)
+    workers: int = 2
+    """Chunks in flight at once."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retry_limit, str) and self.retry_limit != "unlimited":
+            raise ValueError(f'retry_limit must be a number or "unlimited", got {self.retry_limit!r}')
+        if isinstance(self.retry_limit, int) and self.retry_limit < 0:
+            raise ValueError("retry_limit cannot be negative")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+
+# ------------------------------------------------------------------------------------- chunks
+
+
+class Chunk(Protocol):
+    """A read-only view of one buffer chunk: records of one tag, already encoded.
+
+    ``lines()`` are the records as JSON objects (msgspec-encoded once at ingestion), each without
+    its newline; ``data()`` is the same as NDJSON bytes (every line followed by ``\\n``). ``times()``
+    holds each record's event time in seconds since the epoch (UTC), computed at ingestion, so an
+    output never decodes a record to find it. ``id`` is stable across restarts: derive object keys
+    and document ids from it (and a record's position) so a resend overwrites instead of
+    duplicating.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def tag(self) -> str: ...
+
+    @property
+    def created(self) -> float:
+        """When the chunk was opened, seconds since the epoch."""
+        ...
+
+    @property
+    def records(self) -> int: ...
+
+    @property
+    def size(self) -> int:
+        """Bytes of ``data()``."""
+        ...
+
+    def lines(self) -> Sequence[bytes]: ...
+
+    def times(self) -> Sequence[float]: ...
+
+    def data(self) -> bytes: ...
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+class OutputError(Exception):
+    """Base of the errors ``Output.send`` may raise."""
+
+
+class RetryableError(OutputError):
+    """The write may succeed later: network error, timeout, 5xx, throttling."""
+
+
+class FatalError(OutputError):
+    """The destination refused the data itself; retrying cannot help."""
+
+
+# --------------------------------------------------------------------------------- context
+
+
+class Metrics(Protocol):
+    """Where an output counts what it did. The agent adds the product prefix and the output's
+    ``name`` and ``type`` labels; names follow Prometheus conventions (``_total``, ``_bytes``,
+    ``_seconds``)."""
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def set(self, name: str, value: float, **labels: str) -> None: ...
+
+
+DeadLetter = Callable[[Chunk, Sequence[bytes], str], None]
+"""``dead_letter(chunk, lines, reason)``: keep ``lines`` of ``chunk`` that the destination refused
+for good, with the reason, in the agent's dead-letter directory. Never raises."""
+
+
+class OutputContext(msgspec.Struct, kw_only=True):
+    name: str
+    data_dir: str
+    node_name: str
+    logger: logging.Logger
+    metrics: Metrics
+    dead_letter: DeadLetter
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+class Output(abc.ABC):
+    """One destination. Built from its config struct and the context; the agent calls
+    ``start`` once, then ``send`` for each chunk routed to it (at most ``concurrency`` at once),
+    ``flush`` on shutdown so anything held for batching goes out, then ``stop``."""
+
+    type_name: ClassVar[str]
+
+    def __init__(self, config: Any, context: OutputContext) -> None:
+        self.config = config
+        self.context = context
+        self.ready = True
+        """False while the destination is known unreachable (shown by /readyz)."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many ``send`` calls the agent may have outstanding. An output that groups
+        several chunks into one write (S3) raises this above its ``workers``."""
+        workers: int = getattr(self.config, "workers", 1)
+        return workers
+
+    async def start(self) -> None:
+        """Open connections, check the destination. Must not raise for an unreachable
+        destination: set ``ready = False`` and log; chunks wait in the buffer."""
+
+    @abc.abstractmethod
+    async def send(self, chunk: Chunk) -> None:
+        """Write the chunk; return once the destination confirmed it."""
+
+    async def flush(self) -> None:
+        """Write whatever is held back for batching; called before ``stop``."""
+
+    async def stop(self) -> None:
+        """Release connections."""
