@@ -1,0 +1,100 @@
+"""The contract of the buffer: the single source of truth for a record until every output its
+tag routes to has acknowledged it.
+
+Ingestion side (synchronous, per batch, on the hot path): ``append`` encoded lines of one tag
+to that tag's open chunk. ``commit`` makes what was appended as durable as ``sync`` says.
+
+Delivery side: a chunk is sealed at ``chunk_bytes`` or after ``flush_interval``; each sealed
+chunk is offered to every output its tag routes to (``routes(tag)``, given to ``open``);
+``take(output)`` waits for the next one. ``ack`` records that an output has it (persisted, so a
+restart does not resend to that output); once every routed output acknowledged, the chunk is
+deleted. ``dead_letter`` moves an output's copy of a chunk to the dead-letter directory with a
+reason and counts as that output's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import msgspec
+
+from outputs.base import Chunk, Duration, Size
+
+
+class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Literal["disk", "memory"] = "disk"
+    chunk_bytes: Size = Size(2 * 1024 * 1024)
+    """A chunk is sealed when it reaches this size..."""
+    flush_interval: Duration = Duration(1.0)
+    """...or this long after its first record."""
+    max_bytes: Size = Size(1024 * 1024 * 1024)
+    """Bound on buffered bytes (open and sealed chunks, not yet acknowledged by all outputs)."""
+    sync: Literal["none", "batch", "always"] = "none"
+    """When data is fsynced: never (the OS decides), once per ``commit``, or on every append."""
+    when_full: Literal["block", "drop_oldest"] = "block"
+    """block: stream inputs stop reading, datagram inputs drop the newest. drop_oldest: the
+    oldest sealed chunk is deleted (counted) to make room."""
+
+
+Routes = Callable[[str], Sequence[str]]
+"""tag -> names of the outputs that take it."""
+
+
+class BufferStats(msgspec.Struct):
+    chunks: int
+    bytes: int
+    """Bytes of every chunk not yet acknowledged by all its outputs."""
+    memory_bytes: int
+    """Bytes held in memory (open chunks, and everything for the memory buffer)."""
+    disk_bytes: int
+
+
+class Buffer(abc.ABC):
+    @abc.abstractmethod
+    async def open(self, routes: Routes) -> None:
+        """Recover what is on disk (validate, truncate torn tails, move corrupt chunks aside)
+        and queue every recovered chunk for the outputs that have not acknowledged it."""
+
+    @abc.abstractmethod
+    def append(self, tag: str, lines: list[bytes], times: list[float]) -> None:
+        """Append records (encoded JSON, no newline; event time per record) to tag's chunk."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Return when everything appended so far is durable per ``sync``."""
+
+    @abc.abstractmethod
+    def has_room(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def wait_room(self) -> None: ...
+
+    @abc.abstractmethod
+    def seal_due(self, now: float) -> None:
+        """Seal open chunks older than ``flush_interval`` (``now`` is ``time.time()``); the
+        agent calls this every few hundred milliseconds."""
+
+    @abc.abstractmethod
+    async def take(self, output: str) -> Chunk:
+        """The next sealed chunk for ``output``, waiting for one."""
+
+    @abc.abstractmethod
+    def ack(self, chunk: Chunk, output: str) -> None: ...
+
+    @abc.abstractmethod
+    def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
+        """Move ``output``'s copy of ``chunk`` to the dead-letter directory with ``reason``;
+        returns the path written. Counts as ``output``'s acknowledgement."""
+
+    @abc.abstractmethod
+    def pending(self, output: str) -> int:
+        """Sealed chunks waiting for, or being sent to, ``output``."""
+
+    @abc.abstractmethod
+    def stats(self) -> BufferStats: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Seal open chunks and release files; what is unacknowledged stays for the next start."""
