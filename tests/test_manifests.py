@@ -1,0 +1,603 @@
+"""The Kubernetes packaging: manifests/ renders with kustomize, every object validates strictly
+against a current Kubernetes schema, the pieces agree with each other (socket path, ports, user,
+grace period), the agent accepts each shipped agent.toml, rsyslog accepts the node snippets, and
+the node installer script behaves on a fake host."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import REPO, agent_command, agent_env
+
+MANIFESTS = REPO / "manifests"
+NODE = MANIFESTS / "node"
+SNIPPETS = ("rsyslog-audit-agent.conf", "rsyslog-audit-agent-relp.conf")
+K8S_VERSION = kubernetes_validate.latest_version()
+
+# Every kustomization a user applies, and the relp component on each output overlay.
+TARGETS = ("base", "overlays/s3", "overlays/elasticsearch", "node", "node-uninstall")
+RELP_COMBOS = ("overlays/s3", "overlays/elasticsearch")
+AGENT_TARGETS = ("base", "overlays/s3", "overlays/elasticsearch")
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed"
+)
+needs_agent = pytest.mark.skipif(
+    not (REPO / "agent" / "__main__.py").exists(),
+    reason="agent/__main__.py is not on this branch yet: `python -m agent --check` cannot run",
+)
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"kustomize {path} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+_RENDERED: dict[str, list[dict[str, Any]]] = {}
+
+
+def rendered(target: str) -> list[dict[str, Any]]:
+    """The objects of a kustomization under manifests/ (``overlays/s3+relp`` adds the relp
+    component to an overlay, composed in a copy of manifests/ so the repository stays clean)."""
+    if target not in _RENDERED:
+        if target.endswith("+relp"):
+            _RENDERED[target] = _render_with_relp(target.removesuffix("+relp"))
+        else:
+            _RENDERED[target] = kustomize(MANIFESTS / target)
+    return copy.deepcopy(_RENDERED[target])
+
+
+def _render_with_relp(overlay: str) -> list[dict[str, Any]]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy_root = Path(tmp) / "manifests"
+        shutil.copytree(MANIFESTS, copy_root)
+        combo = copy_root / "overlays" / "with-relp"
+        combo.mkdir()
+        (combo / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources:\n  - ../../{overlay}\ncomponents:\n  - ../../components/relp\n"
+        )
+        return kustomize(combo)
+
+
+def only(objects: list[dict[str, Any]], kind: str, name_prefix: str = "") -> dict[str, Any]:
+    found = [
+        o for o in objects if o["kind"] == kind and o["metadata"]["name"].startswith(name_prefix)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name_prefix!r}, got {[kn(o) for o in found]}"
+    return found[0]
+
+
+def kn(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def agent_daemonset(target: str) -> dict[str, Any]:
+    return only(rendered(target), "DaemonSet", "audit-agent")
+
+
+def container(pod_spec: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    containers = pod_spec["initContainers" if init else "containers"]
+    return next(c for c in containers if c["name"] == name)
+
+
+def agent_toml(target: str) -> str:
+    text: str = only(rendered(target), "ConfigMap", "audit-agent-config")["data"]["agent.toml"]
+    return text
+
+
+def agent_config(target: str) -> dict[str, Any]:
+    return tomllib.loads(agent_toml(target))
+
+
+def parse_seconds(value: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(ms|s|m)?", value)
+    assert match, value
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
+
+
+# ----------------------------------------------------------------------- schema validation
+
+
+def validate_strict(obj: dict[str, Any], where: str) -> None:
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(p) for p in error.path)
+        raise AssertionError(f"{where}: {kn(obj)} invalid at {path}: {error.message}") from None
+
+
+def resource_files() -> list[Path]:
+    """Every file a kustomization lists under ``resources`` (whole objects, unlike patches)."""
+    files: list[Path] = []
+    for kustomization in sorted(MANIFESTS.rglob("kustomization.yaml")):
+        spec = yaml.safe_load(kustomization.read_text())
+        for entry in spec.get("resources", []):
+            path = (kustomization.parent / entry).resolve()
+            if path.is_file():
+                files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("path", resource_files(), ids=lambda p: str(p.relative_to(MANIFESTS)))
+def test_every_resource_file_validates_strictly(path: Path) -> None:
+    docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert docs, f"{path} holds no object"
+    for doc in docs:
+        validate_strict(doc, str(path.relative_to(REPO)))
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", [*TARGETS, *(f"{o}+relp" for o in RELP_COMBOS)])
+def test_kustomize_output_validates_strictly(target: str) -> None:
+    objects = rendered(target)
+    assert objects
+    for obj in objects:
+        validate_strict(obj, f"kustomize {target}")
+
+
+@needs_kubectl
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    daemonset = agent_daemonset("base")
+    container(daemonset["spec"]["template"]["spec"], "agent")["livenessProbe"]["httpGett"] = {}
+    with pytest.raises(AssertionError, match="httpGett"):
+        validate_strict(daemonset, "mutated base")
+
+
+# ----------------------------------------------------------------- the agent's DaemonSet
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_daemonset_runs_on_every_node_and_survives_restarts(target: str) -> None:
+    objects = rendered(target)
+    daemonset = only(objects, "DaemonSet", "audit-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    agent = container(pod, "agent")
+    config = agent_config(target)
+
+    assert daemonset["metadata"]["namespace"] == "audit-agent"
+    assert only(objects, "Namespace")["metadata"]["name"] == "audit-agent"
+    assert daemonset["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1},
+    }
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["serviceAccountName"] == only(objects, "ServiceAccount")["metadata"]["name"]
+
+    # The grace period outlasts the agent's own drain time.
+    assert pod["terminationGracePeriodSeconds"] > parse_seconds(config["agent"]["grace_period"])
+
+    # hostPath volumes for the socket directory and the buffer, mounted where the config says.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
+    unix_inputs = [i for i in config["inputs"] if i["mode"].startswith("unix")]
+    assert len(unix_inputs) == 1
+    socket_dir = str(Path(unix_inputs[0]["path"]).parent)
+    for host_dir in (socket_dir, config["agent"]["data_dir"]):
+        volume = volumes[mounts[host_dir]]
+        assert volume["hostPath"] == {"path": host_dir, "type": "DirectoryOrCreate"}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+    # The config comes from the generated (hash-suffixed) ConfigMap, mounted where the image's
+    # entrypoint looks for it.
+    config_map = only(objects, "ConfigMap", "audit-agent-config")
+    assert re.fullmatch(r"audit-agent-config-[a-z0-9]{10}", config_map["metadata"]["name"])
+    assert (
+        volumes[mounts["/etc/audit-agent"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    )
+
+    # NODE_NAME from the downward API, used by the config.
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert "${NODE_NAME" in config["agent"]["node_name"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_daemonset_health_metrics_and_resources(target: str) -> None:
+    daemonset = agent_daemonset(target)
+    template = daemonset["spec"]["template"]
+    agent = container(template["spec"], "agent")
+    port = int(agent_config(target)["agent"]["http_listen"].rsplit(":", 1)[1])
+
+    assert agent["ports"][0]["containerPort"] == port
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert agent["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    assert agent["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+
+
+@needs_kubectl
+def test_agent_runs_unprivileged_and_only_the_init_step_is_root() -> None:
+    pod = agent_daemonset("base")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    agent = container(pod, "agent")["securityContext"]
+    assert agent["runAsNonRoot"] is True
+    assert agent["allowPrivilegeEscalation"] is False
+    assert agent["readOnlyRootFilesystem"] is True
+    assert agent["capabilities"] == {"drop": ["ALL"]}
+    assert "add" not in agent["capabilities"]
+
+    init = container(pod, "own-host-dirs", init=True)
+    assert init["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert init["securityContext"]["allowPrivilegeEscalation"] is False
+    # The init step gives the host directories to the user the agent runs as, and to the user
+    # the image declares.
+    uid, gid = agent["runAsUser"], agent["runAsGroup"]
+    assert f"chown -R {uid}:{gid} " in " ".join(init["command"])
+    init_mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    agent_mounts = {m["mountPath"]: m["name"] for m in container(pod, "agent")["volumeMounts"]}
+    host_mounts = {
+        path
+        for path, name in agent_mounts.items()
+        if any(v["name"] == name and "hostPath" in v for v in pod["volumes"])
+    }
+    assert init_mounts == host_mounts
+    dockerfile_user = re.search(r"^USER (\d+):(\d+)$", dockerfile(), re.M)
+    assert dockerfile_user and (int(dockerfile_user[1]), int(dockerfile_user[2])) == (uid, gid)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", ("overlays/s3", "overlays/elasticsearch"))
+def test_overlays_set_image_output_and_env(target: str) -> None:
+    objects = rendered(target)
+    pod = only(objects, "DaemonSet", "audit-agent")["spec"]["template"]["spec"]
+    images = {c["image"] for c in pod["containers"] + pod["initContainers"]}
+    assert images == {"registry.example.com/container-audit-agent:0.1.0"}
+
+    env_map = only(objects, "ConfigMap", "audit-agent-env")
+    agent = container(pod, "agent")
+    assert agent["envFrom"] == [{"configMapRef": {"name": env_map["metadata"]["name"]}}]
+    secret_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in agent["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    provided = set(env_map["data"]) | set(secret_env) | {"NODE_NAME"}
+
+    config = agent_config(target)
+    [output] = config["outputs"]
+    assert output["type"] == target.rsplit("/", 1)[1]
+    # Every ${VAR} without a default is provided by the pod's environment.
+    required = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", agent_toml(target)))
+    assert required and required <= provided, required - provided
+
+    if target == "overlays/s3":
+        account = only(objects, "ServiceAccount")
+        assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    else:
+        assert set(secret_env.values()) == {"audit-agent-es-credentials"}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", RELP_COMBOS)
+def test_relp_component_puts_the_agent_on_the_host_network(overlay: str) -> None:
+    pod = agent_daemonset(f"{overlay}+relp")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    # Only the pod spec changed; the relp listener is already in the config.
+    plain = agent_daemonset(overlay)["spec"]["template"]["spec"]
+    for key in ("hostNetwork", "dnsPolicy"):
+        pod.pop(key)
+    container(pod, "agent")["ports"][0].pop("hostPort")
+    assert pod == plain
+
+
+# --------------------------------------------------------------- the config and the node
+
+
+def omuxsock_socket(snippet: str) -> str:
+    match = re.search(r"^\$OMUxSockSocket (\S+)$", snippet, re.M)
+    assert match
+    return match.group(1)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_config_listens_where_the_node_snippets_send(target: str) -> None:
+    config = agent_config(target)
+    inputs = {i["mode"]: i for i in config["inputs"]}
+    unix_snippet = (NODE / "rsyslog-audit-agent.conf").read_text()
+    assert inputs["unix_dgram"]["path"] == omuxsock_socket(unix_snippet)
+    assert inputs["unix_dgram"]["socket_mode"] == "0666"  # rsyslog may run as user syslog
+
+    relp_snippet = (NODE / "rsyslog-audit-agent-relp.conf").read_text()
+    relp_target = re.search(r'type="omrelp" target="([^"]+)" port="(\d+)"', relp_snippet)
+    assert relp_target
+    assert inputs["relp"]["listen"] == f"{relp_target[1]}:{relp_target[2]}"
+
+    # The container tag of Docker's syslog driver yields the container fields, even for an
+    # image name holding a registry path and a port.
+    for _mode, spec in inputs.items():
+        pattern = re.compile(spec["tag_pattern"])
+        match = pattern.search("registry.local:5000/team/nginx:1.25/web-1/0123456789ab")
+        assert match and match.groupdict() == {
+            "image": "registry.local:5000/team/nginx:1.25",
+            "container_name": "web-1",
+            "container_id": "0123456789ab",
+        }
+        assert pattern.search("sshd") is None
+
+
+@needs_agent
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_agent_accepts_the_shipped_config(target: str, tmp_path: Path) -> None:
+    """`python -m agent --check` on the agent.toml of the rendered ConfigMap, with the pod's
+    environment (NODE_NAME, the env ConfigMap, placeholder secrets)."""
+    objects = rendered(target)
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(target))
+    env = {"NODE_NAME": "node-1", "ES_USERNAME": "elastic", "ES_PASSWORD": "secret"}
+    env_maps = [o for o in objects if o["metadata"]["name"].startswith("audit-agent-env")]
+    for env_map in env_maps:
+        env.update(env_map["data"])
+    result = subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=agent_env(**env),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, f"--check rejected {target}:\n{result.stdout}\n{result.stderr}"
+
+
+# ------------------------------------------------------------------------------- rsyslog
+
+needs_rsyslog = pytest.mark.skipif(
+    shutil.which("rsyslogd") is None, reason="rsyslogd not installed"
+)
+
+
+def rsyslog_check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["rsyslogd", "-N1", "-f", str(config)], capture_output=True, text=True, timeout=60
+    )
+
+
+def wrapper_config(tmp_path: Path, include: str, host_rules: bool = False) -> Path:
+    """A stand-in for a distribution's rsyslog.conf: imuxsock loaded (system socket off), a work
+    directory, then the drop-in directory or file; with ``host_rules`` a rule of the host's own
+    (a file), so that the configuration stays valid without the snippet."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    wrapper = tmp_path / "rsyslog.conf"
+    wrapper.write_text(
+        f'global(workDirectory="{work}")\n'
+        'module(load="imuxsock" SysSock.Use="off")\n'
+        f"$IncludeConfig {include}\n"
+        + (f"*.* {tmp_path / 'host-messages.log'}\n" if host_rules else "")
+    )
+    return wrapper
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+@pytest.mark.parametrize("snippet", SNIPPETS)
+def test_rsyslog_accepts_the_snippet(snippet: str, tmp_path: Path) -> None:
+    text = (NODE / snippet).read_text()
+    text = text.replace("/var/run/rsyslog-docker.sock", str(tmp_path / "docker.sock"))
+    text = text.replace("/var/run/audit-agent/syslog.sock", str(tmp_path / "agent.sock"))
+    (tmp_path / snippet).write_text(text)
+    result = rsyslog_check(wrapper_config(tmp_path, str(tmp_path / snippet)))
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_rsyslog_check_catches_a_broken_snippet(tmp_path: Path) -> None:
+    text = (NODE / "rsyslog-audit-agent.conf").read_text()
+    (tmp_path / "broken.conf").write_text(text.replace("$ActionQueueType", "$ActionQueueTipe"))
+    result = rsyslog_check(wrapper_config(tmp_path, str(tmp_path / "broken.conf")))
+    assert result.returncode != 0
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_snippets_agree_on_docker_input_and_format() -> None:
+    unix, relp = ((NODE / name).read_text() for name in SNIPPETS)
+
+    def docker_input(text: str) -> str:
+        match = re.search(r'input\(type="imuxsock".*?\)', text, re.S)
+        assert match
+        return match.group(0)
+
+    def template(text: str) -> str:
+        match = re.search(r'"(<%PRI%>1 [^"]+)"', text)
+        assert match
+        return match.group(1)
+
+    assert docker_input(unix) == docker_input(relp)
+    assert template(unix) == template(relp)
+    assert 'RateLimit.Interval="0"' in docker_input(unix)
+
+
+# ------------------------------------------------------------------- the node installer
+
+
+@pytest.fixture
+def fake_host(tmp_path: Path) -> dict[str, Any]:
+    """The installer's world with the host faked: a drop-in directory, the ConfigMap's files, and
+    an `nsenter` on PATH that logs what it was asked to run on the host; `rsyslogd -N1` there
+    checks the drop-in directory for real with this machine's rsyslogd."""
+    host_dir = tmp_path / "rsyslog.d"
+    host_dir.mkdir()
+    snippets = tmp_path / "snippets"
+    snippets.mkdir()
+    for name in (*SNIPPETS, "install.sh"):
+        shutil.copy(NODE / name, snippets / name)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "host-commands.log"
+    wrapper = wrapper_config(tmp_path, f"{host_dir}/*.conf", host_rules=True)
+    nsenter = bin_dir / "nsenter"
+    nsenter.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != "--" ]; do shift; done; shift\n'
+        f'echo "$*" >> {log}\n'
+        f'if [ "$1" = rsyslogd ]; then exec rsyslogd -N1 -f {wrapper}; fi\n'
+    )
+    nsenter.chmod(nsenter.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, SNIPPETS=str(snippets), HOST_DIR=str(host_dir))
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    return {"dir": host_dir, "snippets": snippets, "log": log, "env": env}
+
+
+def run_installer(host: dict[str, Any], **env: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["sh", str(host["snippets"] / "install.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**host["env"], **env},
+    )
+    return result
+
+
+def host_commands(host: dict[str, Any]) -> list[str]:
+    log: Path = host["log"]
+    commands = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return commands
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_installer_installs_switches_and_uninstalls(fake_host: dict[str, Any]) -> None:
+    target = fake_host["dir"] / "10-audit-agent.conf"
+
+    result = run_installer(fake_host)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
+    assert host_commands(fake_host) == ["rsyslogd -N1", "systemctl restart rsyslog"]
+
+    # Unchanged: rsyslog is left alone.
+    result = run_installer(fake_host)
+    assert result.returncode == 0, result.stderr
+    assert host_commands(fake_host) == []
+
+    result = run_installer(fake_host, SNIPPET="rsyslog-audit-agent-relp.conf")
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == (NODE / "rsyslog-audit-agent-relp.conf").read_text()
+    assert host_commands(fake_host) == ["rsyslogd -N1", "systemctl restart rsyslog"]
+
+    result = run_installer(fake_host, ACTION="uninstall")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in fake_host["dir"].iterdir()) == []
+    assert host_commands(fake_host) == ["rsyslogd -N1", "systemctl restart rsyslog"]
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_installer_restores_the_previous_snippet_when_rsyslog_rejects(
+    fake_host: dict[str, Any],
+) -> None:
+    assert run_installer(fake_host).returncode == 0
+    host_commands(fake_host)
+    broken = fake_host["snippets"] / "rsyslog-audit-agent.conf"
+    broken.write_text(broken.read_text().replace("$ActionQueueType", "$ActionQueueTipe"))
+
+    result = run_installer(fake_host)
+    assert result.returncode == 1
+    assert "rejects" in result.stderr
+    assert host_commands(fake_host) == ["rsyslogd -N1"]  # never restarted
+    target = fake_host["dir"] / "10-audit-agent.conf"
+    assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
+    assert [p.name for p in fake_host["dir"].iterdir()] == ["10-audit-agent.conf"]
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_installer_refuses_an_unknown_snippet(fake_host: dict[str, Any]) -> None:
+    result = run_installer(fake_host, SNIPPET="nope.conf")
+    assert result.returncode == 1
+    assert "rsyslog-audit-agent.conf" in result.stderr
+    assert list(fake_host["dir"].iterdir()) == []
+    assert host_commands(fake_host) == []
+
+
+# ---------------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile() -> str:
+    return (MANIFESTS / "Dockerfile").read_text()
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    sources: list[str] = []
+    for line in dockerfile().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += words[1:-1]
+    assert sources
+    missing = [s for s in sources if not (REPO / s).exists()]
+    assert not missing, f"COPY sources missing from the repository root: {missing}"
+    # pyproject's packages and readme are in the build context.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["readme"] in sources
+    for package in ("agent", "parsers", "outputs"):
+        assert package in sources
+    assert ".[all]" in dockerfile()
+    assert "all" in pyproject["project"]["optional-dependencies"]
+
+
+def test_dockerfile_entrypoint_reads_the_mounted_config() -> None:
+    match = re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile(), re.M)
+    assert match
+    entrypoint = yaml.safe_load(match.group(1))
+    assert entrypoint == ["python", "-m", "agent", "--config", "/etc/audit-agent/agent.toml"]
+    base = yaml.safe_load((MANIFESTS / "base" / "daemonset.yaml").read_text())
+    agent = container(base["spec"]["template"]["spec"], "agent")
+    assert "command" not in agent and "args" not in agent
+    config_mount = next(m for m in agent["volumeMounts"] if m["name"] == "config")
+    assert f"{config_mount['mountPath']}/agent.toml" == entrypoint[-1]
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile(), re.M)
+
+
+@needs_agent
+def test_dockerfile_entrypoint_module_exists() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('agent.__main__'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=agent_env(),
+    )
+    assert result.returncode == 0 and "agent/__main__.py" in result.stdout, result.stderr
