@@ -70,12 +70,12 @@ class Registry:
             histogram = series[labels] = _Histogram(DEFAULT_BUCKETS)
         histogram.observe(value)
 
-    def value(self, name: str, **labels: str) -> float:
+    def value(self, metric: str, /, **labels: str) -> float:
         """Sum of a counter or gauge over the series whose labels include ``labels`` (tests,
         status lines)."""
         total = 0.0
         for table in (self.counters, self.gauges):
-            for key, value in table.get(name, {}).items():
+            for key, value in table.get(metric, {}).items():
                 if all(item in key for item in labels.items()):
                     total += value
         return total
