@@ -254,7 +254,7 @@ def run_one(mode: str, output: str, records: int, rate: float, buffer: str) -> R
             after = udp_kernel_drops(agent.port)
             kernel = None if after is None else after - drops_before
         if output == "file":
-            lines = sum(1 for _ in open(agent.out_path, "rb")) if agent.out_path.exists() else 0
+            lines = agent.out_path.read_bytes().count(b"\n") if agent.out_path.exists() else 0
             if lines < delivered:
                 raise RuntimeError(f"file has {lines} lines but {delivered} were acknowledged")
         return Result(
