@@ -19,17 +19,18 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import REPO, AgentProcess, free_port  # noqa: E402
+
 MODES = ("tcp", "unix_stream", "udp", "unix_dgram")
 OUTPUTS = ("null", "file")
 
@@ -70,33 +71,17 @@ def messages(count: int, start: int = 0) -> list[bytes]:
     return out
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Agent:
-    def __init__(self, mode: str, output: str, workdir: Path, buffer: str = "disk") -> None:
-        self.mode = mode
-        self.workdir = workdir
-        self.http_port = free_port()
-        self.port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
-        self.sock_path = str(workdir / "agent.sock")
-        self.out_path = workdir / "out.ndjson"
-        where = (
-            f'path = "{self.sock_path}"'
-            if mode.startswith("unix")
-            else f'listen = "127.0.0.1:{self.port}"'
-        )
-        extra_input = 'receive_buffer_bytes = "32MiB"' if mode in ("udp", "unix_dgram") else ""
-        out = f'path = "{self.out_path}"' if output == "file" else ""
-        self.output_name = f"{output}.0"
-        config = f"""
+def bench_config(
+    mode: str, output: str, workdir: Path, buffer: str
+) -> tuple[str, dict[str, object]]:
+    port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
+    sock_path = str(workdir / "agent.sock")
+    where = f'path = "{sock_path}"' if mode.startswith("unix") else f'listen = "127.0.0.1:{port}"'
+    extra_input = 'receive_buffer_bytes = "32MiB"' if mode in ("udp", "unix_dgram") else ""
+    out = f'path = "{workdir / "out.ndjson"}"' if output == "file" else ""
+    config = f"""
 [agent]
 data_dir = "{workdir / "data"}"
-http_listen = "127.0.0.1:{self.http_port}"
 log_level = "warning"
 [buffer]
 type = "{buffer}"
@@ -112,65 +97,7 @@ type = "{output}"
 match = "*"
 {out}
 """
-        (workdir / "agent.toml").write_text(config)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--config", str(workdir / "agent.toml")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "agent.log", "wb"),  # noqa: SIM115
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "agent did not start: " + (workdir / "agent.log").read_text()[-2000:]
-                )
-            time.sleep(0.05)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http_port}/readyz", timeout=1
-            ) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def metric(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.http_port}/metrics", timeout=5
-        ) as response:
-            text = response.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(f"audit_agent_{name}{{"):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    return config, {"port": port, "path": sock_path, "out": workdir / "out.ndjson"}
 
 
 def udp_kernel_drops(port: int) -> int | None:
@@ -186,26 +113,33 @@ def udp_kernel_drops(port: int) -> int | None:
     return None
 
 
-def send_stream(agent: Agent, payload: list[bytes]) -> None:
-    if agent.mode == "tcp":
-        sock = socket.create_connection(("127.0.0.1", agent.port))
+class Target:
+    """Where the load generator sends."""
+
+    def __init__(self, mode: str, port: int, path: str) -> None:
+        self.mode, self.port, self.path = mode, port, path
+
+
+def send_stream(target: Target, payload: list[bytes]) -> None:
+    if target.mode == "tcp":
+        sock = socket.create_connection(("127.0.0.1", target.port))
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(agent.sock_path)
+        sock.connect(target.path)
     with sock:
         batch = 2000
         for i in range(0, len(payload), batch):
             sock.sendall(b"\n".join(payload[i : i + batch]) + b"\n")
 
 
-def send_datagrams(agent: Agent, payload: list[bytes], rate: float) -> None:
+def send_datagrams(target: Target, payload: list[bytes], rate: float) -> None:
     """Steady rate: sends in 1 ms slices so the kernel buffer sees a realistic flow."""
-    if agent.mode == "udp":
+    if target.mode == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect(("127.0.0.1", agent.port))
+        sock.connect(("127.0.0.1", target.port))
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.connect(agent.sock_path)
+        sock.connect(target.path)
     with sock:
         send = sock.send
         per_slice = max(1, int(rate / 1000))
@@ -218,8 +152,7 @@ def send_datagrams(agent: Agent, payload: list[bytes], rate: float) -> None:
                         break
                     except BlockingIOError:  # unix_dgram: the receiver's queue is full
                         time.sleep(0.0005)
-            due = start + (i + per_slice) / rate
-            pause = due - time.perf_counter()
+            pause = start + (i + per_slice) / rate - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
 
@@ -227,20 +160,24 @@ def send_datagrams(agent: Agent, payload: list[bytes], rate: float) -> None:
 def run_one(mode: str, output: str, records: int, rate: float, buffer: str) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-{output}-"))
     payload = messages(records)
-    agent = Agent(mode, output, workdir, buffer)
+    config, where = bench_config(mode, output, workdir, buffer)
+    target = Target(mode, int(where["port"]), str(where["path"]))  # type: ignore[call-overload]
+    out_path = Path(str(where["out"]))
+    agent = AgentProcess(workdir, config).start()
+    output_name = f"{output}.0"
     try:
         cpu_before = agent.cpu_seconds()
-        drops_before = udp_kernel_drops(agent.port) if mode == "udp" else None
+        drops_before = udp_kernel_drops(target.port) if mode == "udp" else None
         started = time.perf_counter()
         if mode in ("tcp", "unix_stream"):
-            send_stream(agent, payload)
+            send_stream(target, payload)
         else:
-            send_datagrams(agent, payload, rate)
+            send_datagrams(target, payload, rate)
         sent_at = time.perf_counter()
         delivered = 0.0
         last_change = time.perf_counter()
         while delivered < records:
-            now_delivered = agent.metric("output_records_total", name=agent.output_name)
+            now_delivered = agent.metric("output_records_total", name=output_name)
             if now_delivered != delivered:
                 delivered, last_change = now_delivered, time.perf_counter()
             elif time.perf_counter() - last_change > 5.0:
@@ -251,10 +188,10 @@ def run_one(mode: str, output: str, records: int, rate: float, buffer: str) -> R
         cpu = agent.cpu_seconds() - cpu_before
         kernel = None
         if drops_before is not None:
-            after = udp_kernel_drops(agent.port)
+            after = udp_kernel_drops(target.port)
             kernel = None if after is None else after - drops_before
         if output == "file":
-            lines = agent.out_path.read_bytes().count(b"\n") if agent.out_path.exists() else 0
+            lines = out_path.read_bytes().count(b"\n") if out_path.exists() else 0
             if lines < delivered:
                 raise RuntimeError(f"file has {lines} lines but {delivered} were acknowledged")
         return Result(
