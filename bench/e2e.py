@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import REPO, AgentProcess, free_port  # noqa: E402
+from bench.harness import REPO, AgentProcess, free_port
 
 MODES = ("tcp", "unix_stream", "udp", "unix_dgram")
 OUTPUTS = ("null", "file")
