@@ -93,10 +93,10 @@ class AgentProcess:
     def metrics_text(self) -> str:
         return self._get("/metrics")[1]
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, metric: str, /, **labels: str) -> float:
         """Sum of the series of ``audit_agent_<name>`` whose labels include ``labels``."""
         total = 0.0
-        prefix = f"audit_agent_{name}"
+        prefix = f"audit_agent_{metric}"
         for line in self.metrics_text().splitlines():
             if not (line.startswith(prefix + "{") or line.startswith(prefix + " ")):
                 continue
