@@ -231,3 +231,37 @@ def test_embedded_default_config_runs_and_prints_to_stdout(tmp_path: Path) -> No
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+def test_sighup_reloads_config_and_keeps_running_on_a_bad_one(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    port = free_port()
+    block = f'[[inputs]]\ntype = "syslog"\nmode = "tcp"\nlisten = "127.0.0.1:{port}"'
+    agent = start_agent(_config(tmp_path, block))
+
+    def send(text: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(text)
+
+    send(b"<13>Nov 29 21:00:00 host app: before reload\n")
+    _wait_records(tmp_path / "out.ndjson", 1)
+
+    agent.config_path.write_text(
+        agent.config_path.read_text().replace("out.ndjson", "after.ndjson")
+    )
+    os.kill(agent.pid, signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: reloading" in agent.log())
+    wait_for(agent.ready)
+    wait_for(lambda: agent.log().count("listening on") >= 2)
+    send(b"<13>Nov 29 21:00:00 host app: after reload\n")
+    after = _wait_records(tmp_path / "after.ndjson", 1)
+    assert after[0]["message"] == "after reload"
+
+    agent.config_path.write_text(agent.config_path.read_text() + "\nbogus_key = 1\n")
+    os.kill(agent.pid, signal.SIGHUP)
+    wait_for(lambda: "config not reloaded" in agent.log())
+    assert "bogus_key: unknown key" in agent.log()
+    send(b"<13>Nov 29 21:00:00 host app: still running\n")
+    wait_for(lambda: len(read_ndjson(tmp_path / "after.ndjson")) == 2)
+    assert agent.stop() == 0
