@@ -9,9 +9,12 @@ import copy
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import REPO, agent_command, agent_env
+from tests.conftest import REPO, agent_command, agent_env, free_port, wait_for
 
 MANIFESTS = REPO / "manifests"
 NODE = MANIFESTS / "node"
@@ -67,8 +70,6 @@ def rendered(target: str) -> list[dict[str, Any]]:
 
 
 def _render_with_relp(overlay: str) -> list[dict[str, Any]]:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         copy_root = Path(tmp) / "manifests"
         shutil.copytree(MANIFESTS, copy_root)
@@ -443,6 +444,154 @@ def test_snippets_agree_on_docker_input_and_format() -> None:
     assert docker_input(unix) == docker_input(relp)
     assert template(unix) == template(relp)
     assert 'RateLimit.Interval="0"' in docker_input(unix)
+
+
+class RsyslogProcess:
+    """rsyslogd in the foreground on a config of the test's, in its own process group."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RsyslogProcess:
+        check = rsyslog_check(self.config)
+        assert check.returncode == 0, check.stderr
+        with open(self.config.with_suffix(".out"), "wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    "rsyslogd",
+                    "-n",
+                    "-f",
+                    str(self.config),
+                    "-i",
+                    str(self.config.with_suffix(".pid")),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+            except ProcessLookupError:
+                pass
+
+
+def forwarding_node(tmp_path: Path, snippet: str, **paths: str) -> tuple[Path, Path, Path]:
+    """A node's rsyslog with ``snippet`` (its paths and port replaced): returns its config, the
+    Docker socket it opens and the file its host rule writes every message to."""
+    root = Path(tempfile.mkdtemp(prefix="k8s-fwd-"))  # short: UNIX socket paths max 107 bytes
+    docker = root / "docker.sock"
+    text = (NODE / snippet).read_text().replace("/var/run/rsyslog-docker.sock", str(docker))
+    for old, new in paths.items():
+        assert old in text
+        text = text.replace(old, new)
+    (root / "10-audit-agent.conf").write_text(text)
+    config = wrapper_config(root, str(root / "10-audit-agent.conf"), host_rules=True)
+    return config, docker, root / "host-messages.log"
+
+
+def send_docker(sock: Path, messages: list[str]) -> None:
+    subprocess.run(
+        ["logger", "-u", str(sock), "-d", "--rfc5424=notq", "-t", "nginx/web-1/0123456789ab"],
+        input="".join(m + "\n" for m in messages).encode(),
+        check=True,
+        timeout=60,
+    )
+
+
+def found(path: Path, pattern: str) -> set[str]:
+    return set(re.findall(pattern, path.read_text(errors="replace"))) if path.exists() else set()
+
+
+def count_in(path: Path, prefix: str) -> int:
+    return path.read_text(errors="replace").count(prefix) if path.exists() else 0
+
+
+@pytest.mark.rsyslog
+@pytest.mark.slow
+@needs_rsyslog
+def test_relp_snippet_keeps_what_the_node_logs_while_the_receiver_is_down(
+    tmp_path: Path,
+) -> None:
+    """The RELP variant's queue and retries: messages logged while nothing listens on the agent's
+    port arrive once something does. The receiver is rsyslog's own imrelp (the agent's RELP
+    input is tested in the node rehearsal)."""
+    port = free_port()
+    config, docker, host_log = forwarding_node(
+        tmp_path, "rsyslog-audit-agent-relp.conf", **{'port="2514"': f'port="{port}"'}
+    )
+    received = config.parent / "received.log"
+    receiver = config.parent / "receiver.conf"
+    receiver.write_text(
+        f'global(workDirectory="{config.parent / "work"}")\nmodule(load="imrelp")\n'
+        f'input(type="imrelp" address="127.0.0.1" port="{port}")\n*.* {received}\n'
+    )
+    messages = [f"while-down-{i}" for i in range(300)]
+    try:
+        with RsyslogProcess(config):
+            wait_for(docker.exists, timeout=30)
+            send_docker(docker, messages)
+            wait_for(lambda: count_in(host_log, "while-down-") >= len(messages), timeout=60)
+            assert count_in(received, "while-down-") == 0
+            with RsyslogProcess(receiver):
+                wait_for(
+                    lambda: set(messages) <= found(received, r"while-down-\d+"),
+                    timeout=120,
+                    interval=0.5,
+                )
+    finally:
+        shutil.rmtree(config.parent, ignore_errors=True)
+
+
+@pytest.mark.rsyslog
+@pytest.mark.slow
+@needs_rsyslog
+def test_omuxsock_snippet_drops_what_it_cannot_send(tmp_path: Path) -> None:
+    """The LIMIT documented in rsyslog-audit-agent.conf (and docs/deploy.md): omuxsock never
+    suspends, so what the node logs while the agent's socket is absent is lost even with the
+    queue and retry settings. If this starts failing, rsyslog fixed it: update the docs."""
+    root = Path(tempfile.mkdtemp(prefix="k8s-uxs-"))
+    agent_socket = root / "agent.sock"
+    config, docker, host_log = forwarding_node(
+        tmp_path,
+        "rsyslog-audit-agent.conf",
+        **{"/var/run/audit-agent/syslog.sock": str(agent_socket)},
+    )
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        with RsyslogProcess(config):
+            wait_for(docker.exists, timeout=30)
+            send_docker(docker, [f"while-down-{i}" for i in range(50)])
+            wait_for(lambda: count_in(host_log, "while-down-") >= 50, timeout=60)
+            receiver.bind(str(agent_socket))
+            receiver.settimeout(0.5)
+            got: list[bytes] = []
+
+            def marker_arrived() -> bool:
+                send_docker(docker, ["marker"])
+                try:
+                    while True:
+                        got.append(receiver.recv(65536))
+                except TimeoutError:
+                    pass
+                return any(b"marker" in g for g in got)
+
+            wait_for(marker_arrived, timeout=120, interval=0.5)
+            assert not [g for g in got if b"while-down-" in g]
+    finally:
+        receiver.close()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(config.parent, ignore_errors=True)
 
 
 # ------------------------------------------------------------------- the node installer

@@ -1,7 +1,9 @@
-"""Rehearsal of a node: a real rsyslogd with the shipped forwarding snippet, the agent with the
-shipped ConfigMap's agent.toml (paths moved to a temporary directory, the output a file), messages
-in the shapes Docker's syslog driver sends; then the agent stopped while messages keep coming and
-started again: every message arrives, with its container fields."""
+"""Rehearsal of a node: a real rsyslogd with a shipped forwarding snippet (UNIX socket or RELP),
+the agent with the shipped ConfigMap's agent.toml (paths and ports moved to a temporary directory,
+the output a file), messages in the shapes Docker's syslog driver sends: they come out with their
+container fields. Then, over RELP, the agent stopped while messages keep coming and started
+again: every message arrives. (Over the UNIX socket they would not: omuxsock drops what it cannot
+send; test_manifests.py pins that down and docs/deploy.md says so.)"""
 
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ import yaml
 
 from tests.conftest import REPO, agent_command, agent_env, free_port, wait_for
 
-SNIPPET = REPO / "manifests" / "node" / "rsyslog-audit-agent.conf"
+SNIPPETS = {
+    "unix": REPO / "manifests" / "node" / "rsyslog-audit-agent.conf",
+    "relp": REPO / "manifests" / "node" / "rsyslog-audit-agent-relp.conf",
+}
 PIECES = ("agent/__main__.py", "agent/inputs/syslog.py", "parsers/syslog.py")
 MISSING = [piece for piece in PIECES if not (REPO / piece).exists()]
 
@@ -69,8 +74,9 @@ def shipped_agent_toml() -> str:
 class Node:
     """The node's side: directories, rsyslog and the agent as real processes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, transport: str) -> None:
         self.root = root
+        self.transport = transport
         self.run_dir = root / "run" / "audit-agent"
         self.agent_socket = self.run_dir / "syslog.sock"
         self.docker_socket = root / "run" / "rsyslog-docker.sock"
@@ -91,14 +97,20 @@ class Node:
             text, '"/var/run/audit-agent/syslog.sock"', json.dumps(str(self.agent_socket))
         )
         text = replace_once(text, '"0.0.0.0:2020"', f'"127.0.0.1:{self.http_port}"')
-        text = replace_once(text, '"127.0.0.1:2514"', f'"127.0.0.1:{free_port()}"')
+        relp_port = free_port()
+        text = replace_once(text, '"127.0.0.1:2514"', f'"127.0.0.1:{relp_port}"')
         head, outputs, _ = text.partition("[[outputs]]")
         assert outputs, "the shipped config has no [[outputs]]"
         text = head + f'[[outputs]]\ntype = "file"\nmatch = "*"\npath = "{self.output}"\n'
         (self.root / "agent.toml").write_text(text)
 
-        snippet = SNIPPET.read_text()
-        snippet = replace_once(snippet, "/var/run/audit-agent/syslog.sock", str(self.agent_socket))
+        snippet = SNIPPETS[self.transport].read_text()
+        if self.transport == "unix":
+            snippet = replace_once(
+                snippet, "/var/run/audit-agent/syslog.sock", str(self.agent_socket)
+            )
+        else:
+            snippet = replace_once(snippet, 'port="2514"', f'port="{relp_port}"')
         snippet = replace_once(snippet, "/var/run/rsyslog-docker.sock", str(self.docker_socket))
         (self.root / "10-audit-agent.conf").write_text(snippet)
         work = self.root / "rsyslog-work"
@@ -224,11 +236,11 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> None:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
+def node(request: pytest.FixtureRequest) -> Iterator[Node]:
     # UNIX socket paths are limited to 107 bytes; pytest's tmp_path can be long.
     root = Path(os.environ.get("TMPDIR", "/tmp")) / f"k8s-node-{os.getpid()}-{time.monotonic_ns()}"
     root.mkdir()
-    node = Node(root)
+    node = Node(root, request.param)
     try:
         node.write_configs()
         yield node
@@ -237,18 +249,20 @@ def node(tmp_path: Path) -> Iterator[Node]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_node_rehearsal_container_fields_and_nothing_lost_across_an_agent_restart(
-    node: Node,
-) -> None:
+def send_first_messages(node: Node) -> dict[str, dict[str, Any]]:
     node.start_agent()
     node.start_rsyslog()
-
     node.docker_5424("docker-5424-first")
     node.docker_3164("docker-3164-first")
     node.host_message("host-first Accepted publickey for root")
     wanted = {"docker-5424-first", "docker-3164-first", "host-first Accepted publickey for root"}
     wait_for(lambda: wanted <= node.messages().keys(), timeout=60)
-    got = node.messages()
+    return node.messages()
+
+
+@pytest.mark.parametrize("node", ["unix", "relp"], indirect=True)
+def test_node_rehearsal_docker_messages_come_out_with_container_fields(node: Node) -> None:
+    got = send_first_messages(node)
 
     docker = got["docker-5424-first"]
     assert docker["container_name"] == "web-1"
@@ -262,6 +276,11 @@ def test_node_rehearsal_container_fields_and_nothing_lost_across_an_agent_restar
     host = got["host-first Accepted publickey for root"]
     assert host["ident"] == "sshd" and "container_id" not in host
 
+
+@pytest.mark.parametrize("node", ["relp"], indirect=True)
+def test_node_rehearsal_agent_restart_loses_nothing_over_relp(node: Node) -> None:
+    first = set(send_first_messages(node))
+
     # The agent goes away (a pod restart, an upgrade); the node keeps logging into rsyslog's queue.
     node.stop_agent()
     during = [f"during-restart-{i}" for i in range(300)]
@@ -274,7 +293,7 @@ def test_node_rehearsal_container_fields_and_nothing_lost_across_an_agent_restar
     after = [f"after-restart-{i}" for i in range(100)]
     node.docker_5424(*after)
 
-    everything = wanted | set(during) | set(after)
+    everything = first | set(during) | set(after)
     try:
         wait_for(lambda: everything <= node.messages().keys(), timeout=120, interval=0.5)
     except AssertionError:
