@@ -618,6 +618,7 @@ def fake_host(tmp_path: Path) -> dict[str, Any]:
         'while [ "$1" != "--" ]; do shift; done; shift\n'
         f'echo "$*" >> {log}\n'
         f'if [ "$1" = rsyslogd ]; then exec rsyslogd -N1 -f {wrapper}; fi\n'
+        'if [ "$1" = systemctl ] && [ -n "${FAIL_SYSTEMCTL:-}" ]; then exit 1; fi\n'
     )
     nsenter.chmod(nsenter.stat().st_mode | stat.S_IXUSR)
     env = dict(os.environ, SNIPPETS=str(snippets), HOST_DIR=str(host_dir))
@@ -686,6 +687,23 @@ def test_installer_restores_the_previous_snippet_when_rsyslog_rejects(
     target = fake_host["dir"] / "10-audit-agent.conf"
     assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
     assert [p.name for p in fake_host["dir"].iterdir()] == ["10-audit-agent.conf"]
+
+
+@pytest.mark.rsyslog
+@needs_rsyslog
+def test_installer_retries_when_restarting_rsyslog_failed(fake_host: dict[str, Any]) -> None:
+    result = run_installer(fake_host, FAIL_SYSTEMCTL="1")
+    assert result.returncode == 1
+    assert "restarting rsyslog failed" in result.stderr
+    assert list(fake_host["dir"].iterdir()) == []
+    restart = "systemctl restart rsyslog"
+    assert host_commands(fake_host) == ["rsyslogd -N1", restart, restart]
+
+    # kubelet runs the init container again: the change is still to be made.
+    result = run_installer(fake_host)
+    assert result.returncode == 0, result.stderr
+    assert (fake_host["dir"] / "10-audit-agent.conf").exists()
+    assert host_commands(fake_host) == ["rsyslogd -N1", restart]
 
 
 @pytest.mark.rsyslog

@@ -46,12 +46,23 @@ case "$ACTION" in
         ;;
 esac
 
-if ! host rsyslogd -N1; then
-    echo "rsyslog rejects the configuration with $TARGET ($ACTION); putting back the previous state" >&2
+restore_previous() {
     rm -f "$TARGET"
     if [ -f "$TARGET.previous" ]; then mv "$TARGET.previous" "$TARGET"; fi
+}
+
+if ! host rsyslogd -N1; then
+    echo "rsyslog rejects the configuration with $TARGET ($ACTION); putting back the previous state" >&2
+    restore_previous
+    exit 1
+fi
+if ! host systemctl restart rsyslog; then
+    # Back to the previous state, so that the pod's next attempt (kubelet retries the init
+    # container) finds the change still to be made and restarts rsyslog again.
+    echo "restarting rsyslog failed ($ACTION); putting back the previous state" >&2
+    restore_previous
+    host systemctl restart rsyslog || true
     exit 1
 fi
 rm -f "$TARGET.previous"
-host systemctl restart rsyslog
 echo "$ACTION of $SNIPPET done; rsyslog restarted"
