@@ -52,7 +52,9 @@ class SyslogInputConfig(InputConfig, tag_field="type", tag="syslog"):
     def __post_init__(self) -> None:
         if self.mode in NETWORK_MODES:
             if self.path is not None:
-                raise ValueError(f'path is only for the unix modes; mode "{self.mode}" takes listen')
+                raise ValueError(
+                    f'path is only for the unix modes; mode "{self.mode}" takes listen'
+                )
             if not self.listen:
                 raise ValueError(
                     f'listen is required for mode "{self.mode}" (e.g. "127.0.0.1:5514")'
@@ -272,6 +274,7 @@ class StreamConnection(asyncio.Protocol):
         self.source = config.path or ""
         self._registered = False
         self._closed = False
+        self._eof = False
         self._waiting: asyncio.Task[None] | None = None
         self._held: list[tuple[list[bytes], list[int], Any]] = []
         """Batches read but not yet taken by the sink (it was full), with their tokens."""
@@ -285,7 +288,7 @@ class StreamConnection(asyncio.Protocol):
         if peer and isinstance(peer, tuple):
             self.source = format_address(peer)
         if not self.owner.connection_opened(self):
-            transport.abort()
+            self.transport.abort()
             return
         self._registered = True
 
@@ -297,6 +300,7 @@ class StreamConnection(asyncio.Protocol):
             self.deliver(frames, truncated)
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         frames, truncated = self.framer.finish()
         self._report_framer()
         if frames:
@@ -305,6 +309,13 @@ class StreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if not self._eof:
+            # Reset by the peer or closed by our stop: a partial message read so far is kept.
+            frames, truncated = self.framer.finish()
+            self._report_framer()
+            if frames:
+                self.metrics.inc("input_frames_total", len(frames))
+                self._held.append((frames, truncated, None))
         if self._held and self.submit_held_on_close:
             # Nothing more will be read: hand over what is held even if the sink then counts
             # it as dropped, rather than losing it silently.

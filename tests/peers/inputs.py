@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 class RecordingMetrics:
     def __init__(self) -> None:
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.counters: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.gauges: dict[str, float] = {}
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
@@ -128,7 +128,9 @@ class InputHarness:
             {"type": "syslog", **config}, SyslogInputConfig, dec_hook=config_dec_hook
         )
         context = InputContext(
-            name=f"syslog.{len(self.inputs)}", logger=self.logger, metrics=self.metrics,
+            name=f"syslog.{len(self.inputs)}",
+            logger=self.logger,
+            metrics=self.metrics,
             sink=self.sink,
         )
         syslog_input = SyslogInput(cfg, context)

@@ -5,7 +5,8 @@ its pid file and spool live in the test's temporary directory. rsyslog reads fro
 of its own (``input_socket``) that tests feed with ``logger``; the caller's ``snippet`` holds the
 actions (typically forwarding to the input under test)::
 
-    with Rsyslog(tmp_path, '*.* action(type="omfwd" target="127.0.0.1" port="5514" protocol="udp")') as peer:
+    forward = '*.* action(type="omfwd" target="127.0.0.1" port="5514" protocol="udp")'
+    with Rsyslog(tmp_path, forward) as peer:
         peer.log("hello")
 
 Stopped with SIGTERM (rsyslog then drains its queues for a while), killed if it does not exit.
