@@ -275,6 +275,7 @@ class StreamConnection(asyncio.Protocol):
         self._registered = False
         self._closed = False
         self._eof = False
+        self._warned = False
         self._waiting: asyncio.Task[None] | None = None
         self._held: list[tuple[list[bytes], list[int], Any]] = []
         """Batches read but not yet taken by the sink (it was full), with their tokens."""
@@ -384,12 +385,15 @@ class StreamConnection(asyncio.Protocol):
         framer = self.framer
         if framer.framing_errors:
             self.metrics.inc("input_framing_errors_total", framer.framing_errors)
-            self.logger.warning(
-                "%s: %d malformed octet-counted frame(s) from %s kept as newline-framed",
-                self.owner.context.name,
-                framer.framing_errors,
-                self.source,
-            )
+            if not self._warned:
+                # Once per connection: a peer sending garbage must not flood our own log.
+                self._warned = True
+                self.logger.warning(
+                    "%s: malformed octet-counted frame from %s kept as a newline-framed message "
+                    "(further ones on this connection are only counted)",
+                    self.owner.context.name,
+                    self.source,
+                )
             framer.framing_errors = 0
         if framer.discarded_bytes:
             self.metrics.inc("input_discarded_bytes_total", framer.discarded_bytes)
@@ -429,6 +433,8 @@ class _DatagramReader:
         self._inode = 0
         self._kernel_drops = 0
         self._drops_timer: asyncio.TimerHandle | None = None
+        self.receive_buffer = 0
+        """Bytes the kernel granted for receive_buffer_bytes (0: the kernel default)."""
 
     def open(self) -> None:
         config = self.owner.config
@@ -478,17 +484,20 @@ class _DatagramReader:
             sock.setsockopt(socket.SOL_SOCKET, force, int(wanted))
         except PermissionError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(wanted))
-        effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        # Linux reports twice the requested value (it counts its bookkeeping).
-        level = logging.INFO if effective >= int(wanted) else logging.WARNING
-        self.logger.log(
-            level,
-            "%s: receive buffer %d bytes requested, %d effective%s",
-            self.owner.context.name,
-            int(wanted),
-            effective,
-            "" if level == logging.INFO else " (raise net.core.rmem_max)",
-        )
+        # Linux reports twice what was set (it counts its bookkeeping) and silently caps the
+        # value at net.core.rmem_max unless SO_RCVBUFFORCE was allowed.
+        effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        if effective >= int(wanted):
+            self.logger.info("%s: receive buffer %d bytes", self.owner.context.name, effective)
+        else:
+            self.logger.warning(
+                "%s: receive buffer %d bytes requested, only %d granted "
+                "(raise net.core.rmem_max or grant CAP_NET_ADMIN)",
+                self.owner.context.name,
+                int(wanted),
+                effective,
+            )
+        self.receive_buffer = effective
 
     def drain(self) -> None:
         sock = self.sock
