@@ -296,6 +296,14 @@ def test_stale_socket_replaced_parent_created_mode_applied(
     assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o622
     assert stat.S_ISSOCK(os.stat(fresh).st_mode)
 
+    with pytest.raises(OSError, match="in use"):
+        harness.start(mode="unix_stream", path=str(path))
+    with pytest.raises(OSError, match="in use"):
+        harness.start(mode="unix_dgram", path=str(fresh))
+    assert stat.S_ISSOCK(os.stat(path).st_mode) and stat.S_ISSOCK(os.stat(fresh).st_mode)
+    logger("-u", str(path), "-T", "--socket-errors=on", message="first input still serves")
+    wait_for(lambda: harness.frames()[-1].endswith(b"first input still serves"))
+
     regular = tmp_path / "not-a-socket"
     regular.write_text("keep me")
     with pytest.raises(OSError, match="not a socket"):

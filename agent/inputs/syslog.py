@@ -131,7 +131,8 @@ class SyslogInput(Input):
         loop = asyncio.get_running_loop()
         if config.mode in UNIX_MODES:
             assert config.path is not None
-            _prepare_socket_path(config.path)
+            kind = socket.SOCK_DGRAM if config.mode == "unix_dgram" else socket.SOCK_STREAM
+            _prepare_socket_path(config.path, kind)
         if config.mode in ("udp", "unix_dgram"):
             self._datagram = _DatagramReader(self, loop)
             self._datagram.open()
@@ -243,9 +244,9 @@ class SyslogInput(Input):
             self.context.metrics.set("input_active_connections", len(self._connections))
 
 
-def _prepare_socket_path(path: str) -> None:
-    """Create the parent directory; replace a stale socket file; refuse to replace anything
-    that is not a socket."""
+def _prepare_socket_path(path: str, kind: socket.SocketKind) -> None:
+    """Create the parent directory; replace a stale socket file (one nobody listens on any
+    more); refuse to take over a live socket or to replace anything that is not a socket."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         status = os.lstat(path)
@@ -253,6 +254,13 @@ def _prepare_socket_path(path: str) -> None:
         return
     if not stat.S_ISSOCK(status.st_mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+    with socket.socket(socket.AF_UNIX, kind) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            pass  # refused: the socket is stale
+        else:
+            raise OSError(errno.EADDRINUSE, f"{path} is in use by another process")
     os.unlink(path)
 
 
