@@ -123,6 +123,7 @@ class SyslogInput(Input):
         self._connections: set[StreamConnection] = set()
         self._bound: str | None = None
         self._running = False
+        self._rejecting = False
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -139,7 +140,14 @@ class SyslogInput(Input):
             self._bound = self._datagram.bound
         elif config.mode == "unix_stream":
             assert config.path is not None
-            self._server = await loop.create_unix_server(self._make_protocol, path=config.path)
+            try:
+                self._server = await loop.create_unix_server(
+                    self._make_protocol, path=config.path, backlog=1024
+                )
+            except OSError as error:
+                raise OSError(
+                    error.errno, f"{self.context.name}: cannot listen on {config.path}: {error}"
+                ) from error
             self._bound = config.path
         else:
             assert config.listen is not None
@@ -226,13 +234,17 @@ class SyslogInput(Input):
         metrics = self.context.metrics
         if len(self._connections) >= self.config.max_connections or not self._running:
             metrics.inc("input_connections_rejected_total")
-            self.context.logger.warning(
-                "%s: refusing a connection from %s: max_connections (%d) reached",
-                self.context.name,
-                connection.source,
-                self.config.max_connections,
-            )
+            if self._running and not self._rejecting:
+                # Logged when refusing starts, not for every refused connection of a storm.
+                self._rejecting = True
+                self.context.logger.warning(
+                    "%s: refusing connections (first from %s): max_connections (%d) reached",
+                    self.context.name,
+                    connection.source,
+                    self.config.max_connections,
+                )
             return False
+        self._rejecting = False
         self._connections.add(connection)
         metrics.inc("input_connections_total")
         metrics.set("input_active_connections", len(self._connections))
