@@ -328,13 +328,22 @@ def test_bind_failure_is_a_clear_oserror(harness: InputHarness) -> None:
             harness.start(mode="tcp", listen=f"127.0.0.1:{port}")
 
 
-def test_backpressure_blocks_the_sender_until_room_returns(harness: InputHarness) -> None:
-    tcp = harness.start(mode="tcp", listen="127.0.0.1:0")
+@pytest.mark.parametrize("mode", ["tcp", "unix_stream"])
+def test_backpressure_blocks_the_sender_until_room_returns(
+    harness: InputHarness, tmp_path: Path, mode: str
+) -> None:
+    if mode == "tcp":
+        tcp = harness.start(mode="tcp", listen="127.0.0.1:0")
+        conn = socket.create_connection(("127.0.0.1", int(port_of(tcp.bound))))
+    else:
+        path = str(tmp_path / "stream.sock")
+        harness.start(mode="unix_stream", path=path)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(path)
     harness.call(harness.sink.set_room, False)
     total = 200_000
     lines = [b"<13>app: message %06d\n" % i for i in range(total)]
     data = b"".join(lines)
-    conn = socket.create_connection(("127.0.0.1", int(port_of(tcp.bound))))
     conn.setblocking(False)
     sent = 0
     blocked = False
