@@ -47,9 +47,9 @@ def _selector(component: Any) -> str:
 
 def describe(config: Any, source: str) -> str:
     """The resolved pipeline, for --check: components, where they listen, and the routes."""
-    from agent.runtime import build_router
+    from agent.router import Router
 
-    router = build_router(config)
+    router = Router.from_outputs(config.outputs)
     lines = [f"config OK: {source}"]
     agent = config.agent
     lines.append(

@@ -27,7 +27,7 @@ from agent.http import HttpServer
 from agent.ingest import IngestSink, Store
 from agent.inputs.base import Input, InputContext
 from agent.metrics import Registry
-from agent.router import Router, TagMatcher
+from agent.router import Router
 from outputs.base import Chunk, Output, OutputContext
 
 log = logging.getLogger("agent")
@@ -35,16 +35,12 @@ log = logging.getLogger("agent")
 HOUSEKEEPING_INTERVAL = 0.2
 
 
-def build_router(config: Any) -> Router:
-    return Router([(out.name, TagMatcher(out.match, out.match_regex)) for out in config.outputs])
-
-
 class Agent:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.registry = Registry()
         self.node_name = config.agent.node_name or socket.gethostname()
-        self.router = build_router(config)
+        self.router = Router.from_outputs(config.outputs)
         self.buffer: Buffer = build_buffer(
             config.buffer,
             config.agent.data_dir,
