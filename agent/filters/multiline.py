@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, make_getter, parse_path
 from outputs.base import Duration, Size
@@ -23,7 +25,7 @@ class MultilineConfig(FilterConfig, tag_field="type", tag="multiline"):
     """A line matching this regex starts a record; others continue the previous one."""
     key: str = "message"
     """Field path of the line."""
-    stream_keys: list[str] = ["host", "ident", "pid"]
+    stream_keys: list[str] = msgspec.field(default_factory=lambda: ["host", "ident", "pid"])
     """Fields that tell streams apart (with the tag)."""
     flush_timeout: Duration = Duration(1.0)
     max_lines: int = 1000
@@ -98,6 +100,8 @@ class MultilineFilter(Filter):
                 pending.size += 1 + len(line)
                 continue
             if pending is not None:
+                # Popped, not overwritten: the dict stays ordered oldest first.
+                del self._pending[stream]
                 out.append(self._release(pending))
             self._pending[stream] = _Pending(tag, record, line, now)
         return [(tag, out)] if out else []
