@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
 from agent.router import TagMatcher
@@ -111,45 +112,80 @@ Check = Callable[[Record], bool]
 Capture = Callable[[Record], "dict[str, str] | None"]
 
 
+_NO_FIELDS: dict[str, Any] = {}
+"""Shared "matched, captured nothing": never stored in a record, never mutated."""
+
+
 def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Capture]]:
-    """Cheap checks (equality, membership, substring, existence) and regex checks."""
-    getter = make_getter(parse_path(condition.field, f"{key}.field"))
+    """Cheap checks (existence, equality, membership, substring) and regex checks.
+
+    The closures read a top-level field with one ``dict.get`` (most rules test ``ident`` and
+    ``message``): this runs for nearly every record, so no extra call level."""
+    parts = parse_path(condition.field, f"{key}.field")
+    top = parts[0] if len(parts) == 1 else None
     cheap: list[Check] = []
     costly: list[Capture] = []
     if condition.exists is not None:
         want = condition.exists
-        cheap.append(lambda r: (getter(r) is not None) is want)
+
+        def exists(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return (v is not None) is want
+
+        cheap.append(exists)
     if condition.equals is not None:
         expected = condition.equals
-        text = as_text(expected)
-        cheap.append(lambda r: (v := getter(r)) == expected or as_text(v) == text)
+        expected_text = as_text(expected)
+
+        def equals(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return bool(v == expected) or as_text(v) == expected_text
+
+        cheap.append(equals)
     if condition.in_ is not None:
         options = frozenset(as_text(v) for v in condition.in_)
-        cheap.append(lambda r: as_text(getter(r)) in options)
+
+        def member(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return (v if v.__class__ is str else as_text(v)) in options
+
+        cheap.append(member)
     if condition.contains is not None:
         needle = condition.contains
-        cheap.append(lambda r: (t := as_text(getter(r))) is not None and needle in t)
-    if condition.not_regex is not None:
-        avoid = compile_regex(condition.not_regex, f"{key}.not_regex").search
-        cheap_last = lambda r: (t := as_text(getter(r))) is None or avoid(t) is None  # noqa: E731
-    else:
-        cheap_last = None
-    if condition.regex is not None:
-        search = compile_regex(condition.regex, f"{key}.regex").search
 
-        def capture(record: Record) -> dict[str, str] | None:
-            value = getter(record)
-            text = value if value.__class__ is str else as_text(value)
-            if text is None:
+        def contains(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            return t is not None and needle in t
+
+        cheap.append(contains)
+    if condition.regex is not None:
+        regex = compile_regex(condition.regex, f"{key}.regex")
+        search = regex.search
+        named = bool(regex.groupindex)
+
+        def capture(r: Record) -> dict[str, Any] | None:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            if t is None:
                 return None
-            match = search(text)
+            match = search(t)
             if match is None:
                 return None
-            return {k: v for k, v in match.groupdict().items() if v is not None}
+            if not named:
+                return _NO_FIELDS
+            return {k: g for k, g in match.groupdict().items() if g is not None}
 
         costly.append(capture)
-    if cheap_last is not None:
-        costly.append(lambda r: {} if cheap_last(r) else None)
+    if condition.not_regex is not None:
+        avoid = compile_regex(condition.not_regex, f"{key}.not_regex").search
+
+        def avoids(r: Record) -> dict[str, Any] | None:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            return _NO_FIELDS if t is None or avoid(t) is None else None
+
+        costly.append(avoids)
     if not cheap and not costly:
         raise ValueError(
             f"{key}: a condition needs one of equals, in, contains, regex, not_regex, exists"
@@ -200,6 +236,10 @@ class CompiledRule:
         ]
         self._groups: dict[tuple[Any, ...], deque[float]] = {}
         self._max_groups = max_groups
+        self.now = 0.0
+        """Set by the filter before each batch (stateful rules)."""
+        self.test = self._specialised()
+        """``test(record)``: the captured fields ({} for none) or None; the hot path."""
 
     @staticmethod
     def _index_values(condition: AuditCondition) -> frozenset[str] | None:
@@ -216,17 +256,32 @@ class CompiledRule:
     def applies_to(self, tag: str) -> bool:
         return not self.tags or any(m.matches(tag) for m in self.tags)
 
+    def _specialised(self) -> Callable[[Record], dict[str, Any] | None]:
+        # The common shapes (after the ident index took its condition) skip match()'s loops.
+        cheap, costly = self._cheap, self._costly
+        if self.threshold:
+            return lambda record: self.match(record, self.now)
+        if not cheap and len(costly) == 1:
+            return costly[0]
+        if len(cheap) == 1 and not costly:
+            only = cheap[0]
+            return lambda record: _NO_FIELDS if only(record) else None
+        if len(cheap) == 1 and len(costly) == 1:
+            check, capture = cheap[0], costly[0]
+            return lambda record: capture(record) if check(record) else None
+        return lambda record: self.match(record, self.now)
+
     def match(self, record: Record, now: float) -> dict[str, Any] | None:
         for check in self._cheap:
             if not check(record):
                 return None
-        fields: dict[str, Any] = {}
+        fields = _NO_FIELDS
         for capture in self._costly:
             found = capture(record)
             if found is None:
                 return None
             if found:
-                fields.update(found)
+                fields = found if fields is _NO_FIELDS else {**fields, **found}
         if self.threshold:
             return self._count(record, fields, now)
         return fields
@@ -253,8 +308,20 @@ class CompiledRule:
         return fields
 
 
-_TagRules = tuple[dict[str, tuple[CompiledRule, ...]], tuple[CompiledRule, ...]]
-"""Per tag: rules by ident value (generic rules merged in, severity order), generic rules."""
+Test = Callable[[Record], "dict[str, Any] | None"]
+_Candidates = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
+"""Rules in severity order, and their ``test`` functions (looked up once, not per record)."""
+_TagRules = tuple[dict[str, _Candidates], _Candidates]
+"""Per tag: candidates by ident value (generic rules merged in), and the generic rules."""
+
+
+def _copy_mark(mark: dict[str, Any]) -> dict[str, Any]:
+    twin = dict(mark)
+    if "fields" in twin:
+        twin["fields"] = dict(twin["fields"])
+    if "matched" in twin:
+        twin["matched"] = list(twin["matched"])
+    return twin
 
 
 class AuditFilter(Filter):
@@ -288,6 +355,7 @@ class AuditFilter(Filter):
             CompiledRule(rule, order, key, config.max_groups)
             for order, (rule, key) in enumerate(enabled)
         ]
+        self._stateful = [rule for rule in self.rules if rule.threshold]
         self._per_tag: dict[str, _TagRules] = {}
 
     def _rules_for(self, tag: str) -> _TagRules:
@@ -295,71 +363,74 @@ class AuditFilter(Filter):
         if cached is not None:
             return cached
         rules = sorted((r for r in self.rules if r.applies_to(tag)), key=lambda r: r.rank)
-        generic = tuple(r for r in rules if r.index_values is None)
-        index: dict[str, list[CompiledRule]] = {}
-        for rule in rules:
-            for value in rule.index_values or ():
-                index.setdefault(value, [])
-        for value, bucket in index.items():
-            bucket.extend(
-                r for r in rules if r.index_values is None or value in r.index_values
+
+        def candidates(selected: list[CompiledRule]) -> _Candidates:
+            return tuple(r.test for r in selected), tuple(selected)
+
+        generic = [r for r in rules if r.index_values is None]
+        values = {value for rule in rules for value in rule.index_values or ()}
+        table = {
+            value: candidates(
+                [r for r in rules if r.index_values is None or value in r.index_values]
             )
-        table = {value: tuple(bucket) for value, bucket in index.items()}
+            for value in values
+        }
         if len(self._per_tag) > 1024:
             self._per_tag.clear()
-        self._per_tag[tag] = (table, generic)
-        return table, generic
+        self._per_tag[tag] = (table, candidates(generic))
+        return self._per_tag[tag]
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         table, generic = self._rules_for(tag)
-        if not table and not generic:
+        if not table and not generic[0]:
             return [(tag, records)]
         config = self.config
         now = self.clock()
-        mark_field = config.field
+        for rule in self._stateful:
+            rule.now = now
         moved: dict[str, list[Record]] = {}
+        # stay: the records left under the old tag when matches move away; None: all stay.
         stay: list[Record] | None = None if config.keep_original or not config.retag else []
+        lookup = table.get
+        marked = 0
         for record in records:
             ident = record.get(_INDEX_FIELD)
-            candidates = table.get(ident, generic) if ident.__class__ is str else generic
-            top: CompiledRule | None = None
-            mark: dict[str, Any] | None = None
-            matched: list[str] | None = None
-            for rule in candidates:
-                fields = rule.match(record, now)
-                if fields is None:
-                    continue
-                if top is None:
-                    top = rule
-                    mark = {
-                        "rule": rule.id,
-                        "severity": rule.severity,
-                        "description": rule.description,
-                    }
-                    if fields:
-                        mark["fields"] = fields
-                elif matched is None:
-                    matched = [top.id, rule.id]
-                else:
-                    matched.append(rule.id)
-            if top is None or mark is None:
+            tests, rules = lookup(ident, generic) if ident.__class__ is str else generic
+            for test in tests:
+                fields = test(record)
+                if fields is not None:
+                    break
+            else:
                 if stay is not None:
                     stay.append(record)
                 continue
-            if matched is not None:
+            # A match (rare): mark it and run the rest, whose stateful rules must count too.
+            first = tests.index(test)
+            top = rules[first]
+            mark: dict[str, Any] = {
+                "rule": top.id,
+                "severity": top.severity,
+                "description": top.description,
+            }
+            if fields:
+                mark["fields"] = fields
+            matched = [top.id]
+            for rule in rules[first + 1 :]:
+                if rule.test(record) is not None:
+                    matched.append(rule.id)
+            if len(matched) > 1:
                 mark["matched"] = matched
-            record[mark_field] = mark
-            if config.retag:
-                new_tag = f"{config.tag_prefix}.{top.id}"
-                moved.setdefault(new_tag, []).append(
-                    copy_record(record) if stay is None else record
-                )
-            elif stay is not None:
-                stay.append(record)
-        if moved:
-            self.context.metrics.inc(
-                "filter_audit_matches_total", sum(len(v) for v in moved.values())
-            )
+            marked += 1
+            if config.retag and stay is None:
+                # Copied before marking, so the copy's mark is rebuilt flat, not walked.
+                twin = copy_record(record)
+                twin[config.field] = _copy_mark(mark)
+                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(twin)
+            elif config.retag:
+                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(record)
+            record[config.field] = mark
+        if marked:
+            self.context.metrics.inc("filter_audit_matches_total", marked)
         out: list[Batch] = []
         kept = records if stay is None else stay
         if kept:
