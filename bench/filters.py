@@ -24,10 +24,10 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.filters.base import FilterConfig, FilterContext  # noqa: E402
-from agent.filters.chain import FilterChain  # noqa: E402
-from agent.filters.registry import FILTER_TYPES  # noqa: E402
-from outputs.base import config_dec_hook  # noqa: E402
+from agent.filters.base import FilterConfig, FilterContext
+from agent.filters.chain import FilterChain
+from agent.filters.registry import FILTER_TYPES
+from outputs.base import config_dec_hook
 
 
 class NullMetrics:
@@ -49,25 +49,75 @@ def sample_records(count: int, seed: int = 7) -> list[dict[str, Any]]:
     """A node's mix: mostly container and kubelet chatter, a little auth traffic."""
     rng = random.Random(seed)
     shapes: list[tuple[float, dict[str, Any]]] = [
-        (0.55, {"ident": "web", "container_id": "3d1b8a1c8e0f", "container_name": "web",
-                "message": pad('10.0.0.7 - - "GET /api/v1/items?page=2 HTTP/1.1" 200 5120')}),
-        (0.15, {"ident": "kubelet", "message": pad(
-            'I1129 21:30:00.123456    1234 prober.go:107] "Probe succeeded" probeType="Readiness"')}),
+        (
+            0.55,
+            {
+                "ident": "web",
+                "container_id": "3d1b8a1c8e0f",
+                "container_name": "web",
+                "message": pad('10.0.0.7 - - "GET /api/v1/items?page=2 HTTP/1.1" 200 5120'),
+            },
+        ),
+        (
+            0.15,
+            {
+                "ident": "kubelet",
+                "message": pad(
+                    'I1129 21:30:00.123456    1234 prober.go:107] "Probe succeeded" '
+                    'probeType="Readiness"'
+                ),
+            },
+        ),
         (0.10, {"ident": "kubelet", "message": pad("GET /healthz 200 OK")}),
-        (0.08, {"ident": "containerd", "message": pad(
-            'time="2026-11-29T21:30:00.1Z" level=info msg="ExecSync for \\"847c8c9d8275\\" '
-            'with command [cat /app/ready.txt] and timeout 1 (s)"')}),
+        (
+            0.08,
+            {
+                "ident": "containerd",
+                "message": pad(
+                    'time="2026-11-29T21:30:00.1Z" level=info msg="ExecSync for \\"847c8c9d8275\\" '
+                    'with command [cat /app/ready.txt] and timeout 1 (s)"'
+                ),
+            },
+        ),
         (0.05, {"ident": "systemd", "message": pad("Started Session 42 of User alice.")}),
-        (0.04, {"ident": "sshd", "message": pad(
-            "Failed password for invalid user admin from 203.0.113.50 port 51234 ssh2")}),
-        (0.02, {"ident": "sshd", "message": pad(
-            "Accepted publickey for alice from 198.51.100.7 port 40022 ssh2: ED25519 SHA256:x")}),
-        (0.01, {"ident": "sudo", "message": pad(
-            "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls")}),
+        (
+            0.04,
+            {
+                "ident": "sshd",
+                "message": pad(
+                    "Failed password for invalid user admin from 203.0.113.50 port 51234 ssh2"
+                ),
+            },
+        ),
+        (
+            0.02,
+            {
+                "ident": "sshd",
+                "message": pad(
+                    "Accepted publickey for alice from 198.51.100.7 port 40022 ssh2: "
+                    "ED25519 SHA256:x"
+                ),
+            },
+        ),
+        (
+            0.01,
+            {
+                "ident": "sudo",
+                "message": pad(
+                    "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls"
+                ),
+            },
+        ),
     ]
     weights = [w for w, _ in shapes]
-    base = {"time": "2026-11-29T21:30:00.000000Z", "host": "node-1", "pid": "1234",
-            "facility": "daemon", "severity": "info", "pri": 30}
+    base = {
+        "time": "2026-11-29T21:30:00.000000Z",
+        "host": "node-1",
+        "pid": "1234",
+        "facility": "daemon",
+        "severity": "info",
+        "pri": 30,
+    }
     picks = rng.choices([s for _, s in shapes], weights=weights, k=count)
     return [{**base, **shape} for shape in picks]
 
@@ -89,8 +139,9 @@ def build(configs: list[dict[str, Any]]) -> FilterChain:
     pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(configs):
         config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
-        context = FilterContext(name=f"{raw['type']}.{index}",
-                                logger=logging.getLogger("bench"), metrics=NullMetrics())
+        context = FilterContext(
+            name=f"{raw['type']}.{index}", logger=logging.getLogger("bench"), metrics=NullMetrics()
+        )
         pairs.append((config, context))
     return FilterChain(pairs)
 
@@ -125,14 +176,18 @@ def main() -> None:
     for name, rate in results.items():
         print(f"{name:<30} {rate:>12,.0f} {1e6 / rate:>10.3f}")
     print(f"\n{count} records of 200-byte messages, batches of {args.batch}, best of {rounds}")
-    print(json.dumps({
-        "bench": "filters",
-        "records": count,
-        "batch": args.batch,
-        "message_bytes": 200,
-        "records_per_second": {k: round(v) for k, v in results.items()},
-        "typical_chain_us_per_record": round(1e6 / typical, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "filters",
+                "records": count,
+                "batch": args.batch,
+                "message_bytes": 200,
+                "records_per_second": {k: round(v) for k, v in results.items()},
+                "typical_chain_us_per_record": round(1e6 / typical, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
