@@ -290,6 +290,12 @@ def test_every_default_rule_has_a_case() -> None:
     assert ids == covered
 
 
+def test_every_default_rule_is_documented() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "filters.md").read_text()
+    for rule in load_rules_text(default_rules_text(), "defaults"):
+        assert f"| `{rule.id}` | {rule.severity} |" in docs, rule.id
+
+
 def test_mark_is_the_most_severe_rule_with_fields() -> None:
     f = make(retag=False)
     ((_, [record]),) = f.process("syslog", [CASES[0][1]])
