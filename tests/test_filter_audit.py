@@ -417,3 +417,14 @@ def test_bad_rules(tmp_path: Path) -> None:
         make(disable=["nope"])
     with pytest.raises(ValueError, match=r"rules_file: cannot read"):
         make(rules_file=str(tmp_path / "missing.toml"))
+
+
+def test_duplicate_rule_id_in_one_file(tmp_path: Path) -> None:
+    rule = (
+        '[[rule]]\nid = "x"\nseverity = "low"\ndescription = "d"\n'
+        'when = [{ field = "a", exists = true }]\n'
+    )
+    bad = tmp_path / "dup.toml"
+    bad.write_text(rule + rule)
+    with pytest.raises(ValueError, match=r"rule\[1\]\.id: 'x' is defined twice"):
+        make(rules_file=str(bad))

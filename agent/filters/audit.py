@@ -329,16 +329,23 @@ class AuditFilter(Filter):
         super().__init__(config, context)
         self.clock: Callable[[], float] = time.monotonic
         rules: dict[str, tuple[AuditRule, str]] = {}
+        sources: list[tuple[str, str]] = []
         if config.default_rules:
-            for i, rule in enumerate(load_rules_text(default_rules_text(), "default rules")):
-                rules[rule.id] = (rule, f"default rules: rule[{i}]")
+            sources.append(("default rules", default_rules_text()))
         if config.rules_file:
             try:
                 text = Path(config.rules_file).read_text("utf-8")
             except OSError as exc:
                 raise ValueError(f"rules_file: cannot read {config.rules_file!r}: {exc}") from None
-            for i, rule in enumerate(load_rules_text(text, f"rules_file {config.rules_file}")):
-                rules[rule.id] = (rule, f"rules_file {config.rules_file}: rule[{i}]")
+            sources.append((f"rules_file {config.rules_file}", text))
+        for source, text in sources:
+            seen: set[str] = set()
+            for i, rule in enumerate(load_rules_text(text, source)):
+                if rule.id in seen:
+                    raise ValueError(f"{source}: rule[{i}].id: {rule.id!r} is defined twice")
+                seen.add(rule.id)
+                # A user rule with a default's id replaces it.
+                rules[rule.id] = (rule, f"{source}: rule[{i}]")
         for i, rule_id in enumerate(config.disable):
             if rule_id not in rules:
                 raise ValueError(f"disable[{i}]: no rule {rule_id!r}")

@@ -100,12 +100,17 @@ class FilterChain:
     def _call(self, stage: _Stage, method: str, now: float | None) -> list[Batch]:
         try:
             if method == "flush":
-                return merge_batches(stage.filter.flush(now or 0.0))
-            return merge_batches(stage.filter.close())
+                released = merge_batches(stage.filter.flush(now or 0.0))
+            else:
+                released = merge_batches(stage.filter.close())
         except Exception:
             stage.context.metrics.inc("filter_errors_total")
             stage.context.logger.exception("filter %s failed in %s", stage.context.name, method)
             return []
+        if released:
+            count = sum(len(records) for _, records in released)
+            stage.context.metrics.inc("filter_records_total", count, direction="out")
+        return released
 
     def _run(self, start: int, batches: list[Batch]) -> list[Batch]:
         for stage in self._stages[start:]:
