@@ -43,12 +43,8 @@ class GrepFilter(RecordFilter):
         expect_pairs(config.exclude, "exclude", 2)
         if not config.regex and not config.exclude:
             raise ValueError("regex, exclude: give at least one rule")
-        self._keep = [
-            _make_test(f, p, f"regex[{i}]") for i, (f, p) in enumerate(config.regex)
-        ]
-        self._drop = [
-            _make_test(f, p, f"exclude[{i}]") for i, (f, p) in enumerate(config.exclude)
-        ]
+        self._keep = [_make_test(f, p, f"regex[{i}]") for i, (f, p) in enumerate(config.regex)]
+        self._drop = [_make_test(f, p, f"exclude[{i}]") for i, (f, p) in enumerate(config.exclude)]
         self._single = self._single_regex(config)
         combine_keep = any if config.logical_op == "or" else all
         combine_drop = all if config.logical_op == "and" else any

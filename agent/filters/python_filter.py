@@ -40,8 +40,7 @@ def load_function(spec: str, path: str | None) -> Callable[..., Any]:
     except Exception as exc:  # an import runs user code: any error is a config error
         where = f" (path {path!r})" if path else ""
         raise ValueError(
-            f"function: cannot import module {module_name!r}{where}: "
-            f"{type(exc).__name__}: {exc}"
+            f"function: cannot import module {module_name!r}{where}: {type(exc).__name__}: {exc}"
         ) from None
     function: Any = module
     for name in attribute.split("."):
