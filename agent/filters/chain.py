@@ -26,7 +26,7 @@ class _Stage:
         self.filter = filter_
         self.context = context
         self.matches = matcher.matches
-        self.counts_drops: bool = getattr(filter_, "counts_drops", True)
+        self.counts_drops = filter_.counts_drops
 
 
 def build_filter(index: int, config: FilterConfig, context: FilterContext) -> Filter:
