@@ -118,10 +118,9 @@ def decode_header(data: bytes) -> tuple[ChunkHeader, int]:
 def join_lines(lines: list[bytes]) -> bytes:
     """The batch as NDJSON; raises ValueError if a line holds a newline (lines must be
     encoded JSON, which never does)."""
-    ndjson = b"\n".join(lines) + b"\n"
-    if ndjson.count(b"\n") != len(lines):
+    if b"\n" in b"".join(lines):  # one memchr: cheaper than counting newlines
         raise ValueError("a buffered line must not contain a newline")
-    return ndjson
+    return b"\n".join(lines) + b"\n"
 
 
 def encode_frame(ndjson: bytes, times: array) -> bytes:

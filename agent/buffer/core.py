@@ -97,6 +97,7 @@ class ChunkBuffer(Buffer):
         self._pending: dict[str, int] = {}
         self._bytes = 0
         self._room: asyncio.Event | None = None
+        self._gauges_updated = -1e9
 
     # ------------------------------------------------------------------ storage hooks
 
@@ -227,6 +228,10 @@ class ChunkBuffer(Buffer):
                         if self._chunks.get(chunk.id) is chunk:
                             self._quarantine(chunk, str(exc))
                         continue
+                    except BaseException:
+                        # Cancelled while reading: the chunk goes back in line for this output.
+                        heapq.heappush(heap, (chunk.id, chunk))
+                        raise
                     if not self._is_live(chunk, output):
                         continue
                 chunk.in_flight.add(output)
@@ -328,7 +333,12 @@ class ChunkBuffer(Buffer):
             disk_bytes=disk,
         )
 
-    def _update_gauges(self) -> None:
+    def _update_gauges(self, force: bool = False) -> None:
+        # stats() walks every chunk: refresh the gauges at most once a second.
+        now = time.monotonic()
+        if not force and now - self._gauges_updated < 1.0:
+            return
+        self._gauges_updated = now
         stats = self.stats()
         memory_chunks = len(self._open) + sum(1 for c in self._chunks.values() if c.loaded)
         disk_chunks = stats.chunks if self.location == "disk" else 0

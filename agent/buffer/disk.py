@@ -107,7 +107,7 @@ class DiskBuffer(ChunkBuffer):
             queued, records, size, self.chunks_dir, recovered.truncated_chunks,
             recovered.truncated_bytes, recovered.corrupt_chunks, self.corrupt_dir,
         )
-        self._update_gauges()
+        self._update_gauges(force=True)
 
     def _lock(self) -> None:
         fd = os.open(os.path.join(self.data_dir, "buffer.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -381,7 +381,7 @@ class DiskBuffer(ChunkBuffer):
             self._to_close = []
             self._dir_dirty = False
             self._synced = self._appended
-        self._update_gauges()
+        self._update_gauges(force=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

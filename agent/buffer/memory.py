@@ -13,9 +13,9 @@ class MemoryBuffer(ChunkBuffer):
 
     async def open(self, routes: Routes) -> None:
         self._routes = routes
-        self._update_gauges()
+        self._update_gauges(force=True)
 
     async def close(self) -> None:
         for chunk in list(self._open.values()):
             self._seal(chunk)
-        self._update_gauges()
+        self._update_gauges(force=True)
