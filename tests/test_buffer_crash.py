@@ -102,6 +102,7 @@ def recover_numbers(data_dir: Path) -> list[int]:
         while buffer.pending("out"):
             chunk = await asyncio.wait_for(buffer.take("out"), 10)
             got += [json.loads(line)["n"] for line in chunk.lines()]
+            assert len(chunk.times()) == chunk.records == len(chunk.lines())
             buffer.ack(chunk, "out")
         await buffer.close()
         return got

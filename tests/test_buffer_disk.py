@@ -344,7 +344,12 @@ def recover(tmp_path: Path, metrics: RecordingMetrics) -> list[int]:
     async def scenario() -> list[int]:
         buffer = make(tmp_path, metrics)
         await buffer.open(routes_to("out"))
-        got = await drain_numbers(buffer, "out")
+        got = []
+        for chunk in await drain(buffer, "out"):
+            got += numbers(chunk)
+            assert len(chunk.times()) == chunk.records == len(chunk.lines())
+            assert list(chunk.times()) == [1_700_000_000.0 + n / 1000 for n in numbers(chunk)]
+            buffer.ack(chunk, "out")
         await buffer.close()
         return got
 
@@ -450,6 +455,7 @@ def test_sealed_chunks_are_read_back_lazily(tmp_path: Path) -> None:
         while buffer.pending("out"):
             chunk = await take_now(buffer, "out")
             got += numbers(chunk)
+            assert list(chunk.times()) == [1_700_000_000.0 + n / 1000 for n in numbers(chunk)]
             buffer.ack(chunk, "out")
             assert isinstance(chunk, BufferChunk) and not chunk.loaded
         assert got == list(range(1000))
@@ -615,3 +621,130 @@ def test_sync_batch_seals_and_closes_files_without_commits(tmp_path: Path) -> No
         await buffer.close()
 
     run(scenario())
+
+
+# ------------------------------------------------------------------------ odd situations
+
+
+def test_empty_chunk_file_is_removed_quietly(tmp_path: Path) -> None:
+    (tmp_path / "chunks").mkdir()
+    empty = tmp_path / "chunks" / chunk_file_name("0000000000001-000000000000", "t")
+    empty.write_bytes(b"")
+    metrics = RecordingMetrics()
+    assert recover(tmp_path, metrics) == []
+    assert not empty.exists()
+    assert metrics.counter("buffer_corrupt_chunks_total") == 0
+
+
+def test_take_cancelled_while_reading_puts_the_chunk_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cfg = BufferConfig(flush_interval=1000.0)  # type: ignore[arg-type]
+        buffer = DiskBuffer(cfg, str(tmp_path), RecordingMetrics(), LOG, resident_bytes=0)
+        await buffer.open(routes_to("out"))
+        buffer.append("t", *records(0, 5))
+        buffer.seal_due(1e12)
+        task = asyncio.ensure_future(buffer.take("out"))
+        await asyncio.sleep(0)  # the take is now reading the chunk in a thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        chunk = await take_now(buffer, "out")
+        assert numbers(chunk) == list(range(5))
+        await buffer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_gauges_and_stats(tmp_path: Path, kind: str) -> None:
+    metrics = RecordingMetrics()
+
+    async def scenario() -> None:
+        buffer = make(tmp_path, metrics, kind=kind)
+        await buffer.open(routes_to("out"))
+        buffer.append("a", *records(0, 10))
+        buffer.append("b", *records(0, 10))
+        await buffer.close()
+        stats = buffer.stats()
+        assert stats.chunks == 2 and stats.bytes > 0
+        location = "disk" if kind == "disk" else "memory"
+        assert metrics.gauges[("buffer_chunks", (("location", location),))] == 2
+        if kind == "disk":
+            assert stats.disk_bytes == sum(p.stat().st_size for p in chunk_files(tmp_path))
+            assert metrics.gauges[("buffer_bytes", (("location", "disk"),))] == stats.disk_bytes
+        else:
+            assert stats.disk_bytes == 0 and stats.memory_bytes >= stats.bytes
+
+    run(scenario())
+
+
+def test_memory_buffer_keeps_nothing_across_restarts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buffer = make(tmp_path, kind="memory")
+        await buffer.open(routes_to("out"))
+        buffer.append("t", *records(0, 10))
+        await buffer.close()
+        assert not (tmp_path / "chunks").exists()
+        again = make(tmp_path, kind="memory")
+        await again.open(routes_to("out"))
+        assert again.pending("out") == 0 and again.stats().chunks == 0
+
+    run(scenario())
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        make(tmp_path, chunk_bytes=Size(4096), max_bytes=Size(1024))
+
+
+WRITE_FAILURE_CHILD = """
+import asyncio, json, logging, resource, signal, sys
+import msgspec
+from agent.buffer.base import BufferConfig
+from agent.buffer.factory import build_buffer
+from outputs.base import Duration, Size
+
+class Metrics:
+    def inc(self, name, value=1.0, **labels): pass
+    def observe(self, name, value, **labels): pass
+    def set(self, name, value, **labels): pass
+
+async def main():
+    config = BufferConfig(chunk_bytes=Size(10 * 1024 * 1024), flush_interval=Duration(1000))
+    buffer = build_buffer(config, sys.argv[1], Metrics(), logging.getLogger("child"))
+    await buffer.open(lambda tag: ["out"])
+    # Real write failures: no file may grow past 50 kB (EFBIG instead of SIGXFSZ).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+    ok, failed, n = [], [], 0
+    for _ in range(60):
+        lines = [msgspec.json.encode({"n": i, "pad": "z" * 150}) for i in range(n, n + 13)]
+        try:
+            buffer.append("t", lines, [1_700_000_000.0 + i / 1000 for i in range(n, n + 13)])
+            ok.extend(range(n, n + 13))
+        except OSError as exc:
+            failed.append((n, exc.errno))
+        n += 13
+    print(json.dumps({"ok": ok, "failed": failed}))
+
+asyncio.run(main())
+"""
+
+
+def test_failed_write_is_cut_back_and_raised_and_later_appends_still_land(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import agent_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_FAILURE_CHILD, str(tmp_path)],
+        capture_output=True, text=True, env=agent_env(), timeout=60, check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["failed"], "the size limit never made a write fail"
+    metrics = RecordingMetrics()
+    got = recover(tmp_path, metrics)
+    assert sorted(got) == report["ok"]  # every acknowledged append, nothing from failed ones
+    assert metrics.counter("buffer_truncated_bytes_total") == 0  # the torn frames were cut
+    assert len(report["ok"]) > 13 * len(report["failed"])  # new chunks took over

@@ -145,7 +145,8 @@ class FrameScan(msgspec.Struct):
     """Bytes of NDJSON."""
     error: str | None
     """Why scanning stopped before the end of the data, if it did."""
-    parts: list[bytes] | None = None
+    parts: list[memoryview] | None = None
+    """Slices of the scanned data: join them (``b"".join``) to get bytes."""
     times: array | None = None
 
 
@@ -156,7 +157,7 @@ def scan_frames(data: bytes, start: int, keep: bool) -> FrameScan:
     offset = start
     records = 0
     size = 0
-    parts: list[bytes] = []
+    parts: list[memoryview] = []
     times = array("d")
     error: str | None = None
     end = len(data)
@@ -178,16 +179,22 @@ def scan_frames(data: bytes, start: int, keep: bool) -> FrameScan:
         if times_end + ndjson_len != length:
             error = f"inconsistent frame at offset {offset}"
             break
-        ndjson = payload[times_end:]
-        if count and (ndjson[-1] != 0x0A or bytes(ndjson).count(b"\n") != count):
+        ndjson_start = body + times_end
+        ndjson_end = body + length
+        if count and (
+            data[ndjson_end - 1] != 0x0A or data.count(b"\n", ndjson_start, ndjson_end) != count
+        ):
             error = f"inconsistent frame at offset {offset}"
             break
         if keep:
-            parts.append(bytes(ndjson))
-            frame_times = array("d", payload[PAYLOAD_PREFIX.size : times_end])
-            if _NEEDS_SWAP:  # pragma: no cover
+            parts.append(view[ndjson_start:ndjson_end])
+            if _NEEDS_SWAP:  # pragma: no cover - big-endian hosts
+                frame_times = array("d")
+                frame_times.frombytes(payload[PAYLOAD_PREFIX.size : times_end])
                 frame_times.byteswap()
-            times.extend(frame_times)
+                times.extend(frame_times)
+            else:
+                times.frombytes(payload[PAYLOAD_PREFIX.size : times_end])
         records += count
         size += ndjson_len
         offset = body + length
@@ -274,7 +281,9 @@ class BufferChunk:
                 f"{scan.error or 'record count differs'}"
             )
         assert scan.parts is not None and scan.times is not None
-        self._data = scan.parts[0] if len(scan.parts) == 1 else b"".join(scan.parts)
+        if len(scan.times) != self.records:
+            raise CorruptChunk(f"{self.path}: {len(scan.times)} times for {self.records} records")
+        self._data = b"".join(scan.parts)
         self._times = scan.times
 
     def unload(self) -> None:

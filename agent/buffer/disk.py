@@ -140,6 +140,12 @@ class DiskBuffer(ChunkBuffer):
             try:
                 with open(path, "rb") as file:
                     content = file.read()
+                if not content:
+                    # Created, then the process died before its first write: holds nothing.
+                    self.logger.info("removing empty chunk file %s", path)
+                    self._unlink(path)
+                    self._unlink(self._acks_path(chunk_id))
+                    continue
                 header, header_end = decode_header(content)
                 if header.id != chunk_id:
                     raise CorruptChunk(f"header names chunk {header.id!r}")
