@@ -22,6 +22,7 @@ from agent.buffer.chunk import (
 )
 from agent.buffer.disk import DiskBuffer
 from agent.buffer.factory import build_buffer
+from agent.buffer.memory import MemoryBuffer
 from outputs.base import Chunk, Size
 
 LOG = logging.getLogger("test.buffer")
@@ -702,6 +703,7 @@ import asyncio, json, logging, resource, signal, sys
 import msgspec
 from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
+from agent.buffer.memory import MemoryBuffer
 from outputs.base import Duration, Size
 
 class Metrics:
@@ -748,3 +750,27 @@ def test_failed_write_is_cut_back_and_raised_and_later_appends_still_land(tmp_pa
     assert sorted(got) == report["ok"]  # every acknowledged append, nothing from failed ones
     assert metrics.counter("buffer_truncated_bytes_total") == 0  # the torn frames were cut
     assert len(report["ok"]) > 13 * len(report["failed"])  # new chunks took over
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_stuck_output_with_drop_oldest_keeps_memory_bounded(tmp_path: Path, kind: str) -> None:
+    """One output never takes: drop_oldest keeps dropping; its queue must not keep the dropped
+    chunks (or their data) alive."""
+
+    async def scenario() -> None:
+        buffer = make(
+            tmp_path, kind=kind, chunk_bytes=Size(600), max_bytes=Size(3000),
+            when_full="drop_oldest",
+        )
+        assert isinstance(buffer, DiskBuffer | MemoryBuffer)
+        await buffer.open(routes_to("stuck"))
+        for start in range(0, 20_000, 5):
+            buffer.append("t", *records(start, 5))
+        assert len(buffer._queues["stuck"]) < 600
+        assert buffer.stats().memory_bytes <= 3000 + 2 * 600 + 8 * 100
+        assert buffer.pending("stuck") == len(buffer._chunks) <= 6
+        got = await drain_numbers(buffer, "stuck")
+        assert got == sorted(got) and got[-1] >= 19_990 - 100
+        await buffer.close()
+
+    run(scenario())

@@ -222,6 +222,7 @@ class BufferChunk:
         "in_flight",
         "path",
         "records",
+        "released",
         "resident",
         "size",
         "tag",
@@ -255,6 +256,7 @@ class BufferChunk:
         """Outputs that have not acknowledged this chunk yet."""
         self.in_flight: set[str] = set()
         """Outputs that took this chunk and have not acknowledged it yet."""
+        self.released = False
         self.resident = False
         """Data kept in memory on purpose (recent chunk), counted in the resident budget."""
 
@@ -269,8 +271,10 @@ class BufferChunk:
         """Read the chunk's records back from its file (blocking; run it in a thread)."""
         if self._data is not None:
             return
-        if self.path is None:
-            raise CorruptChunk(f"chunk {self.id} has neither data nor a file")
+        if self.released or self.path is None:
+            raise CorruptChunk(
+                f"chunk {self.id} left the buffer (acknowledged or dropped): its data is gone"
+            )
         with open(self.path, "rb") as file:
             content = file.read(self.file_bytes)
         _, header_end = decode_header(content)
@@ -292,6 +296,13 @@ class BufferChunk:
             self._data = None
             self._times = None
             self._lines = None
+
+    def release(self) -> None:
+        """The chunk left the buffer: drop its data whether or not a file backs it."""
+        self._data = None
+        self._times = None
+        self._lines = None
+        self.released = True
 
     @property
     def memory_bytes(self) -> int:

@@ -95,6 +95,7 @@ class ChunkBuffer(Buffer):
         """Per output: a heap by chunk id (creation order) of chunks to hand out."""
         self._ready: dict[str, asyncio.Event] = {}
         self._pending: dict[str, int] = {}
+        self._stale: dict[str, int] = {}
         self._bytes = 0
         self._room: asyncio.Event | None = None
         self._gauges_updated = -1e9
@@ -284,15 +285,29 @@ class ChunkBuffer(Buffer):
             del self._chunks[chunk.id]
         for name in chunk.waiting:
             self._pending[name] -= 1
+            if name not in chunk.in_flight:
+                self._note_stale(name)
         chunk.waiting = set()
         self._bytes -= chunk.size
         if chunk.resident:
             self._resident_bytes -= chunk.memory_bytes
             chunk.resident = False
         if not chunk.in_flight:
-            chunk.unload()
+            chunk.release()
         if self._room is not None and self.has_room():
             self._room.set()
+
+    def _note_stale(self, output: str) -> None:
+        """A chunk in ``output``'s queue left the buffer. Entries are skipped lazily by
+        ``take``; rebuild the queue when they pile up (an output stuck while drop_oldest
+        keeps dropping), so memory stays bounded."""
+        stale = self._stale.get(output, 0) + 1
+        heap = self._queues.get(output, [])
+        if stale > 256 and 2 * stale > len(heap):
+            heap[:] = [entry for entry in heap if self._is_live(entry[1], output)]
+            heapq.heapify(heap)
+            stale = 0
+        self._stale[output] = stale
 
     def _count_dropped(self, chunk: BufferChunk, reason: str) -> None:
         self.metrics.inc("buffer_dropped_records_total", chunk.records, reason=reason)
