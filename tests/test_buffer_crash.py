@@ -1,6 +1,6 @@
-"""kill -9 safety of the disk buffer: a real child process appends numbered records with
-sync = "none" and reports each append once it returned; after kill -9, every reported record
-must be recovered from the directory, once."""
+"""kill -9 safety of the disk buffer: a real child process appends numbered records (each sync
+mode; ``commit`` after every append) and reports each append once it returned; after kill -9,
+every reported record must be recovered from the directory, once."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ CHILD = textwrap.dedent(
         def set(self, name, value, **labels): pass
 
     async def main():
-        config = BufferConfig(sync="none", chunk_bytes=Size(20000), flush_interval=Duration(0.02))
+        config = BufferConfig(
+            sync=sys.argv[2], chunk_bytes=Size(20000), flush_interval=Duration(0.02)
+        )
         buffer = build_buffer(config, sys.argv[1], Metrics(), logging.getLogger("child"))
         await buffer.open(lambda tag: ["out"])
         n = 0
@@ -43,6 +45,7 @@ CHILD = textwrap.dedent(
             lines = [msgspec.json.encode({"n": i, "pad": "y" * (i % 90)})
                      for i in range(n, n + size)]
             buffer.append(f"tag.{n % 3}", lines, [time.time()] * size)
+            await buffer.commit()
             n += size
             sys.stdout.write(f"{n - 1}\\n")
             sys.stdout.flush()
@@ -64,11 +67,11 @@ class NullMetrics:
         pass
 
 
-def append_until_killed(data_dir: Path, kill_after: int) -> int:
+def append_until_killed(data_dir: Path, kill_after: int, sync: str = "none") -> int:
     """Run the child until it reported ``kill_after`` records, kill -9 it; return the last
     record number it reported as appended."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data_dir)],
+        [sys.executable, "-c", CHILD, str(data_dir), sync],
         stdout=subprocess.PIPE,
         env=agent_env(),
         start_new_session=True,
@@ -110,9 +113,13 @@ def recover_numbers(data_dir: Path) -> list[int]:
     return asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("kill_after", [3_000, 40_000])
-def test_kill_9_loses_nothing_that_was_appended(tmp_path: Path, kill_after: int) -> None:
-    last = append_until_killed(tmp_path, kill_after)
+@pytest.mark.parametrize(
+    ("sync", "kill_after"), [("none", 3_000), ("none", 40_000), ("batch", 3_000), ("always", 3_000)]
+)
+def test_kill_9_loses_nothing_that_was_appended(
+    tmp_path: Path, sync: str, kill_after: int
+) -> None:
+    last = append_until_killed(tmp_path, kill_after, sync)
     assert last >= kill_after
     got = recover_numbers(tmp_path)
     assert len(got) == len(set(got)), "a record was recovered twice"

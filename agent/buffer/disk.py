@@ -353,6 +353,9 @@ class DiskBuffer(ChunkBuffer):
             self._synced = max(self._synced, generation)
         finally:
             self._sync_task = None
+        if self._to_close:
+            # Chunks sealed while this round ran still wait for their fsync and close.
+            self._start_background_sync()
 
     def _sync_inline(self) -> None:
         fds = list(self._dirty)
@@ -377,7 +380,7 @@ class DiskBuffer(ChunkBuffer):
     async def close(self) -> None:
         for chunk in list(self._open.values()):
             self._seal(chunk)
-        if self._sync_task is not None:
+        while self._sync_task is not None:
             with contextlib.suppress(OSError):
                 await asyncio.shield(self._sync_task)
         if self._sync == "batch":
