@@ -37,11 +37,17 @@ def write_dead_letter(
     reason: str,
     data: bytes,
     records: int,
+    part: str = "",
 ) -> str:
     """Write ``data`` (NDJSON) and a JSON reason file beside it; returns the data file's path.
-    Both are fsynced: a dead-lettered chunk is deleted from the buffer right after."""
+    Both are fsynced: a dead-lettered chunk is deleted from the buffer right after. ``part``
+    distinguishes several dead letters of one chunk and output (e.g. the records an
+    Elasticsearch bulk refused: ``part="items-3"``)."""
     os.makedirs(directory, exist_ok=True)
-    base = os.path.join(directory, f"{chunk_id}.{quote(output, safe='')}")
+    name = f"{chunk_id}.{quote(output, safe='')}"
+    if part:
+        name += "." + quote(part, safe="")
+    base = os.path.join(directory, name)
     reason_doc = {
         "chunk": chunk_id,
         "tag": tag,
