@@ -305,10 +305,14 @@ class BufferChunk:
         self.released = True
 
     @property
-    def memory_bytes(self) -> int:
-        if self._data is None:
-            return 0
+    def loaded_bytes(self) -> int:
+        """Memory the chunk's data and times take when loaded."""
         return self.size + 8 * self.records
+
+    @property
+    def memory_bytes(self) -> int:
+        """Memory the chunk's data and times take now."""
+        return self.loaded_bytes if self._data is not None else 0
 
     def data(self) -> bytes:
         if self._data is None:

@@ -181,9 +181,9 @@ class ChunkBuffer(Buffer):
             return
         sealed = chunk.seal()
         budget_left = self._resident_limit - self._resident_bytes
-        if sealed.path is None or sealed.memory_bytes <= budget_left:
+        if sealed.path is None or sealed.loaded_bytes <= budget_left:
             sealed.resident = True
-            self._resident_bytes += sealed.memory_bytes
+            self._resident_bytes += sealed.loaded_bytes
         else:
             sealed.unload()
         self._enqueue(sealed, acked=())
@@ -296,7 +296,7 @@ class ChunkBuffer(Buffer):
         chunk.waiting = set()
         self._bytes -= chunk.size
         if chunk.resident:
-            self._resident_bytes -= chunk.memory_bytes
+            self._resident_bytes -= chunk.loaded_bytes
             chunk.resident = False
         if not chunk.in_flight:
             chunk.release()
