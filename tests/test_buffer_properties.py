@@ -10,10 +10,12 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -98,14 +100,13 @@ def pristine_dir() -> tuple[str, dict[str, list[int]]]:
     return directory, chunks
 
 
-PRISTINE: tuple[str, dict[str, list[int]]] | None = None
-
-
-def pristine() -> tuple[str, dict[str, list[int]]]:
-    global PRISTINE
-    if PRISTINE is None:
-        PRISTINE = pristine_dir()
-    return PRISTINE
+@pytest.fixture(scope="module")
+def pristine() -> Iterator[tuple[str, dict[str, list[int]]]]:
+    directory, chunks = pristine_dir()
+    try:
+        yield directory, chunks
+    finally:
+        shutil.rmtree(directory)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -116,8 +117,10 @@ def pristine() -> tuple[str, dict[str, list[int]]]:
         max_size=3,
     )
 )
-def test_random_damage_never_breaks_recovery(damage: list[tuple[int, float, int, bool]]) -> None:
-    source, expected = pristine()
+def test_random_damage_never_breaks_recovery(
+    pristine: tuple[str, dict[str, list[int]]], damage: list[tuple[int, float, int, bool]]
+) -> None:
+    source, expected = pristine
     names = sorted(expected)
     work = tempfile.mkdtemp(prefix="buffer-damaged-")
     try:
