@@ -93,7 +93,6 @@ _PRI_PREFIX = re.compile(r"<(\d{1,3})>")
 # Docker's default tag is {{.ID}}: the first 12 hex digits of the container ID ({{.FullID}}: 64).
 _CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?")
 _CACHE_LIMIT = 65536
-_EOL = ("\n", "\r", "\x00")
 
 
 def parse_structured_data(text: str) -> dict[str, dict[str, str]]:
@@ -189,11 +188,13 @@ class SyslogParser:
         iso_cache = self._iso_cache
         classic_cache = self._classic_cache
         tag_cache = self._tag_cache
-        eol = _EOL
         for frame in frames:
             try:
-                text = frame.decode("utf-8", "replace")
-                if text.endswith(eol):
+                try:
+                    text = frame.decode()  # much faster than passing errors="replace"
+                except UnicodeDecodeError:
+                    text = frame.decode("utf-8", "replace")
+                if text[-1:] < " ":  # trailing newline (or NUL); also true for ""
                     text = text.rstrip("\r\n\x00")
                 match = match_5424(text) if match_5424 is not None else None
                 if match is not None:
