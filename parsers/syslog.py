@@ -42,7 +42,7 @@ _MONTHS = {
     )
 }
 
-# --- RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [SP MSG] ---------
+# --- RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [SP MSG] ----------
 # Optional parts are written as groups that always take part (``((?:\.\d{1,6})?)``) so that they
 # give "" rather than None and the hot loop needs no test before concatenating them. Fraction
 # digits past the sixth are matched and dropped. A BOM at the start of MSG is matched and dropped.
@@ -79,14 +79,13 @@ _RFC3164 = re.compile(
     r"(?:\d{1,10}: )?[*.]?"  # vendor prefixes: Cisco's sequence number, clock-sync markers
     r"(?:([A-Z][a-z]{2} {1,2}\d{1,2} (?:\d{4} )?\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*"  # Nov 29 ...
     r"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*(Z|[+-]\d\d:?\d\d)?)"  # or RFC 3339
-    r"(?: [A-Z]{3,4}(?=:))?:?"  # Cisco: " UTC:" after the stamp
-    + _HOST_TAG_MESSAGE,
+    r"(?: [A-Z]{3,4}(?=:))?:?" + _HOST_TAG_MESSAGE,  # Cisco: " UTC:" after the stamp
     re.DOTALL,
 )
 # The shape Docker and rsyslog send most (<PRI>Mmm dd hh:mm:ss ...), tried first because its
-# short prefix is cheaper to match; same groups as _RFC3164 (the unused ones match "").
+# short prefix is cheaper to match and it has fewer groups to extract.
 _RFC3164_COMMON = re.compile(
-    r"<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)()()()()" + _HOST_TAG_MESSAGE, re.DOTALL
+    r"<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)" + _HOST_TAG_MESSAGE, re.DOTALL
 )
 _PRI_PREFIX = re.compile(r"<(\d{1,3})>")
 
@@ -255,7 +254,17 @@ class SyslogParser:
                     append(self._error(text, reason, received_text))
                     continue
                 match = match_common(text)
-                if match is None:
+                if match is not None:
+                    pri, classic, host, ident, pid, message = match.groups()
+                    info = pri_table.get(pri) or _pri_info(pri)
+                    if info is None:
+                        append(self._error(text, "invalid PRI", received_text))
+                        continue
+                    utc = classic_cache.get(classic)
+                    if utc is None:
+                        utc = self._classic_to_utc(classic)
+                    fraction = ""
+                else:
                     if match_5424 is not None and _RFC5424_PREFIX.match(text):
                         append(self._error(text, "invalid RFC 5424 header", received_text))
                         continue
@@ -263,26 +272,26 @@ class SyslogParser:
                     if match is None:
                         append(self._error(text, self._reason_3164(text), received_text))
                         continue
-                (pri, classic, classic_fraction, stamp, fraction, offset, host, ident, pid,
-                 message) = match.groups()  # fmt: skip
-                if pri is None:
-                    info = _PRI_DEFAULT
-                else:
-                    info = pri_table.get(pri) or _pri_info(pri)
-                    if info is None:
-                        append(self._error(text, "invalid PRI", received_text))
-                        continue
-                if classic is not None:
-                    utc = classic_cache.get(classic)
-                    if utc is None:
-                        utc = self._classic_to_utc(classic)
-                    fraction = classic_fraction
-                else:
-                    # no offset: the configured zone, cached apart from "Z" under "stamp "
-                    key = stamp + offset if offset else stamp + " "
-                    utc = iso_cache.get(key)
-                    if utc is None:
-                        utc = self._iso_to_utc(stamp, offset, key)
+                    (pri, classic, classic_fraction, stamp, fraction, offset, host, ident, pid,
+                     message) = match.groups()  # fmt: skip
+                    if pri is None:
+                        info = _PRI_DEFAULT
+                    else:
+                        info = pri_table.get(pri) or _pri_info(pri)
+                        if info is None:
+                            append(self._error(text, "invalid PRI", received_text))
+                            continue
+                    if classic is not None:
+                        utc = classic_cache.get(classic)
+                        if utc is None:
+                            utc = self._classic_to_utc(classic)
+                        fraction = classic_fraction
+                    else:
+                        # no offset: the configured zone, cached apart from "Z" under "stamp "
+                        key = stamp + offset if offset else stamp + " "
+                        utc = iso_cache.get(key)
+                        if utc is None:
+                            utc = self._iso_to_utc(stamp, offset, key)
                 if not utc:
                     append(self._error(text, "invalid timestamp", received_text))
                     continue
@@ -309,11 +318,11 @@ class SyslogParser:
                 if not pid:
                     del record["pid"]
                 append(record)
-            except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+            except Exception as exc:
                 append(self._internal_error(frame, exc, received_text))
         return records
 
-    # --- slow paths (cache misses, errors) ---------------------------------------------------------
+    # --- slow paths (cache misses, errors) -------------------------------------------------------
     def _set_received(self, received: float) -> None:
         self._last_received = received
         self._last_received_text = format_epoch(received)
@@ -440,7 +449,7 @@ class SyslogParser:
         self.parse_errors += 1
         try:
             text = bytes(frame).decode("utf-8", "replace")  # type: ignore[call-overload]
-        except Exception:  # noqa: BLE001 - not even bytes; keep what we can
+        except Exception:
             text = repr(frame)
         return {
             "time": received_text,

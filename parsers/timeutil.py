@@ -32,7 +32,10 @@ def _minute_epoch(prefix: str) -> float:
         ):
             raise ValueError(prefix)
         stamp = datetime(
-            int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]),
+            int(prefix[0:4]),
+            int(prefix[5:7]),
+            int(prefix[8:10]),
+            int(prefix[11:13]),
             int(prefix[14:16]),
         )
         value = float(calendar.timegm(stamp.timetuple()))

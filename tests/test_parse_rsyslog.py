@@ -120,7 +120,9 @@ def test_rsyslog_forwarding_templates(
 
     now = time.time()
     whole = time.gmtime(now)
-    classic = time.strftime("%b ", whole) + f"{whole.tm_mday:2d}" + time.strftime(" %H:%M:%S", whole)
+    classic = (
+        time.strftime("%b ", whole) + f"{whole.tm_mday:2d}" + time.strftime(" %H:%M:%S", whole)
+    )
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", whole)
     # Docker's default syslog-format (no hostname) for stdout, rfc5424micro for stderr
     sender.sendto(f"<30>{classic} {CONTAINER}[2731]: stdout line".encode(), ("127.0.0.1", udp_port))
@@ -142,7 +144,11 @@ def test_rsyslog_forwarding_templates(
             record["message"].strip(): record for record in parser.parse_batch(datagrams, now)
         }
         assert set(records) == {"stdout line", "stderr line", "logger line"}, (template, records)
-        stdout, stderr, logged = records["stdout line"], records["stderr line"], records["logger line"]
+        stdout, stderr, logged = (
+            records["stdout line"],
+            records["stderr line"],
+            records["logger line"],
+        )
         for record in (stdout, stderr, logged):
             assert "parse_error" not in record, (template, record)
             assert record["host"], (template, record)

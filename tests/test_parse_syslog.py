@@ -21,7 +21,7 @@ def parse(line: bytes | str, received: float = RECEIVED, **options: str | None) 
     return SyslogParser(**options).parse(frame, received)  # type: ignore[arg-type]
 
 
-# --- RFC 5424 --------------------------------------------------------------------------------------
+# --- RFC 5424 ------------------------------------------------------------------------------------
 
 
 def test_rfc5424_example_1_bom_and_nil_structured_data() -> None:
@@ -42,7 +42,10 @@ def test_rfc5424_example_1_bom_and_nil_structured_data() -> None:
 
 
 def test_rfc5424_example_2_offset_and_microseconds() -> None:
-    line = "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts."
+    line = (
+        "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
+        "%% It's time to make the do-nuts."
+    )
     record = parse(line)
     assert record == {
         "pri": 165,
@@ -144,7 +147,7 @@ def test_rfc5424_multiline_message_and_trailing_newline() -> None:
     assert record["message"] == "Exception\n\tat Foo.bar(Foo.java:1)"
 
 
-# --- Docker's syslog driver: every syslog-format, stdout (daemon.info) and stderr (daemon.err) ----
+# --- Docker's syslog driver: every syslog-format, stdout (daemon.info) and stderr (daemon.err) ---
 # Lines as moby's daemon/logger/syslog and srslog's formatters build them, tag {{.ID}}.
 
 
@@ -226,7 +229,12 @@ def test_tag_pattern_with_docker_tag_template_3164() -> None:
 def test_tag_pattern_with_docker_tag_template_5424() -> None:
     tag = "registry.local:5000/team/api:v2/api-1/0c7e8d9f1a2b"
     line = f"<30>1 2026-11-29T21:00:00Z node-1 {tag} 2731 {tag} - started"
-    record = parse(line, tag_pattern=DOCKER_TEMPLATE.replace("[^/]+)/(?P<container_name>", ".+)/(?P<container_name>"))
+    record = parse(
+        line,
+        tag_pattern=DOCKER_TEMPLATE.replace(
+            "[^/]+)/(?P<container_name>", ".+)/(?P<container_name>"
+        ),
+    )
     assert record["image"] == "registry.local:5000/team/api:v2"
     assert record["container_name"] == "api-1"
     assert record["container_id"] == "0c7e8d9f1a2b"
@@ -255,7 +263,7 @@ def test_tag_with_braces_and_colons() -> None:
     assert record["message"] == "started"
 
 
-# --- rsyslog's forwarding templates (captured from rsyslogd 8.2302.0) ------------------------------
+# --- rsyslog's forwarding templates (captured from rsyslogd 8.2302.0) ----------------------------
 
 
 def test_rsyslog_traditional_forward_format() -> None:
@@ -340,18 +348,24 @@ def test_hostname_without_tag() -> None:
     assert record["message"] == "1,2026/11/29 21:00:00,007200001056,TRAFFIC,end"
 
 
-# --- network devices -------------------------------------------------------------------------------
+# --- network devices -----------------------------------------------------------------------------
 
 
 def test_cisco_ios_sequence_number_and_msec() -> None:
-    line = "<189>123: *Nov 29 21:00:00.123 UTC: %SYS-5-CONFIG_I: Configured from console by vty0 (10.0.0.1)"
+    line = (
+        "<189>123: *Nov 29 21:00:00.123 UTC: %SYS-5-CONFIG_I: "
+        "Configured from console by vty0 (10.0.0.1)"
+    )
     record = parse(line)
-    assert record["pri"] == 189 and record["facility"] == "local7" and record["severity"] == "notice"
+    assert (
+        record["pri"] == 189 and record["facility"] == "local7" and record["severity"] == "notice"
+    )
     assert record["time"] == "2026-11-29T21:00:00.123Z"
     assert record["ident"] == "%SYS-5-CONFIG_I" and "host" not in record
     assert record["message"] == "Configured from console by vty0 (10.0.0.1)"
     plain = parse(
-        "<187>45: Nov 29 21:00:00: %LINK-3-UPDOWN: Interface GigabitEthernet0/1, changed state to down"
+        "<187>45: Nov 29 21:00:00: %LINK-3-UPDOWN: "
+        "Interface GigabitEthernet0/1, changed state to down"
     )
     assert plain["severity"] == "err" and plain["ident"] == "%LINK-3-UPDOWN"
     assert plain["message"] == "Interface GigabitEthernet0/1, changed state to down"
@@ -374,8 +388,8 @@ def test_juniper_3164_and_structured() -> None:
     assert record["severity"] == "warning"
     assert record["message"] == "SNMP_TRAP_LINK_DOWN: ifIndex 501, ifName ge-0/0/1"
     structured = parse(
-        '<165>1 2026-11-29T21:00:00.123Z mx1 mgd 3046 UI_COMMIT [junos@2636.1.1.1.2.18 '
-        'username="admin" comment="none"] User \'admin\' requested \'commit\' operation'
+        "<165>1 2026-11-29T21:00:00.123Z mx1 mgd 3046 UI_COMMIT [junos@2636.1.1.1.2.18 "
+        "username=\"admin\" comment=\"none\"] User 'admin' requested 'commit' operation"
     )
     assert structured["msgid"] == "UI_COMMIT"
     assert structured["sd"] == {"junos@2636.1.1.1.2.18": {"username": "admin", "comment": "none"}}
@@ -392,7 +406,7 @@ def test_pfsense_filterlog() -> None:
     assert record["message"].startswith("5,,,1000000103,em0,match,block")
 
 
-# --- time: year inference, zones ---------------------------------------------------------------------
+# --- time: year inference, zones -----------------------------------------------------------------
 
 
 def test_december_lines_read_in_january_belong_to_last_year() -> None:
@@ -441,7 +455,7 @@ def test_timezone_of_3164_stamps(zone: str, line: str, expected: str) -> None:
     assert parse(line, timezone=zone)["time"] == expected
 
 
-# --- format selection and failures --------------------------------------------------------------------
+# --- format selection and failures ---------------------------------------------------------------
 
 
 def test_auto_picks_per_message_in_one_batch() -> None:
@@ -539,7 +553,7 @@ def test_absurd_received_times_do_not_raise(received: float) -> None:
     assert record["message"] == "x" and record["time"].endswith("Z")
 
 
-# --- configuration errors ----------------------------------------------------------------------------
+# --- configuration errors ------------------------------------------------------------------------
 
 
 def test_unknown_format() -> None:
@@ -561,7 +575,7 @@ def test_invalid_tag_pattern() -> None:
         SyslogParser(tag_pattern="[a-z]+/[0-9a-f]{12}")
 
 
-# --- timeutil ------------------------------------------------------------------------------------------
+# --- timeutil ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -580,8 +594,9 @@ def test_rfc3339_to_epoch(text: str, epoch: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "garbage", "2026-11-29", "2026-13-29T21:00:00Z", "2026-11-29T21:00:00", "2026-11-29T21:00:00+1:00",
-     "2026-11-29T21:00:00.Z", "2026-11-29T21:00:61Z", "2026-11-29T21:00:00+01:99"],
+    ["", "garbage", "2026-11-29", "2026-13-29T21:00:00Z", "2026-11-29T21:00:00",
+     "2026-11-29T21:00:00+1:00", "2026-11-29T21:00:00.Z", "2026-11-29T21:00:61Z",
+     "2026-11-29T21:00:00+01:99"],
 )  # fmt: skip
 def test_rfc3339_to_epoch_garbage_is_nan(text: str) -> None:
     assert math.isnan(rfc3339_to_epoch(text))
