@@ -55,11 +55,11 @@ _RFC5424 = re.compile(
     r"(\S+) (\S+) (\S+) (\S+) "
     rf"(-|(?:{_SD_ELEMENT})+)"
     "(?: \ufeff| |\\Z)(.*)\\Z",
-    re.DOTALL,
+    re.DOTALL | re.ASCII,
 )
-_RFC5424_PREFIX = re.compile(r"<\d{1,3}>1 ")
-_SD_ELEMENTS = re.compile(rf"\[({_SD_NAME})((?: {_SD_NAME}={_SD_VALUE})*)\]")
-_SD_PARAMS = re.compile(rf' ({_SD_NAME})="((?:[^"\\]|\\.)*)"')
+_RFC5424_PREFIX = re.compile(r"<\d{1,3}>1 ", re.ASCII)
+_SD_ELEMENTS = re.compile(rf"\[({_SD_NAME})((?: {_SD_NAME}={_SD_VALUE})*)\]", re.ASCII)
+_SD_PARAMS = re.compile(rf' ({_SD_NAME})="((?:[^"\\]|\\.)*)"', re.ASCII)
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 
 # --- RFC 3164 and its relatives ------------------------------------------------------------------
@@ -80,14 +80,16 @@ _RFC3164 = re.compile(
     r"(?:([A-Z][a-z]{2} {1,2}\d{1,2} (?:\d{4} )?\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*"  # Nov 29 ...
     r"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*(Z|[+-]\d\d:?\d\d)?)"  # or RFC 3339
     r"(?: [A-Z]{3,4}(?=:))?:?" + _HOST_TAG_MESSAGE,  # Cisco: " UTC:" after the stamp
-    re.DOTALL,
+    re.DOTALL | re.ASCII,
 )
 # The shape Docker and rsyslog send most (<PRI>Mmm dd hh:mm:ss ...), tried first because its
 # short prefix is cheaper to match and it has fewer groups to extract.
 _RFC3164_COMMON = re.compile(
-    r"<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)" + _HOST_TAG_MESSAGE, re.DOTALL
+    r"<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)" + _HOST_TAG_MESSAGE,
+    re.DOTALL | re.ASCII,
 )
-_PRI_PREFIX = re.compile(r"<(\d{1,3})>")
+_PRI_PREFIX = re.compile(r"<(\d{1,3})>", re.ASCII)
+_NEVER = re.compile(r"(?!)")
 
 # Docker's default tag is {{.ID}}: the first 12 hex digits of the container ID ({{.FullID}}: 64).
 _CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?")
@@ -180,7 +182,9 @@ class SyslogParser:
         received_text = self._last_received_text
         records: list[dict[str, Any]] = []
         append = records.append
-        match_5424 = _RFC5424.match if self.format != "rfc3164" else None
+        # forced rfc3164: a pattern that fails at once keeps the 5424 test out of the loop
+        match_5424 = _RFC5424.match if self.format != "rfc3164" else _NEVER.match
+        try_5424 = self.format != "rfc3164"
         match_common = _RFC3164_COMMON.match
         match_3164 = _RFC3164.match if self.format != "rfc5424" else None
         pri_table = _PRI_TABLE
@@ -195,7 +199,7 @@ class SyslogParser:
                     text = frame.decode("utf-8", "replace")
                 if text[-1:] < " ":  # trailing newline (or NUL); also true for ""
                     text = text.rstrip("\r\n\x00")
-                match = match_5424(text) if match_5424 is not None else None
+                match = match_5424(text)
                 if match is not None:
                     pri, stamp, fraction, offset, host, app, procid, msgid, sd, message = (
                         match.groups()
@@ -265,7 +269,7 @@ class SyslogParser:
                         utc = self._classic_to_utc(classic)
                     fraction = ""
                 else:
-                    if match_5424 is not None and _RFC5424_PREFIX.match(text):
+                    if try_5424 and _RFC5424_PREFIX.match(text):
                         append(self._error(text, "invalid RFC 5424 header", received_text))
                         continue
                     match = match_3164(text)

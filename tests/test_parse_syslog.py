@@ -500,6 +500,7 @@ def test_forced_rfc3164_on_5424_line_is_a_parse_error() -> None:
         (b"\n", "empty message"),
         (b"<999>Nov 29 21:00:00 h a: x", "invalid PRI"),
         (b"<abc>Nov 29 21:00:00 h a: x", "invalid PRI"),
+        ("<١٣>Nov 29 21:00:00 h a: x".encode(), "invalid PRI"),  # digits are ASCII only
         (b"<192>1 2026-11-29T21:00:00Z h a - - - x", "invalid PRI"),
         (b"<13>1 2026-11-29 21:00:00 h a - - - x", "invalid RFC 5424 header"),
         (b"<13>1 2026-11-29T21:00:00Z h a - - [bad sd x", "invalid RFC 5424 header"),
