@@ -134,6 +134,8 @@ class SyslogParser:
         self.format = format
         self.timezone = timezone
         self._tz: tzinfo
+        if not isinstance(timezone, str):
+            raise ValueError(f"timezone: expected an IANA time zone name, got {timezone!r}")
         if timezone.upper() in ("UTC", "Z", "ETC/UTC"):
             self._tz = UTC
         else:
@@ -148,7 +150,7 @@ class SyslogParser:
         if tag_pattern is not None:
             try:
                 self._tag_regex = re.compile(tag_pattern)
-            except re.error as exc:
+            except (re.error, TypeError) as exc:
                 raise ValueError(f"tag_pattern: invalid regular expression: {exc}") from exc
             if not self._tag_regex.groupindex:
                 raise ValueError(

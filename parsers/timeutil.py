@@ -47,48 +47,70 @@ def _minute_epoch(prefix: str) -> float:
     return value
 
 
+_second_cache: dict[str, float] = {}
+
+
+def _second_epoch(prefix: str) -> float:
+    """Epoch of ``YYYY-MM-DDTHH:MM:SS`` read as UTC; NaN if invalid. Cached."""
+    value = NAN
+    if len(prefix) == 19 and prefix[16] == ":" and prefix[17:19].isdigit():
+        seconds = int(prefix[17:19])
+        if seconds <= 60:  # 60: a leap second, as RFC 3339 allows
+            value = _minute_epoch(prefix[:16]) + seconds
+    if len(_second_cache) >= _CACHE_LIMIT:
+        _second_cache.clear()
+    _second_cache[prefix] = value
+    return value
+
+
 def rfc3339_to_epoch(value: str) -> float:
     """Seconds since the epoch for an RFC 3339 timestamp such as ``2026-11-29T21:00:00.5Z`` or
     ``2026-11-29T22:00:00+01:00``; any number of fraction digits.
 
     Never raises: anything that is not a valid RFC 3339 date-time (wrong shape, impossible date,
-    a string that is not a str at all) gives NaN, which callers test with ``math.isnan``.
-    The minute prefix is cached, so a stream of nearby timestamps costs a few slices each.
+    a value that is not a str at all) gives NaN, which callers test with ``math.isnan`` (or
+    ``x != x``). The parsers' own output (UTC, ``Z``) takes a fast path: one cached lookup per
+    distinct second plus the fraction.
     """
     try:
-        base = _minute_epoch(value[:16])
-        if base != base or len(value) < 20 or value[16] != ":":  # NaN check without a call
-            return NAN
-        seconds_text = value[17:19]
-        if not seconds_text.isdigit():
-            return NAN
-        seconds = float(seconds_text)
-        pos = 19
-        if value[pos] == ".":
-            end = pos + 1
-            while end < len(value) and value[end].isdigit():
-                end += 1
-            if end == pos + 1:
-                return NAN
-            seconds += float(value[pos:end])
-            pos = end
-        zone = value[pos:]
-        if zone in ("Z", "z"):
-            offset = 0
-        elif len(zone) == 6 and zone[0] in "+-" and zone[3] == ":":
-            hours, minutes = zone[1:3], zone[4:6]
-            if not (hours.isdigit() and minutes.isdigit()) or int(minutes) > 59:
-                return NAN
-            offset = int(hours) * 3600 + int(minutes) * 60
-            if zone[0] == "-":
-                offset = -offset
-        else:
-            return NAN
-        if seconds >= 61:
-            return NAN
-        return base + seconds - offset
+        base = _second_cache.get(value[:19])
+        if base is None:
+            base = _second_epoch(value[:19])
+        if value[-1] == "Z":
+            if len(value) == 20:
+                return base
+            if value[19] == "." and value[20:-1].isdigit():
+                return base + float(value[19:-1])
+        return _rfc3339_general(value, base)
     except (IndexError, TypeError, ValueError):
         return NAN
+
+
+def _rfc3339_general(value: str, base: float) -> float:
+    """The rest after ``YYYY-MM-DDTHH:MM:SS`` (``base``, its epoch read as UTC): an optional
+    fraction of any length and ``Z`` or ``+HH:MM``/``-HH:MM``."""
+    if base != base:  # NaN: the date or time part was invalid
+        return NAN
+    pos = 19
+    fraction = 0.0
+    if value[pos] == ".":
+        end = pos + 1
+        while end < len(value) and value[end].isdigit():
+            end += 1
+        if end == pos + 1:
+            return NAN
+        fraction = float(value[pos:end])
+        pos = end
+    zone = value[pos:]
+    if zone in ("Z", "z"):
+        return base + fraction
+    if len(zone) != 6 or zone[0] not in "+-" or zone[3] != ":":
+        return NAN
+    hours, minutes = zone[1:3], zone[4:6]
+    if not (hours.isdigit() and minutes.isdigit()) or int(minutes) > 59:
+        return NAN
+    offset = int(hours) * 3600 + int(minutes) * 60
+    return base + fraction - (offset if zone[0] == "+" else -offset)
 
 
 def format_epoch(epoch: float, digits: int = 6) -> str:

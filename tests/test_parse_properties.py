@@ -221,3 +221,24 @@ def test_rfc3339_to_epoch_never_raises(text: str) -> None:
     value = rfc3339_to_epoch(text)
     assert isinstance(value, float)
     assert math.isnan(value) or math.isfinite(value)
+
+
+@given(
+    stamp=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    digits=st.integers(0, 9),
+    offset_minutes=st.integers(-23 * 60 - 59, 23 * 60 + 59),
+)
+def test_rfc3339_to_epoch_agrees_with_datetime(
+    stamp: datetime, digits: int, offset_minutes: int
+) -> None:
+    zone = timezone(timedelta(minutes=offset_minutes))
+    local = stamp.replace(tzinfo=zone)
+    fraction = f"{local.microsecond:06d}000"[:digits]
+    sign = "+" if offset_minutes >= 0 else "-"
+    offset = f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    for suffix in (offset, "Z") if offset_minutes == 0 else (offset,):
+        text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + suffix
+        expected = local.replace(microsecond=0).timestamp() + (
+            float("0." + fraction) if digits else 0.0
+        )
+        assert abs(rfc3339_to_epoch(text) - expected) < 1e-6, text

@@ -567,6 +567,8 @@ def test_unknown_timezone() -> None:
         SyslogParser(timezone="Mars/Olympus")
     with pytest.raises(ValueError, match="timezone"):
         SyslogParser(timezone="../etc/passwd")
+    with pytest.raises(ValueError, match="timezone"):
+        SyslogParser(timezone=None)  # type: ignore[arg-type]
 
 
 def test_invalid_tag_pattern() -> None:
