@@ -198,6 +198,7 @@ class _Group:
         self.done.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.timer: asyncio.TimerHandle | None = None
         self.sealed = False
+        self.joined = 0
         self.unreadable: dict[str, str] = {}
         """Chunks whose data could not be read (left out of the object): id -> reason."""
 
@@ -224,7 +225,8 @@ class S3Output(Output):
         self._resolving: dict[str, asyncio.Future[bool]] = {}
         self._live_uploads: set[str] = set()
         self._workers: asyncio.Semaphore | None = None
-        self._outstanding = 0
+        self._held = 0
+        """Chunks in groups still open (waiting for more chunks or for upload_timeout)."""
         self._checked = False
         self._started_at = datetime.now(UTC)
 
@@ -304,6 +306,7 @@ class S3Output(Output):
         stopped = RetryableError("S3 output stopped before the upload")
         for group in list(self._open.values()):
             self._open.pop((group.tag, group.parts), None)
+            self._held -= group.joined
             if group.timer is not None:
                 group.timer.cancel()
             if not group.done.done():
@@ -320,21 +323,17 @@ class S3Output(Output):
     async def send(self, chunk: Chunk) -> None:
         if self._client is None:
             raise RetryableError("S3 output is not started")
-        self._outstanding += 1
-        try:
-            group = self._by_chunk.get(chunk.id)
-            if group is None:
-                entry = self.journal.entry_of(chunk.id)
-                if entry is not None and (entry.state == "done" or await self._resolve(entry)):
-                    # In S3 already (uploaded before a crash or a lost acknowledgement).
-                    self.metrics.inc("output_s3_chunks_already_stored_total")
-                    return
-                group = self._by_chunk.get(chunk.id) or self._join(chunk)
-            await asyncio.shield(group.done)
-            if chunk.id in group.unreadable:
-                raise FatalError(f"cannot read chunk {chunk.id}: {group.unreadable[chunk.id]}")
-        finally:
-            self._outstanding -= 1
+        group = self._by_chunk.get(chunk.id)
+        if group is None:
+            entry = self.journal.entry_of(chunk.id)
+            if entry is not None and (entry.state == "done" or await self._resolve(entry)):
+                # In S3 already (uploaded before a crash or a lost acknowledgement).
+                self.metrics.inc("output_s3_chunks_already_stored_total")
+                return
+            group = self._by_chunk.get(chunk.id) or self._join(chunk)
+        await asyncio.shield(group.done)
+        if chunk.id in group.unreadable:
+            raise FatalError(f"cannot read chunk {chunk.id}: {group.unreadable[chunk.id]}")
 
     def _join(self, chunk: Chunk) -> _Group:
         config = self.config
@@ -349,6 +348,8 @@ class S3Output(Output):
                 float(config.upload_timeout), self._seal, group
             )
         group.chunks.append(chunk)
+        group.joined += 1
+        self._held += 1
         group.size += chunk.size
         group.records += chunk.records
         group.tail = asyncio.create_task(self._compress_after(group, group.tail, chunk))
@@ -358,8 +359,9 @@ class S3Output(Output):
             or len(group.chunks) >= config.max_chunks_per_object
         ):
             self._seal(group)
-        elif self._outstanding >= self.concurrency:
-            # The agent cannot hand over more chunks: waiting would only delay the oldest group.
+        elif self._held >= self.concurrency:
+            # Every send the agent may have outstanding waits in an open group, so no chunk
+            # can come to fill them: waiting for upload_timeout would only add delay.
             self._seal(next(iter(self._open.values())))
         return group
 
@@ -389,6 +391,7 @@ class S3Output(Output):
         if group.sealed:
             return
         group.sealed = True
+        self._held -= group.joined
         if group.timer is not None:
             group.timer.cancel()
         if self._open.get((group.tag, group.parts)) is group:
@@ -431,6 +434,10 @@ class S3Output(Output):
         digest = group_digest(chunk_ids)
         index = self.journal.take_index()
         key = self.template.key(group.parts, chunk_ids[0], index)
+        retry = 0
+        while not self.journal.free_key(key, digest):
+            retry += 1
+            key = self.template.key(group.parts, f"{chunk_ids[0]}-r{retry}", index)
         try:
             await self.journal.begin(key, chunk_ids, digest, index)
         except OSError as error:
@@ -597,7 +604,7 @@ class S3Output(Output):
             else:
                 if entry.upload_id and not await self._abort(entry.key, entry.upload_id):
                     raise RetryableError(f"could not abort multipart upload of {entry.key}")
-                await self.journal.drop(entry.key)
+                await self.journal.drop(entry.key, retire=True)
             future.set_result(stored)
             return stored
         except _S3Failure as failure:

@@ -83,6 +83,8 @@ def classify(error: BaseException, operation: str) -> Failure:
         if status >= 500 or code in RETRYABLE_CODES or status in (408, 429):
             return Failure("server" if status >= 500 else "client", True, reason, False)
         return Failure("client", False, reason, False)
+    if isinstance(error, be.ReadTimeoutError):
+        return Failure("timeout", True, f"{operation} timed out: {error}", True, unreachable=True)
     if isinstance(error, be.EndpointConnectionError | be.ConnectTimeoutError):
         # The connection never opened: nothing was sent.
         return Failure("network", True, f"{operation}: {error}", False, unreachable=True)

@@ -39,7 +39,7 @@ State = Literal["pending", "done"]
 
 
 class Line(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
-    op: Literal["begin", "upload", "done", "drop", "index"]
+    op: Literal["begin", "upload", "done", "drop", "retire", "index"]
     key: str = ""
     chunks: list[str] = []
     digest: str = ""
@@ -66,6 +66,11 @@ class Journal:
         self.keep_done = keep_done
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self.by_chunk: dict[str, str] = {}
+        self.retired: OrderedDict[str, str] = OrderedDict()
+        """Keys of uploads whose outcome was unknown and that were not found in S3 afterwards
+        (key -> digest). Such an upload might still land late, so its key is never reused for
+        another set of chunks: a late write then duplicates records instead of replacing an
+        object that holds others."""
         self.next_index = 0
         self.torn_lines = 0
         self._lines_written = 0
@@ -93,6 +98,9 @@ class Journal:
     def _apply(self, line: Line) -> None:
         if line.op == "index":
             self.next_index = max(self.next_index, line.index)
+        elif line.op == "retire":
+            self.retired[line.key] = line.digest
+            self.retired.move_to_end(line.key)
         elif line.op == "begin":
             self._forget(line.key)
             entry = Entry(key=line.key, chunks=list(line.chunks), digest=line.digest)
@@ -110,6 +118,8 @@ class Journal:
                 self.entries.move_to_end(line.key)
             elif line.op == "drop":
                 self._forget(line.key)
+        if line.op == "drop" and line.digest:
+            self.retired[line.key] = line.digest
 
     def _forget(self, key: str) -> None:
         entry = self.entries.pop(key, None)
@@ -122,9 +132,12 @@ class Journal:
         done = [key for key, entry in self.entries.items() if entry.state == "done"]
         for key in done[: max(0, len(done) - self.keep_done)]:
             self._forget(key)
+        while len(self.retired) > self.keep_done:
+            self.retired.popitem(last=False)
 
     def _snapshot(self) -> bytes:
         lines = [Line(op="index", index=self.next_index)]
+        lines.extend(Line(op="retire", key=k, digest=d) for k, d in self.retired.items())
         for entry in self.entries.values():
             lines.append(Line(op="begin", key=entry.key, chunks=entry.chunks, digest=entry.digest))
             if entry.upload_id:
@@ -177,8 +190,15 @@ class Journal:
     async def done(self, key: str) -> None:
         await self._write(Line(op="done", key=key))
 
-    async def drop(self, key: str) -> None:
-        await self._write(Line(op="drop", key=key))
+    async def drop(self, key: str, retire: bool = False) -> None:
+        """Forget a group whose object is not in S3; ``retire`` its key if the upload's outcome
+        was unknown (it may still land)."""
+        digest = self.entries[key].digest if retire and key in self.entries else ""
+        await self._write(Line(op="drop", key=key, digest=digest))
+
+    def free_key(self, key: str, digest: str) -> bool:
+        """Whether ``key`` may hold the group with ``digest``."""
+        return self.retired.get(key, digest) == digest
 
     async def _write(self, line: Line) -> None:
         """Apply ``line`` in memory, then append it durably (fsync in a thread, so a slow disk

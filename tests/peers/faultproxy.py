@@ -57,7 +57,7 @@ SERVICE_UNAVAILABLE = (
 
 @dataclass
 class Rule:
-    action: str  # "respond" | "delay" | "hang"
+    action: str  # "respond" | "delay" | "slow_answer" | "hang"
     when: Predicate
     times: int | None  # None: until cleared
     status: int = 503
@@ -116,6 +116,13 @@ class FaultProxy:
     def delay(self, seconds: float, *, times: int | None = None, when: Predicate = always) -> None:
         self._add(Rule("delay", when, times, seconds=seconds))
 
+    def slow_answer(
+        self, seconds: float, *, times: int | None = None, when: Predicate = always
+    ) -> None:
+        """Forward at once, answer ``seconds`` later: the write happened, the client may not
+        know it."""
+        self._add(Rule("slow_answer", when, times, seconds=seconds))
+
     def hang(self, *, times: int | None = None, when: Predicate = always) -> None:
         """Accept the request and never answer it (nor read its body) until ``clear``."""
         self._add(Rule("hang", when, times))
@@ -166,6 +173,10 @@ class FaultProxy:
                 return self._drop(request)
             if rule.action == "delay":
                 await asyncio.sleep(rule.seconds)
+            if rule.action == "slow_answer":
+                answer = await self._forward(request)
+                await asyncio.sleep(rule.seconds)
+                return answer
         return await self._forward(request)
 
     @staticmethod
@@ -187,9 +198,7 @@ class FaultProxy:
             allow_redirects=False,
         ) as answer:
             payload = await answer.read()
-            out_headers = {
-                k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP
-            }
+            out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(status=answer.status, body=payload, headers=out_headers)
 
     async def _start_site(self) -> None:

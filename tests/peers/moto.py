@@ -55,7 +55,9 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> MotoServer:
         if not MOTO_SERVER.exists():
-            raise RuntimeError(f"moto_server not found at {MOTO_SERVER}; pip install 'moto[server]'")
+            raise RuntimeError(
+                f"moto_server not found at {MOTO_SERVER}; pip install 'moto[server]'"
+            )
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
