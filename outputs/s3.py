@@ -228,6 +228,7 @@ class S3Output(Output):
         self._held = 0
         """Chunks in groups still open (waiting for more chunks or for upload_timeout)."""
         self._checked = False
+        self._uploaded = False
         self._started_at = datetime.now(UTC)
 
     @property
@@ -487,6 +488,7 @@ class S3Output(Output):
                 f"cannot write the S3 journal {self.journal.path}: {error}"
             ) from None
         self.ready = True
+        self._uploaded = True
         self.metrics.inc("output_s3_objects_total")
         self.metrics.inc("output_s3_records_total", group.records)
         self.metrics.inc("output_s3_bytes_total", group.size, stage="uncompressed")
@@ -688,7 +690,9 @@ class S3Output(Output):
 
     async def _check_until_ready(self) -> None:
         delay = max(float(self.config.retry_base), 0.1)
-        while not self._checked:
+        while not self._checked and not self._uploaded:
+            # An upload that succeeded proves more than the check (which may lack a permission
+            # the uploads do not need, such as s3:ListBucket for HeadBucket).
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, max(float(self.config.retry_max), 0.1))
             try:
