@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -29,3 +31,24 @@ class TagMatcher:
 
     def _matches(self, tag: str) -> bool:
         return self._regex.search(tag) is not None
+
+
+class Router:
+    """tag -> the outputs whose ``match``/``match_regex`` selects it, in config order."""
+
+    @classmethod
+    def from_outputs(cls, outputs: Iterable[Any]) -> Router:
+        """From output configs (anything with ``name``, ``match`` and ``match_regex``)."""
+        return cls([(out.name, TagMatcher(out.match, out.match_regex)) for out in outputs])
+
+    def __init__(self, outputs: list[tuple[str, TagMatcher]]) -> None:
+        self._outputs = outputs
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def routes(self, tag: str) -> tuple[str, ...]:
+        found = self._cache.get(tag)
+        if found is None:
+            found = tuple(name for name, matcher in self._outputs if matcher.matches(tag))
+            if len(self._cache) < 65536:  # tags templated from fields could be unbounded
+                self._cache[tag] = found
+        return found

@@ -129,11 +129,11 @@ class Chunk(Protocol):
     """A read-only view of one buffer chunk: records of one tag, already encoded.
 
     ``lines()`` are the records as JSON objects (msgspec-encoded once at ingestion), each without
-    its newline; ``data()`` is the same as NDJSON bytes (every line followed by ``\\n``). ``times()``
-    holds each record's event time in seconds since the epoch (UTC), computed at ingestion, so an
-    output never decodes a record to find it. ``id`` is stable across restarts: derive object keys
-    and document ids from it (and a record's position) so a resend overwrites instead of
-    duplicating.
+    its newline; ``data()`` is the same as NDJSON bytes (every line followed by a newline).
+    ``times()`` holds each record's event time in seconds since the epoch (UTC), computed at
+    ingestion, so an output never decodes a record to find it. ``id`` is stable across restarts:
+    derive object keys and document ids from it (and a record's position) so a resend overwrites
+    instead of duplicating.
     """
 
     @property
