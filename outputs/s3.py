@@ -199,6 +199,8 @@ class _Group:
         self.timer: asyncio.TimerHandle | None = None
         self.sealed = False
         self.joined = 0
+        self.ids: list[str] = []
+        """Every chunk that joined (``chunks`` loses the unreadable ones)."""
         self.unreadable: dict[str, str] = {}
         """Chunks whose data could not be read (left out of the object): id -> reason."""
 
@@ -349,6 +351,7 @@ class S3Output(Output):
                 float(config.upload_timeout), self._seal, group
             )
         group.chunks.append(chunk)
+        group.ids.append(chunk.id)
         group.joined += 1
         self._held += 1
         group.size += chunk.size
@@ -419,9 +422,9 @@ class S3Output(Output):
             group.done.set_result(None)
         finally:
             self._inflight.discard(group)
-            for chunk in group.chunks:
-                if self._by_chunk.get(chunk.id) is group:
-                    del self._by_chunk[chunk.id]
+            for chunk_id in group.ids:
+                if self._by_chunk.get(chunk_id) is group:
+                    del self._by_chunk[chunk_id]
 
     async def _put_group(self, group: _Group) -> None:
         config = self.config
@@ -552,7 +555,11 @@ class S3Output(Output):
             )
         except BaseException as error:
             aborted = await self._abort(key, upload_id)
-            if isinstance(error, _S3Failure) and not completing and aborted:
+            if isinstance(error, _S3Failure) and not aborted:
+                # Keep the journal entry and its upload id: the abort is retried when the group
+                # is resolved, or at the next start.
+                error.failure = msgspec.structs.replace(error.failure, maybe_stored=True)
+            elif isinstance(error, _S3Failure) and not completing:
                 # Without CompleteMultipartUpload there is no object, whatever the error was.
                 error.failure = msgspec.structs.replace(error.failure, maybe_stored=False)
             elif isinstance(error, OSError):

@@ -80,7 +80,7 @@ def test_zstd_missing_is_a_clear_config_error() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert "needs the zstandard package" in out.stdout
-    assert out.stdout.startswith("compression = \"zstd\"")
+    assert out.stdout.startswith('compression = "zstd"')
 
 
 def test_config_imports_without_aiobotocore() -> None:
