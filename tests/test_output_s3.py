@@ -664,3 +664,30 @@ def test_concurrent_retries_of_an_uncertain_upload_resolve_once(
     objects = stored(s3, bucket)
     assert len(objects) == 1
     assert sequence_counts(objects) == expected_sequences(chunks)
+
+
+def test_connection_dropped_mid_request_is_checked_then_retried(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """No answer at all: the upload may or may not have happened. HeadObject says it did not,
+    so the chunks go up again; every record once."""
+    chunks = make_chunks(4, 30, created=T0)
+    with FaultProxy(moto.url) as proxy:
+        config = s3_config(proxy.url, bucket, upload_timeout="100ms")
+
+        async def scenario() -> S3Output:
+            async with running(config, tmp_path) as output:
+                # Twice: aiohttp itself retries once on a fresh connection when a reused one
+                # is closed under an idempotent request.
+                proxy.drop(times=2, when=lambda r: r.method == "PUT")
+                result = await deliver(output, chunks)
+                assert not result.fatal and result.retryable
+                return output
+
+        output = run(scenario())
+        heads = [path for method, path in proxy.requests if method == "HEAD"]
+    metrics = metrics_of(output)
+    assert metrics.total("output_s3_errors_total", kind="network") >= 1
+    assert metrics.total("output_s3_chunks_already_stored_total") == 0
+    assert heads, "the outcome was checked with HeadObject"
+    assert sequence_counts(stored(s3, bucket)) == expected_sequences(chunks)

@@ -8,6 +8,8 @@ times or until cleared:
         proxy.throttle(times=3)                   # 503 SlowDown (S3's throttling XML)
         proxy.fail(500, body=b"...", times=1)     # any status and body
         proxy.delay(2.0)                          # forward after a pause
+        proxy.slow_answer(3.0)                    # forward at once, answer 3 s later
+        proxy.drop(times=1)                       # close the connection, no answer
         proxy.hang(when=lambda r: r.method == "PUT")  # never answer (nor read the body)
         proxy.down(); proxy.up()                  # refuse connections (listener closed)
         proxy.clear()
@@ -57,7 +59,7 @@ SERVICE_UNAVAILABLE = (
 
 @dataclass
 class Rule:
-    action: str  # "respond" | "delay" | "slow_answer" | "hang"
+    action: str  # "respond" | "delay" | "slow_answer" | "drop" | "hang"
     when: Predicate
     times: int | None  # None: until cleared
     status: int = 503
@@ -123,6 +125,10 @@ class FaultProxy:
         know it."""
         self._add(Rule("slow_answer", when, times, seconds=seconds))
 
+    def drop(self, *, times: int | None = None, when: Predicate = always) -> None:
+        """Close the connection without an answer, before forwarding (a reset mid-request)."""
+        self._add(Rule("drop", when, times))
+
     def hang(self, *, times: int | None = None, when: Predicate = always) -> None:
         """Accept the request and never answer it (nor read its body) until ``clear``."""
         self._add(Rule("hang", when, times))
@@ -167,6 +173,8 @@ class FaultProxy:
                 return web.Response(
                     status=rule.status, body=rule.body, content_type=rule.content_type
                 )
+            if rule.action == "drop":
+                return self._drop(request)
             if rule.action == "hang":
                 self._release.clear()
                 await self._release.wait()
