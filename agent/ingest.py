@@ -17,6 +17,7 @@ from parsers.timeutil import rfc3339_to_epoch
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
+from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
 from agent.router import Router
@@ -24,13 +25,6 @@ from agent.router import Router
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
-
-
-class Chain:
-    """What the ingest path needs of the filter chain (agent.filters.chain.FilterChain)."""
-
-    def process(self, tag: str, records: list[Record]) -> list[Batch]:
-        raise NotImplementedError
 
 
 class Store:
@@ -71,7 +65,7 @@ class IngestSink:
         self,
         config: InputConfig,
         buffer: Buffer,
-        chain: Chain | None,
+        chain: FilterChain | None,
         store: Store,
         metrics: ComponentMetrics,
     ) -> None:
