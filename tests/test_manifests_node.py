@@ -7,10 +7,12 @@ send; test_manifests.py pins that down and docs/deploy.md says so.)"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -111,7 +113,8 @@ class Node:
             )
         else:
             snippet = replace_once(snippet, 'port="2514"', f'port="{relp_port}"')
-        snippet = replace_once(snippet, "/var/run/rsyslog-docker.sock", str(self.docker_socket))
+        assert "/var/run/rsyslog-docker.sock" in snippet  # in the input, and in comments
+        snippet = snippet.replace("/var/run/rsyslog-docker.sock", str(self.docker_socket))
         (self.root / "10-audit-agent.conf").write_text(snippet)
         work = self.root / "rsyslog-work"
         work.mkdir()
@@ -185,16 +188,13 @@ class Node:
     # ------------------------------------------------------------------------ traffic
 
     def docker_5424(self, *messages: str) -> None:
-        """Docker's rfc5424micro: <pri>1 micro-timestamp host tag pid tag - message."""
-        logger(
-            self.docker_socket,
-            "--rfc5424=notq",
-            "-t",
-            DOCKER_TAG,
-            "--msgid",
-            DOCKER_TAG,
-            messages=messages,
-        )
+        """Docker's rfc5424micro, byte for byte as its syslog driver formats it (logger would
+        refuse the tag: RFC 5424 caps APP-NAME at 48 characters, Docker does not)."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            for message in messages:
+                line = f"<29>1 {stamp} node-a {DOCKER_TAG} 4242 {DOCKER_TAG} - {message}"
+                sock.sendto(line.encode(), str(self.docker_socket))
 
     def docker_3164(self, *messages: str) -> None:
         """Docker's rfc3164: <pri>Mmm dd hh:mm:ss host tag[pid]: message."""
