@@ -25,6 +25,7 @@ from agent.router import Router
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
+_NAN = float("nan")
 
 
 class Store:
@@ -49,12 +50,14 @@ class Store:
                     self._warned.add(tag)
                     log.warning("no output matches tag %r: its records are dropped (counted)", tag)
                 continue
-            now = time.time()
             lines = [encode(record) for record in records]
             times = [
-                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else now
+                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else _NAN
                 for record in records
             ]
+            if _NAN in times or any(t != t for t in times):  # a filter removed or broke `time`
+                now = time.time()
+                times = [now if t != t else t for t in times]
             self._buffer.append(tag, lines, times)
 
 
