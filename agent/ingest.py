@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from parsers.syslog import SyslogParser
-from parsers.timeutil import rfc3339_to_epoch
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
@@ -21,6 +19,8 @@ from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
 from agent.router import Router
+from parsers.syslog import SyslogParser
+from parsers.timeutil import rfc3339_to_epoch
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
