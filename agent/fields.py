@@ -1,7 +1,8 @@
 """Field paths and templates: the one syntax for addressing record fields everywhere.
 
 A field path is dotted: ``message``, ``sd.origin.ip`` (the ``ip`` key of the ``origin`` dict
-inside ``sd``). A key that itself holds a dot is reached with brackets: ``sd["exampleSDID@32473"].iut``.
+inside ``sd``). A key that itself holds a dot is reached with brackets:
+``sd["exampleSDID@32473"].iut``.
 A template holds ``${path}`` placeholders (``docker.${container_name}``); a missing field renders
 as the template's ``missing`` text (default empty).
 """

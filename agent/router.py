@@ -29,3 +29,19 @@ class TagMatcher:
 
     def _matches(self, tag: str) -> bool:
         return self._regex.search(tag) is not None
+
+
+class Router:
+    """tag -> the outputs whose ``match``/``match_regex`` selects it, in config order."""
+
+    def __init__(self, outputs: list[tuple[str, TagMatcher]]) -> None:
+        self._outputs = outputs
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def routes(self, tag: str) -> tuple[str, ...]:
+        found = self._cache.get(tag)
+        if found is None:
+            found = tuple(name for name, matcher in self._outputs if matcher.matches(tag))
+            if len(self._cache) < 65536:  # tags templated from fields could be unbounded
+                self._cache[tag] = found
+        return found

@@ -54,7 +54,7 @@ _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 def parse_duration(value: object) -> Duration:
     """Seconds from a number or a string such as "500ms", "3s", "1.5m"; raises ValueError."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 5, \"500ms\" or \"3s\", got {value!r}")
+        raise ValueError(f'expected a duration such as 5, "500ms" or "3s", got {value!r}')
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
@@ -65,13 +65,13 @@ def parse_duration(value: object) -> Duration:
             unit = match.group(2).lower() or "s"
             if unit in _DURATION_UNITS:
                 return Duration(float(match.group(1)) * _DURATION_UNITS[unit])
-    raise ValueError(f"expected a duration such as 5, \"500ms\", \"3s\" or \"10m\", got {value!r}")
+    raise ValueError(f'expected a duration such as 5, "500ms", "3s" or "10m", got {value!r}')
 
 
 def parse_size(value: object) -> Size:
     """Bytes from a number or a string such as "64KiB", "2MiB"; raises ValueError."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a size such as 65536 or \"64KiB\", got {value!r}")
+        raise ValueError(f'expected a size such as 65536 or "64KiB", got {value!r}')
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a size cannot be negative, got {value!r}")
@@ -82,7 +82,7 @@ def parse_size(value: object) -> Size:
             unit = match.group(2).lower() or "b"
             if unit in _SIZE_UNITS:
                 return Size(int(float(match.group(1)) * _SIZE_UNITS[unit]))
-    raise ValueError(f"expected a size such as 65536, \"64KiB\", \"2MiB\" or \"1GiB\", got {value!r}")
+    raise ValueError(f'expected a size such as 65536, "64KiB", "2MiB" or "1GiB", got {value!r}')
 
 
 def config_dec_hook(type_: type, obj: object) -> object:
@@ -113,7 +113,9 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if isinstance(self.retry_limit, str) and self.retry_limit != "unlimited":
-            raise ValueError(f'retry_limit must be a number or "unlimited", got {self.retry_limit!r}')
+            raise ValueError(
+                f'retry_limit must be a number or "unlimited", got {self.retry_limit!r}'
+            )
         if isinstance(self.retry_limit, int) and self.retry_limit < 0:
             raise ValueError("retry_limit cannot be negative")
         if self.workers < 1:
@@ -127,11 +129,11 @@ class Chunk(Protocol):
     """A read-only view of one buffer chunk: records of one tag, already encoded.
 
     ``lines()`` are the records as JSON objects (msgspec-encoded once at ingestion), each without
-    its newline; ``data()`` is the same as NDJSON bytes (every line followed by ``\\n``). ``times()``
-    holds each record's event time in seconds since the epoch (UTC), computed at ingestion, so an
-    output never decodes a record to find it. ``id`` is stable across restarts: derive object keys
-    and document ids from it (and a record's position) so a resend overwrites instead of
-    duplicating.
+    its newline; ``data()`` is the same as NDJSON bytes (every line followed by a newline).
+    ``times()`` holds each record's event time in seconds since the epoch (UTC), computed at
+    ingestion, so an output never decodes a record to find it. ``id`` is stable across restarts:
+    derive object keys and document ids from it (and a record's position) so a resend overwrites
+    instead of duplicating.
     """
 
     @property

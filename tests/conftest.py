@@ -19,7 +19,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> object:
     """Poll until ``predicate()`` is truthy; fail the test with a clear message on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -34,7 +36,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 def agent_env(**extra: str) -> dict[str, str]:
     """Environment for ``python -m agent`` subprocesses run from any working directory."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(REPO) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     env.update(extra)
     return env
 

@@ -1,0 +1,161 @@
+"""``python -m agent --config agent.toml``: run the pipeline; ``--check``: validate and print it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from agent import __version__
+from agent.config import ConfigError, default_config_text, load_config, parse_config
+
+log = logging.getLogger("agent")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="container-audit-agent",
+        description="Syslog in (UDP, TCP, UNIX sockets, RELP), S3 and Elasticsearch out, "
+        "with a disk buffer in between.",
+    )
+    parser.add_argument("--config", "-c", help="agent.toml (default: the embedded local config)")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the config, print the pipeline, exit"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: uvloop when installed (auto), or force one",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def _selector(component: Any) -> str:
+    if component.match_regex:
+        return f"match_regex={component.match_regex!r}"
+    return f"match={component.match or '*'!r}"
+
+
+def describe(config: Any, source: str) -> str:
+    """The resolved pipeline, for --check: components, where they listen, and the routes."""
+    from agent.runtime import build_router
+
+    router = build_router(config)
+    lines = [f"config OK: {source}"]
+    agent = config.agent
+    lines.append(
+        f"agent: data_dir={agent.data_dir} http_listen={agent.http_listen or 'off'} "
+        f"grace_period={float(agent.grace_period):g}s log={agent.log_level}/{agent.log_format}"
+    )
+    buf = config.buffer
+    lines.append(
+        f"buffer: {buf.type} chunk_bytes={int(buf.chunk_bytes)} max_bytes={int(buf.max_bytes)} "
+        f"flush_interval={float(buf.flush_interval):g}s sync={buf.sync} when_full={buf.when_full}"
+    )
+    for item in config.inputs:
+        where = getattr(item, "path", None) or getattr(item, "listen", "")
+        mode = getattr(item, "mode", "")
+        routes = (
+            "templated tag: routed per record"
+            if "${" in item.tag
+            else "-> " + (", ".join(router.routes(item.tag)) or "NO OUTPUT (records dropped)")
+        )
+        lines.append(
+            f"input {item.name}: {item.__struct_config__.tag} {mode} {where} "
+            f"tag={item.tag!r} format={item.format} {routes}"
+        )
+    for item in config.filters:
+        lines.append(
+            f"filter {item.name}: {item.__struct_config__.tag} {_selector(item)}"
+        )
+    for item in config.outputs:
+        lines.append(
+            f"output {item.name}: {item.__struct_config__.tag} {_selector(item)} "
+            f"workers={item.workers} retry_limit={item.retry_limit}"
+        )
+    unrouted = sorted(
+        {i.tag for i in config.inputs if "${" not in i.tag and not router.routes(i.tag)}
+    )
+    for tag in unrouted:
+        lines.append(f"warning: no output matches tag {tag!r}; its records would be dropped")
+    return "\n".join(lines)
+
+
+def _install_loop(choice: str) -> str:
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)"
+            ) from None
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def _serve(config: Any) -> None:
+    from agent.runtime import Agent
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Agent(config).run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    runtime_dir = None
+    try:
+        if args.config:
+            config = load_config(args.config)
+            source = args.config
+        else:
+            runtime_dir = tempfile.mkdtemp(prefix="audit-agent-")
+            os.environ.setdefault("AGENT_RUNTIME_DIR", runtime_dir)
+            source = "<embedded default config>"
+            config = parse_config(default_config_text(), source)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(describe(config, source))
+        return 0
+
+    from agent.logs import setup_logging
+
+    setup_logging(args.log_level or config.agent.log_level, config.agent.log_format)
+    loop_name = _install_loop(args.loop)
+    log.info(
+        "container-audit-agent %s starting (%s loop, config %s)", __version__, loop_name, source
+    )
+    if runtime_dir:
+        log.info("embedded default config: runtime files in %s", runtime_dir)
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    finally:
+        if runtime_dir:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Delivery: takes an output's chunks from the buffer, sends them with at most ``concurrency`` in
+flight, retries with exponential backoff and full jitter, and acknowledges or dead-letters.
+
+A chunk leaves the buffer for an output only through ``ack`` (the destination confirmed it) or
+``dead_letter`` (refused for good, or past ``retry_limit``): never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from agent.buffer.base import Buffer
+from agent.metrics import ComponentMetrics
+from outputs.base import Chunk, FatalError, Output, RetryableError
+
+log = logging.getLogger("agent.delivery")
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 32))))
+
+
+class Dispatcher:
+    def __init__(
+        self, name: str, output: Output, buffer: Buffer, metrics: ComponentMetrics
+    ) -> None:
+        self.name = name
+        self.output = output
+        self.buffer = buffer
+        self.metrics = metrics
+        config = output.config
+        self.retry_limit: int | None = (
+            None if config.retry_limit == "unlimited" else int(config.retry_limit)
+        )
+        self.retry_base = float(config.retry_base)
+        self.retry_max = float(config.retry_max)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.failing_since: float | None = None
+        self._slots = asyncio.Semaphore(max(1, output.concurrency))
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"dispatch:{self.name}")
+
+    async def _run(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                chunk = await self.buffer.take(self.name)
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._deliver(chunk), name=f"send:{self.name}:{chunk.id}")
+            self.in_flight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("output %s: delivery task failed", self.name, exc_info=task.exception())
+
+    async def _deliver(self, chunk: Chunk) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self.output.send(chunk)
+            except FatalError as exc:
+                self._dead_letter(chunk, f"rejected: {exc}")
+                return
+            except (RetryableError, Exception) as exc:  # a bug in an output is retried too
+                if not isinstance(exc, RetryableError):
+                    log.exception(
+                        "output %s: unexpected error sending chunk %s", self.name, chunk.id
+                    )
+                attempt += 1
+                self.metrics.inc("output_retries_total")
+                if self.failing_since is None:
+                    self.failing_since = time.time()
+                if self.retry_limit is not None and attempt > self.retry_limit:
+                    self._dead_letter(chunk, f"gave up after {attempt} attempts: {exc}")
+                    return
+                delay = backoff(attempt - 1, self.retry_base, self.retry_max)
+                log.warning(
+                    "output %s: chunk %s (%d records) failed (attempt %d), retrying in %.1fs: %s",
+                    self.name,
+                    chunk.id,
+                    chunk.records,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.failing_since = None
+            self.metrics.observe("output_request_seconds", time.monotonic() - started)
+            self.metrics.inc("output_records_total", chunk.records)
+            self.metrics.inc("output_bytes_total", chunk.size)
+            self.metrics.inc("output_chunks_total")
+            self.buffer.ack(chunk, self.name)
+            return
+
+    def _dead_letter(self, chunk: Chunk, reason: str) -> None:
+        path = self.buffer.dead_letter(chunk, self.name, reason)
+        self.metrics.inc("output_dead_lettered_records_total", chunk.records, reason="chunk")
+        log.error(
+            "output %s: chunk %s (%d records, tag %r) moved to %s: %s",
+            self.name,
+            chunk.id,
+            chunk.records,
+            chunk.tag,
+            path,
+            reason,
+        )
+
+    async def stop(self) -> None:
+        """Stop taking chunks and cancel sends in flight: unacknowledged chunks stay buffered."""
+        tasks = [t for t in (self._task, *self.in_flight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need outside Python: rsyslog with RELP (a real peer for the inputs),
+# logger (util-linux), and resolves the OpenSearch jars for the Elasticsearch output's tests.
+# Idempotent and quiet when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
+ls /usr/lib/*/rsyslog/omrelp.so /usr/lib/rsyslog/omrelp.so >/dev/null 2>&1 || need+=(rsyslog-relp)
+command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${need[*]} with apt-get"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ -f scripts/fetch-opensearch.sh ] && command -v java >/dev/null 2>&1; then
+    bash scripts/fetch-opensearch.sh
+fi

@@ -1,0 +1,162 @@
+"""Config loading: the issue's example works as written; every error names file, key and what
+was expected; ${ENV} interpolation; units."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+from outputs.base import parse_duration, parse_size
+from tests.conftest import REPO, agent_command, agent_env
+
+ISSUE_EXAMPLE = """
+[agent]
+data_dir = "/var/lib/container-audit-agent"
+[[inputs]]
+type = "syslog"
+mode = "udp"                  # also "tcp", "unix_dgram", "unix_stream"
+listen = "127.0.0.1:5514"     # unix modes use path = "/run/agent/syslog.sock"
+tag = "syslog"
+[[outputs]]
+type = "file"                 # NDJSON, one record per line, flushed at least every second
+match = "*"
+path = "/var/log/container-audit-agent/out.ndjson"
+"""
+
+
+def test_issue_example_validates_as_written() -> None:
+    config = parse_config(ISSUE_EXAMPLE)
+    assert config.agent.data_dir == "/var/lib/container-audit-agent"
+    assert config.inputs[0].mode == "udp"
+    assert config.inputs[0].name == "syslog.0"
+    assert config.outputs[0].path == "/var/log/container-audit-agent/out.ndjson"
+    assert config.outputs[0].name == "file.0"
+    assert config.buffer.type == "disk"
+
+
+def test_unknown_key_names_file_and_key_path() -> None:
+    text = ISSUE_EXAMPLE.replace('tag = "syslog"', 'tag = "syslog"\nlisten_port = 1')
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "/etc/agent.toml")
+    assert str(err.value) == "/etc/agent.toml: inputs[0].listen_port: unknown key"
+
+
+def test_unknown_top_level_section() -> None:
+    with pytest.raises(ConfigError, match=r"^x.toml: bufer: unknown key$"):
+        parse_config(ISSUE_EXAMPLE + "\n[bufer]\n", "x.toml")
+
+
+def test_wrong_type_says_what_was_expected() -> None:
+    text = ISSUE_EXAMPLE + '\n[buffer]\nmax_bytes = "lots"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    message = str(err.value)
+    assert message.startswith("a.toml: buffer.max_bytes: ")
+    assert "expected a size" in message
+
+
+def test_unknown_component_type_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(ISSUE_EXAMPLE.replace('type = "file"', 'type = "kafka"'), "a.toml")
+    assert "a.toml: outputs[0].type:" in str(err.value)
+    assert "'file'" in str(err.value) and "'stdout'" in str(err.value)
+
+
+def test_missing_required_key() -> None:
+    with pytest.raises(ConfigError, match=r"outputs\[0\]\.path: required key is missing"):
+        parse_config(ISSUE_EXAMPLE.replace('path = "/var/log/container-audit-agent/out.ndjson"', ""))
+
+
+def test_invalid_toml_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^a.toml: invalid TOML: "):
+        parse_config("[agent\n", "a.toml")
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUT_DIR", "/tmp/out")
+    monkeypatch.setenv("WORKERS", "3")
+    monkeypatch.delenv("UNSET_VAR", raising=False)
+    text = ISSUE_EXAMPLE.replace(
+        'path = "/var/log/container-audit-agent/out.ndjson"',
+        'path = "${OUT_DIR}/${UNSET_VAR:-x}.ndjson"\nworkers = "${WORKERS}"',
+    )
+    config = parse_config(text)
+    assert config.outputs[0].path == "/tmp/out/x.ndjson"
+    assert config.outputs[0].workers == 3
+
+
+def test_unset_env_without_default_names_variable_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    text = ISSUE_EXAMPLE.replace('"/var/log/container-audit-agent/out.ndjson"', '"${NOPE_NOT_SET}"')
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    assert str(err.value) == "a.toml: outputs[0].path: environment variable NOPE_NOT_SET is not set"
+
+
+def test_duplicate_names_rejected() -> None:
+    text = ISSUE_EXAMPLE + '\n[[outputs]]\ntype = "null"\nname = "file.0"\n'
+    with pytest.raises(ConfigError, match=r"outputs\[1\]\.name: name 'file.0' is already used"):
+        parse_config(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [(5, 5.0), ("500ms", 0.5), ("3s", 3.0), ("10m", 600.0), ("1.5h", 5400.0)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [(100, 100), ("64KiB", 65536), ("2MiB", 2 << 20), ("1GiB", 1 << 30)]
+)
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["fast", "-1s", True, "5 parsecs"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(str(tmp_path / "nope.toml"))
+
+
+def test_cli_check_prints_pipeline(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    result = subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        env=agent_env(), capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"config OK: {path}" in result.stdout
+    assert "input syslog.0: syslog udp 127.0.0.1:5514 tag='syslog'" in result.stdout
+    assert "-> file.0" in result.stdout
+
+
+def test_cli_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(ISSUE_EXAMPLE.replace("[agent]", "[agent]\nlog_levl = 'info'"))
+    result = subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        env=agent_env(), capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"{path}: agent.log_levl: unknown key" in result.stderr
+
+
+def test_cli_warns_about_unrouted_tags(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(ISSUE_EXAMPLE.replace('match = "*"', 'match = "docker.*"'))
+    result = subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        env=agent_env(), capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 0
+    assert "no output matches tag 'syslog'" in result.stdout
