@@ -179,6 +179,7 @@ class ElasticsearchOutput(Output):
         self.version: str | None = None
         self.distribution: str | None = None
         self._requests = asyncio.Semaphore(config.workers)
+        self._max_bulk_bytes = int(config.max_bulk_bytes)
         # chunk id -> positions already delivered or dead-lettered, for chunks whose send raised
         # RetryableError: the agent's retry then sends only the rest (no duplicates, no second
         # dead letter). Bounded: chunks given up by the agent fall out.
@@ -316,7 +317,7 @@ class ElasticsearchOutput(Output):
         attempt = 0
         while pending:
             outcome = Outcome()
-            groups = split_bulks(pending, self.config.max_bulk_bytes, self.config.max_bulk_docs)
+            groups = split_bulks(pending, self._max_bulk_bytes, self.config.max_bulk_docs)
             results = await asyncio.gather(
                 *(self._bulk(group, outcome) for group in groups), return_exceptions=True
             )
@@ -385,12 +386,20 @@ class ElasticsearchOutput(Output):
         reason = _error_text(response.body)
         if status == 413:
             if len(items) == 1:
-                outcome.rejected.append(
-                    (items[0], ItemResult(status=413, error=f"document too large: {reason}"))
-                )
+                error = f"document too large for the server ({len(body)} bytes) {reason}"
+                outcome.rejected.append((items[0], ItemResult(status=413, error=error.strip())))
                 return
+            # Learn the server's limit so later chunks do not split from the top again.
+            limit = max(64 * 1024, len(body) // 2)
+            if limit < self._max_bulk_bytes:
+                self._max_bulk_bytes = limit
+                self.log.warning(
+                    "%s refused a %d-byte bulk (413): bulks now limited to %d bytes",
+                    response.host,
+                    len(body),
+                    limit,
+                )
             half = len(items) // 2
-            self.log.info("bulk of %d documents too large (413): splitting", len(items))
             await asyncio.gather(
                 self._bulk(items[:half], outcome), self._bulk(items[half:], outcome)
             )

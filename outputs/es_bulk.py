@@ -102,11 +102,11 @@ class Timestamps:
         self._prefix = ""
 
     def format(self, event_time: float) -> str:
-        second = int(event_time // 1)
+        total_millis = round(event_time * 1000)
+        second, millis = divmod(total_millis, 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        millis = int((event_time - second) * 1000)
         return f"{self._prefix}.{millis:03d}Z"
 
 

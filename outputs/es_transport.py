@@ -185,27 +185,34 @@ class Transport:
             if self._signer is not None:
                 await self._signer.sign(method, url, request_headers, data or b"")
             try:
-                async with self._client().request(
-                    method, url, data=data, headers=request_headers
-                ) as answer:
-                    payload = await answer.read()
-                    if answer.status in (502, 503, 504) and len(self.hosts) > 1:
-                        # a proxy or a node that cannot serve: another host may
-                        self.eject(candidate, f"HTTP {answer.status}")
-                        failures.append(f"{candidate.url}: HTTP {answer.status}")
-                        unavailable = Response(answer.status, payload, candidate.url)
-                        continue
-                    if candidate.ejected_until or candidate.failures:
-                        candidate.ejected_until = 0.0
-                        candidate.failures = 0
-                    return Response(answer.status, payload, candidate.url)
+                try:
+                    status, payload = await self._send(method, url, data, request_headers)
+                except self._aiohttp.ServerDisconnectedError:
+                    # a pooled keep-alive connection the server had closed: one more try
+                    status, payload = await self._send(method, url, data, request_headers)
             except (TimeoutError, self._aiohttp.ClientError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 failures.append(f"{candidate.url}: {reason}")
                 self.eject(candidate, reason)
+                continue
+            if status in (502, 503, 504) and len(self.hosts) > 1:
+                # a proxy or a node that cannot serve: another host may
+                self.eject(candidate, f"HTTP {status}")
+                failures.append(f"{candidate.url}: HTTP {status}")
+                unavailable = Response(status, payload, candidate.url)
+                continue
+            candidate.ejected_until = 0.0
+            candidate.failures = 0
+            return Response(status, payload, candidate.url)
         if unavailable is not None:
             return unavailable  # the caller treats the 5xx as retryable
         raise TransportError("; ".join(failures) or "no hosts")
+
+    async def _send(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        async with self._client().request(method, url, data=data, headers=headers) as answer:
+            return answer.status, await answer.read()
 
     async def close(self) -> None:
         if self._session is not None:

@@ -116,7 +116,9 @@ SEVERITIES = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "deb
 FACILITIES = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news"]
 
 
-def syslog_record(n: int, time: str = "2026-11-29T10:15:30.123456Z", **extra: Any) -> dict[str, Any]:
+def syslog_record(
+    n: int, time: str = "2026-11-29T10:15:30.123456Z", **extra: Any
+) -> dict[str, Any]:
     """A record shaped like the syslog parser's output."""
     facility, severity = n % 8, n % 8
     record: dict[str, Any] = {

@@ -6,6 +6,7 @@ import java.util.concurrent.CountDownLatch;
 
 import org.opensearch.common.settings.Settings;
 import org.opensearch.env.Environment;
+import org.opensearch.ingest.common.IngestCommonPlugin;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
 import org.opensearch.plugins.Plugin;
@@ -17,7 +18,8 @@ import org.opensearch.transport.Netty4Plugin;
  */
 public final class OpenSearchLauncher {
 
-    /** Node's constructor taking classpath plugins is protected: the HTTP module is one. */
+    /** Node's constructor taking classpath plugins is protected; the HTTP layer and the ingest
+     * processors are such plugins (modules in a distribution). */
     static final class EmbeddedNode extends Node {
         EmbeddedNode(Environment environment, Collection<Class<? extends Plugin>> plugins) {
             super(environment, plugins, true);
@@ -37,7 +39,7 @@ public final class OpenSearchLauncher {
         Path config = Path.of(settings.get("path.home"), "config");
         Environment environment =
             InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), config, () -> "test-node");
-        Node node = new EmbeddedNode(environment, List.of(Netty4Plugin.class));
+        Node node = new EmbeddedNode(environment, List.of(Netty4Plugin.class, IngestCommonPlugin.class));
         CountDownLatch closed = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
