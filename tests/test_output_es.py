@@ -14,7 +14,7 @@ from outputs.base import RetryableError
 from outputs.elasticsearch import ElasticsearchOutput
 from tests.conftest import free_port
 from tests.es_helpers import MemoryChunk, make_output, syslog_record
-from tests.peers.opensearch import OpenSearchNode, java_available, opensearch  # noqa: F401
+from tests.peers.opensearch import OpenSearchNode, java_available, opensearch_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
 

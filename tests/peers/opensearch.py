@@ -7,7 +7,8 @@ it on free 127.0.0.1 ports with its data in a temporary directory:
     with OpenSearchNode() as node:          # plain context manager (bench/es.py uses it)
         requests go to node.url
 
-    def test_x(opensearch: OpenSearchNode): # session-scoped pytest fixture
+    from tests.peers.opensearch import opensearch_fixture  # noqa: F401 (registers it)
+    def test_x(opensearch: OpenSearchNode): # session-scoped pytest fixture "opensearch"
         ...
 
 Startup takes a few seconds here (about 3-6 s on 2 shared cores); the JVM uses about 300 MB RSS
@@ -243,8 +244,8 @@ class OpenSearchNode:
         self.request("DELETE", f"/{pattern}?expand_wildcards=all")
 
 
-@pytest.fixture(scope="session")
-def opensearch() -> Iterator[OpenSearchNode]:
+@pytest.fixture(scope="session", name="opensearch")
+def opensearch_fixture() -> Iterator[OpenSearchNode]:
     """One OpenSearch node shared by the session's tests (each test uses its own indices)."""
     if not java_available():
         pytest.skip("java is not installed: the real OpenSearch node cannot run")
