@@ -34,8 +34,8 @@ test: $(VENV)/.test-installed system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.run-installed
-	$(PY) bench/parse.py
-	$(PY) bench/e2e.py
+	$(PY) -m bench.parse
+	$(PY) -m bench.e2e
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -105,14 +105,48 @@ def _install_loop(choice: str) -> str:
     return "uvloop"
 
 
-async def _serve(config: Any) -> None:
+async def _serve(config: Any, config_path: str | None) -> None:
+    """Run until SIGTERM/SIGINT. SIGHUP reloads the config: a valid new config replaces the
+    running pipeline (the disk buffer carries every unacknowledged record across); an invalid
+    one is logged and the running pipeline goes on."""
     from agent.runtime import Agent
 
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Agent(config).run(stop)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    while True:
+        agent = Agent(config)
+        reloading = False
+        finished = asyncio.Event()
+        running = asyncio.create_task(agent.run(finished))
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())]
+        while True:
+            await asyncio.wait([running, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            if running.done() or stop.is_set():
+                break
+            reload.clear()
+            waiters[1] = asyncio.create_task(reload.wait())
+            if config_path is None:
+                log.warning("SIGHUP: nothing to reload, the embedded default config is running")
+                continue
+            try:
+                new_config = load_config(config_path)
+            except ConfigError as exc:
+                log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
+                continue
+            log.info("SIGHUP: reloading %s", config_path)
+            config, reloading = new_config, True
+            # A disk buffer keeps what is unacknowledged; a memory buffer must drain first.
+            agent.drain_on_stop = agent.config.buffer.type == "memory"
+            break
+        for waiter in waiters:
+            waiter.cancel()
+        finished.set()
+        await running  # re-raises a failure of the pipeline
+        if not reloading:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if runtime_dir:
         log.info("embedded default config: runtime files in %s", runtime_dir)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.config))
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return 2

@@ -58,6 +58,9 @@ class Agent:
         self.chain: FilterChain | None = None
         self.http: HttpServer | None = None
         self._stopping = False
+        self.drain_on_stop = True
+        """False on a reload with a disk buffer: unacknowledged chunks stay on disk for the
+        next pipeline, so there is nothing to wait for."""
 
     # ------------------------------------------------------------------------------- build
 
@@ -189,7 +192,8 @@ class Agent:
         if self.chain is not None:
             self.store.put(self.chain.close())
         self.buffer.seal_due(math.inf)
-        await self._drain(float(self.config.agent.grace_period))
+        if self.drain_on_stop:
+            await self._drain(float(self.config.agent.grace_period))
         await self._stop_outputs()
         await self.buffer.close()
         if self.http is not None:

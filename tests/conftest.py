@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,3 +45,37 @@ def agent_env(**extra: str) -> dict[str, str]:
 
 def agent_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
+
+
+# ----------------------------------------------------------------------------- agent processes
+
+import pytest  # noqa: E402
+
+from bench.harness import AgentProcess  # noqa: E402
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """``start_agent(config_text, workdir=None)`` runs ``python -m agent`` until /readyz is 200;
+    every agent started is stopped (or killed) at teardown, its log printed if the test failed."""
+    started: list[AgentProcess] = []
+
+    def start(config: str, workdir: Path | None = None, **kwargs: object) -> AgentProcess:
+        directory = workdir or tmp_path / f"agent{len(started)}"
+        directory.mkdir(parents=True, exist_ok=True)
+        agent = AgentProcess(directory, config, **kwargs)  # type: ignore[arg-type]
+        started.append(agent)
+        return agent.start()
+
+    yield start
+    for agent in started:
+        agent.stop(timeout=30)
+        agent.kill()
+
+
+def read_ndjson(path: Path) -> list[dict[str, object]]:
+    import msgspec
+
+    if not path.exists():
+        return []
+    return [msgspec.json.decode(line) for line in path.read_bytes().splitlines() if line]

@@ -67,7 +67,9 @@ def test_unknown_component_type_lists_the_known_ones() -> None:
 
 def test_missing_required_key() -> None:
     with pytest.raises(ConfigError, match=r"outputs\[0\]\.path: required key is missing"):
-        parse_config(ISSUE_EXAMPLE.replace('path = "/var/log/container-audit-agent/out.ndjson"', ""))
+        parse_config(
+            ISSUE_EXAMPLE.replace('path = "/var/log/container-audit-agent/out.ndjson"', "")
+        )
 
 
 def test_invalid_toml_is_a_config_error() -> None:
@@ -132,7 +134,11 @@ def test_cli_check_prints_pipeline(tmp_path: Path) -> None:
     path.write_text(ISSUE_EXAMPLE)
     result = subprocess.run(
         agent_command("--config", str(path), "--check"),
-        env=agent_env(), capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert f"config OK: {path}" in result.stdout
@@ -145,7 +151,11 @@ def test_cli_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     path.write_text(ISSUE_EXAMPLE.replace("[agent]", "[agent]\nlog_levl = 'info'"))
     result = subprocess.run(
         agent_command("--config", str(path), "--check"),
-        env=agent_env(), capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 2
     assert f"{path}: agent.log_levl: unknown key" in result.stderr
@@ -156,7 +166,11 @@ def test_cli_warns_about_unrouted_tags(tmp_path: Path) -> None:
     path.write_text(ISSUE_EXAMPLE.replace('match = "*"', 'match = "docker.*"'))
     result = subprocess.run(
         agent_command("--config", str(path), "--check"),
-        env=agent_env(), capture_output=True, text=True, cwd=REPO, timeout=60,
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "no output matches tag 'syslog'" in result.stdout
