@@ -292,11 +292,11 @@ class ElasticsearchOutput(Output):
         items = self._build_items(chunk, done)
         try:
             rejected = await self._deliver(items, done)
+            if rejected:
+                await self._dead_letter(chunk, rejected, done)
         except RetryableError:
             self._remember(chunk.id, done)
             raise
-        if rejected:
-            await self._dead_letter(chunk, rejected, done)
         self._progress.pop(chunk.id, None)
 
     def _remember(self, chunk_id: str, done: set[int]) -> None:

@@ -78,7 +78,7 @@ def test_syslog_to_opensearch_through_the_agent(
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=180, interval=0.5)
 
     assert opensearch.count(index) == 5000  # every record once: no loss, no duplicate
-    hit = opensearch.search(index, query={"match": {"message": "seq=4321"}})
+    hit = opensearch.search(index, query={"match_phrase": {"message": "seq=4321"}})
     assert len(hit) == 1
     source = hit[0]["_source"]
     assert source["@timestamp"] == "2026-11-29T21:00:00.250Z"

@@ -229,6 +229,8 @@ class OpenSearchNode:
         self.refresh(index)
         result = self.request("POST", f"/{index}/_count", {"query": query or {"match_all": {}}})
         if "count" not in result:
+            if result.get("status") == 404:
+                return 0  # no such index (yet)
             raise AssertionError(f"count on {index} failed: {result}")
         return int(result["count"])
 
