@@ -71,6 +71,7 @@ def test_config_validates_through_the_agent_loader() -> None:
     from agent.config import parse_config
 
     parsed = parse_config(
+        '[[inputs]]\ntype = "syslog"\nmode = "udp"\nlisten = "127.0.0.1:5514"\n'
         '[[outputs]]\ntype = "elasticsearch"\nhosts = ["http://127.0.0.1:9200"]\n'
         'index = "audit-%Y.%m.%d"\nid_mode = "hash"\nmax_bulk_bytes = "1MiB"\n'
     )
