@@ -325,6 +325,7 @@ class ElasticsearchOutput(Output):
             if done is not None:
                 settled = {item.position for item in pending}
                 settled -= {item.position for item in outcome.retry}
+                settled -= {item.position for item in outcome.blocked}
                 settled -= {item.position for item, _ in outcome.rejected}
                 for group, result in zip(groups, results, strict=True):
                     if isinstance(result, BaseException):
@@ -335,6 +336,16 @@ class ElasticsearchOutput(Output):
             self._count("conflict", outcome.conflicts)
             if failure is not None:
                 raise failure
+            if outcome.blocked:
+                self._count("blocked", len(outcome.blocked))
+                reasons = "; ".join(outcome.blocked_reasons)
+                self.log.error(
+                    "%d documents refused for a reason of the cluster or the configuration, "
+                    "not the documents (kept, retried later): %s",
+                    len(outcome.blocked),
+                    reasons,
+                )
+                raise RetryableError(f"{len(outcome.blocked)} documents blocked: {reasons}")
             if not outcome.retry:
                 break
             attempt += 1

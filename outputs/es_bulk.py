@@ -238,6 +238,43 @@ class Outcome:
     retry: list[BulkItem] = field(default_factory=list)
     retry_reasons: list[str] = field(default_factory=list)
     rejected: list[tuple[BulkItem, ItemResult]] = field(default_factory=list)
+    blocked: list[BulkItem] = field(default_factory=list)
+    blocked_reasons: list[str] = field(default_factory=list)
+
+
+# Per-item 4xx answers that are about the cluster or the configuration, not the document: a
+# read-only index (flood-stage disk watermark), a closed or missing index, missing permissions,
+# a pipeline that does not exist, `index` into a data stream. Dead-lettering would throw away
+# good data; the chunk waits instead (RetryableError, bounded by the agent's retry_limit).
+_BLOCKING_TYPES = frozenset(
+    {
+        "cluster_block_exception",
+        "index_closed_exception",
+        "index_not_found_exception",
+        "security_exception",
+        "authorization_exception",
+        "authentication_exception",
+        "no_such_index_exception",
+    }
+)
+_BLOCKING_REASONS = (
+    "pipeline with id [",
+    "only write ops with an op_type of create are allowed in data streams",
+    "no write index is defined for alias",
+)
+
+
+def is_blocking(result: ItemResult) -> bool:
+    """True when a 4xx item answer is about the cluster or the config (see _BLOCKING_TYPES)."""
+    if result.status in (401, 403, 404):
+        return True
+    error = result.error
+    if isinstance(error, ItemError):
+        if error.type in _BLOCKING_TYPES:
+            return True
+        reason = error.reason or ""
+        return any(marker in reason for marker in _BLOCKING_REASONS)
+    return False
 
 
 def classify(
@@ -265,6 +302,11 @@ def classify(
             reason = describe_error(result)
             if len(outcome.retry_reasons) < 3 and reason not in outcome.retry_reasons:
                 outcome.retry_reasons.append(reason)
+        elif is_blocking(result):
+            outcome.blocked.append(item)
+            reason = describe_error(result)
+            if len(outcome.blocked_reasons) < 3 and reason not in outcome.blocked_reasons:
+                outcome.blocked_reasons.append(reason)
         else:
             outcome.rejected.append((item, result))
 

@@ -288,3 +288,44 @@ def test_413_splits_the_bulk_and_dead_letters_a_document_too_big(
     assert "413" in dead.calls[0][2]
     assert metrics.counters[("output_es_requests_total", (("result", "413"),))] >= 1
     assert output._max_bulk_bytes < 8 * 1024 * 1024  # learned the server's limit
+
+
+def test_cluster_and_config_refusals_wait_instead_of_dead_lettering(
+    opensearch: OpenSearchNode,
+) -> None:
+    # a write block is what the flood-stage disk watermark puts on every index
+    opensearch.request("PUT", "/blocked", {"settings": {"index.blocks.write": True}})
+    chunk = MemoryChunk("b", [syslog_record(i) for i in range(20)])
+    output, metrics, dead = make_output(hosts=opensearch.url, index="blocked")
+    missing_pipeline, _, dead_too = make_output(
+        hosts=opensearch.url, index="unblocked", pipeline="does-not-exist"
+    )
+
+    async def main() -> None:
+        await output.start()
+        with pytest.raises(RetryableError, match="cluster_block_exception"):
+            await output.send(chunk)
+        opensearch.request("PUT", "/blocked/_settings", {"index.blocks.write": False})
+        await output.send(chunk)  # the agent's retry once the disk was freed
+        await output.stop()
+        await missing_pipeline.start()
+        with pytest.raises(RetryableError, match=r"pipeline with id \[does-not-exist\]"):
+            await missing_pipeline.send(chunk)
+        await missing_pipeline.stop()
+
+    run(main())
+
+    assert dead.calls == [] and dead_too.calls == []
+    assert metrics.items("blocked") == 20
+    assert opensearch.count("blocked") == 20
+
+
+def test_unreachable_at_start_is_not_ready_without_raising() -> None:
+    output, _, _ = make_output(hosts=f"http://127.0.0.1:{free_port()}")
+
+    async def main() -> None:
+        await output.start()
+        await output.stop()
+
+    run(main())
+    assert output.ready is False

@@ -179,6 +179,40 @@ def test_classify_sorts_each_item() -> None:
         classify(items[:2], response, "create", Outcome())
 
 
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (
+            403,
+            {"type": "cluster_block_exception", "reason": "index [x] blocked by: [FORBIDDEN/12]"},
+        ),
+        (404, {"type": "index_not_found_exception", "reason": "no such index [x]"}),
+        (400, {"type": "index_closed_exception", "reason": "closed"}),
+        (
+            400,
+            {"type": "illegal_argument_exception", "reason": "pipeline with id [p] does not exist"},
+        ),
+        (
+            400,
+            {
+                "type": "illegal_argument_exception",
+                "reason": "only write ops with an op_type of create are allowed in data streams",
+            },
+        ),
+    ],
+)
+def test_refusals_of_the_cluster_are_not_dead_lettered(status: int, error: dict[str, str]) -> None:
+    body = {"errors": True, "items": [{"index": {"status": status, "error": error}}]}
+    outcome = Outcome()
+    classify(
+        [BulkItem(0, b"{}", b"{}")],
+        parse_bulk_response(json.dumps(body).encode()),
+        "index",
+        outcome,
+    )
+    assert [item.position for item in outcome.blocked] == [0] and outcome.rejected == []
+
+
 def test_auth_headers() -> None:
     log = logging.getLogger("t")
     basic = Transport(config(user="elastic", password="secret"), log)
