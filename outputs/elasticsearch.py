@@ -252,6 +252,7 @@ class ElasticsearchOutput(Output):
             if config.include_tag_key
             else b""
         )
+        tag_probe = encode(config.tag_key) + b":"
         op = config.op_type.encode()
         type_part = (
             b""
@@ -277,7 +278,8 @@ class ElasticsearchOutput(Output):
                 action = prefix + b"}}"
             if config.replace_dots and record is not None:
                 line = encode(replace_dots(record))
-            added = tag_member
+            # A duplicate key would make the server refuse the document: never add one.
+            added = tag_member if tag_member and tag_probe not in line else b""
             if self._time_key and self._time_probe not in line:
                 added = self._time_key + stamps.format(event_time).encode() + b'",' + added
             items.append(BulkItem(position, action, splice(line, added)))

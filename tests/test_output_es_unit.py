@@ -136,6 +136,13 @@ def test_bulk_items_splice_without_decoding() -> None:
     assert body.endswith(b"\n") and body.count(b"\n") == 4
 
 
+def test_fields_already_in_the_record_are_not_added_twice() -> None:
+    record = syslog_record(0, tag="own", **{"@timestamp": "2000-01-01T00:00:00Z"})
+    output, _, _ = make_output(include_tag_key=True)
+    item = output._build_items(MemoryChunk("t", [record]), skip=set())[0]
+    assert item.document == msgspec.json.encode(record)
+
+
 def test_type_name_only_for_elasticsearch_6() -> None:
     output, _, _ = make_output(index="x", op_type="create")
     output.suppress_type_name = False
