@@ -325,14 +325,7 @@ class ElasticsearchOutput(Output):
             )
             failure = next((r for r in results if isinstance(r, BaseException)), None)
             if done is not None:
-                settled = {item.position for item in pending}
-                settled -= {item.position for item in outcome.retry}
-                settled -= {item.position for item in outcome.blocked}
-                settled -= {item.position for item, _ in outcome.rejected}
-                for group, result in zip(groups, results, strict=True):
-                    if isinstance(result, BaseException):
-                        settled -= {item.position for item in group}
-                done.update(settled)
+                done.update(outcome.settled)
             rejected.extend(outcome.rejected)
             self._count("accepted", outcome.accepted)
             self._count("conflict", outcome.conflicts)
@@ -389,7 +382,7 @@ class ElasticsearchOutput(Output):
                 self.metrics.observe("output_es_request_seconds", time.monotonic() - started)
         status = response.status
         self.metrics.inc("output_es_requests_total", result=str(status))
-        if status == 200:
+        if 200 <= status < 300:
             self.ready = True
             try:
                 classify(items, parse_bulk_response(response.body), self.config.op_type, outcome)
@@ -413,9 +406,14 @@ class ElasticsearchOutput(Output):
                     limit,
                 )
             half = len(items) // 2
-            await asyncio.gather(
-                self._bulk(items[:half], outcome), self._bulk(items[half:], outcome)
+            halves = await asyncio.gather(
+                self._bulk(items[:half], outcome),
+                self._bulk(items[half:], outcome),
+                return_exceptions=True,
             )
+            for result in halves:
+                if isinstance(result, BaseException):
+                    raise result
             return
         if status == 429 or status >= 500:
             outcome.retry.extend(items)

@@ -235,6 +235,8 @@ class Outcome:
 
     accepted: int = 0
     conflicts: int = 0
+    settled: list[int] = field(default_factory=list)
+    """Positions accepted or already there."""
     retry: list[BulkItem] = field(default_factory=list)
     retry_reasons: list[str] = field(default_factory=list)
     rejected: list[tuple[BulkItem, ItemResult]] = field(default_factory=list)
@@ -285,6 +287,7 @@ def classify(
     if not response.errors and not response.items:
         # filter_path drops "items" from a fully successful answer on some servers
         outcome.accepted += len(items)
+        outcome.settled.extend(item.position for item in items)
         return
     if len(response.items) != len(items):
         raise ValueError(
@@ -295,8 +298,10 @@ def classify(
         status = result.status
         if 200 <= status < 300:
             outcome.accepted += 1
+            outcome.settled.append(item.position)
         elif status == 409 and op_type == "create":
             outcome.conflicts += 1  # already there: a resend of a delivered document
+            outcome.settled.append(item.position)
         elif status == 429 or status >= 500 or status == 0:
             outcome.retry.append(item)
             reason = describe_error(result)

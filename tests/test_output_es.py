@@ -329,3 +329,27 @@ def test_unreachable_at_start_is_not_ready_without_raising() -> None:
 
     run(main())
     assert output.ready is False
+
+
+def test_a_retried_chunk_sends_only_what_was_not_accepted(opensearch: OpenSearchNode) -> None:
+    # id_mode "none": without the output's memory of accepted positions the retry would
+    # index the first day's documents twice
+    opensearch.request("PUT", "/partial-2026.11.29", {"settings": {"index.blocks.write": True}})
+    records = [syslog_record(i, time=f"2026-11-{28 + i % 2}T08:00:00Z") for i in range(30)]
+    chunk = MemoryChunk("partial", records)
+    output, metrics, dead = make_output(hosts=opensearch.url, index="partial-%Y.%m.%d")
+
+    async def main() -> None:
+        await output.start()
+        with pytest.raises(RetryableError):
+            await output.send(chunk)
+        assert opensearch.count("partial-2026.11.28") == 15
+        opensearch.request("PUT", "/partial-2026.11.29/_settings", {"index.blocks.write": False})
+        await output.send(chunk)
+        await output.stop()
+
+    run(main())
+
+    assert opensearch.count("partial-2026.11.28") == 15
+    assert opensearch.count("partial-2026.11.29") == 15
+    assert metrics.items("accepted") == 30 and dead.calls == []
