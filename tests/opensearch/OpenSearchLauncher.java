@@ -14,7 +14,8 @@ import org.opensearch.transport.Netty4Plugin;
 
 /**
  * Starts one OpenSearch node inside this JVM, for tests. Every argument is a setting
- * "key=value" (path.home, http.port, ...). Runs until SIGTERM, which closes the node cleanly.
+ * "key=value" (path.home, http.port, ...). Runs until SIGTERM, which closes the node cleanly,
+ * or, with -Dlauncher.exitOnStdinClose=true, until its standard input closes.
  */
 public final class OpenSearchLauncher {
 
@@ -50,6 +51,22 @@ public final class OpenSearchLauncher {
                 closed.countDown();
             }
         }));
+        if (Boolean.getBoolean("launcher.exitOnStdinClose")) {
+            // The test process holds our stdin: if it dies without stopping us (kill -9, a
+            // crashed runner), the pipe closes and the node goes too; no orphan JVM.
+            Thread watcher = new Thread(() -> {
+                try {
+                    while (System.in.read() != -1) {
+                        // ignore input
+                    }
+                } catch (Exception e) {
+                    // closed
+                }
+                System.exit(0);
+            }, "stdin-watcher");
+            watcher.setDaemon(true);
+            watcher.start();
+        }
         node.start();
         System.out.println("OPENSEARCH STARTED");
         System.out.flush();

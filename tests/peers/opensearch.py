@@ -109,6 +109,7 @@ class OpenSearchNode:
             "-XX:+UseSerialGC",
             "-Djava.awt.headless=true",
             "-Dlog4j2.disable.jmx=true",
+            "-Dlauncher.exitOnStdinClose=true",
             "-cp",
             classpath,
             "OpenSearchLauncher",
@@ -117,8 +118,13 @@ class OpenSearchNode:
         began = time.monotonic()
         log = open(self.home / "node.log", "ab")  # noqa: SIM115 - owned by the process
         try:
+            # stdin is a pipe only we hold: if this process dies, the node exits too
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -153,7 +159,11 @@ class OpenSearchNode:
     def stop(self) -> None:
         """SIGTERM the process group (the node closes cleanly), SIGKILL it after 30 s."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        if process.poll() is not None:
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
