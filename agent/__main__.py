@@ -47,9 +47,9 @@ def _selector(component: Any) -> str:
 
 def describe(config: Any, source: str) -> str:
     """The resolved pipeline, for --check: components, where they listen, and the routes."""
-    from agent.runtime import build_router
+    from agent.router import Router
 
-    router = build_router(config)
+    router = Router.from_outputs(config.outputs)
     lines = [f"config OK: {source}"]
     agent = config.agent
     lines.append(
@@ -74,9 +74,7 @@ def describe(config: Any, source: str) -> str:
             f"tag={item.tag!r} format={item.format} {routes}"
         )
     for item in config.filters:
-        lines.append(
-            f"filter {item.name}: {item.__struct_config__.tag} {_selector(item)}"
-        )
+        lines.append(f"filter {item.name}: {item.__struct_config__.tag} {_selector(item)}")
     for item in config.outputs:
         lines.append(
             f"output {item.name}: {item.__struct_config__.tag} {_selector(item)} "
@@ -117,7 +115,7 @@ async def _serve(config: Any, config_path: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     while True:
-        agent = Agent(config)
+        agent = Agent(config, config_path or "<embedded default config>")
         reloading = False
         finished = asyncio.Event()
         running = asyncio.create_task(agent.run(finished))
@@ -133,6 +131,7 @@ async def _serve(config: Any, config_path: str | None) -> None:
                 continue
             try:
                 new_config = load_config(config_path)
+                Agent(new_config, config_path).build()
             except ConfigError as exc:
                 log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
                 continue
@@ -165,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     if args.check:
+        from agent.runtime import Agent
+
+        try:
+            Agent(config, source).build()
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
         print(describe(config, source))
         return 0
 

@@ -35,18 +35,22 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """On SIGTERM, how long outputs may drain before the agent exits (the rest stays buffered)."""
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Environment variables are upper case (``${S3_BUCKET}``) or carry a default
+# (``${aws_region:-us-east-1}``); any other ``${...}`` is a record-field template (``${ident}``,
+# ``${sd.origin.ip}``) that components render per record, so it is left as written.
+_ENV = re.compile(r"\$\{(?:([A-Z_][A-Z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*):-([^}]*))\}")
 
 
 def _interpolate(value: Any, path: str, source: str) -> Any:
-    """``${VAR}`` and ``${VAR:-default}`` in every string value (not in keys, not in TOML syntax,
-    so an environment value can never change the config's structure)."""
+    """``${VAR}`` and ``${var:-default}`` in every string value (not in keys, not in TOML
+    syntax, so an environment value can never change the config's structure)."""
     if isinstance(value, str):
         if "${" not in value:
             return value
 
         def substitute(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
+            name = match.group(1) or match.group(2)
+            default = match.group(3) if match.group(2) else None
             env = os.environ.get(name)
             if env is not None and (env != "" or default is None):
                 return env

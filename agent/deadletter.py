@@ -1,56 +1,41 @@
-"""The dead-letter directory: records a destination refused for good, with the reason, kept for
-a person to look at and replay. Nothing leaves the agent silently."""
+"""Dead letters for single records: those a destination refused one by one (an Elasticsearch
+bulk item with a mapping conflict), kept beside whole dead-lettered chunks in
+``data_dir/dead-letter/`` with the reason, for a person to look at and replay."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
-import re
-import time
 from collections.abc import Sequence
 
-import msgspec
-
+from agent.buffer.core import write_dead_letter
 from outputs.base import Chunk
 
 log = logging.getLogger("agent.deadletter")
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class DeadLetterDir:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._sequence = 0
+        self._parts = itertools.count(1)
 
     def write(self, chunk: Chunk, output: str, lines: Sequence[bytes], reason: str) -> str:
-        """Write ``lines`` as NDJSON beside a JSON reason file; returns the data file's path.
-        Never raises: a failure to write is logged with the reason and the record count."""
-        self._sequence += 1
-        stem = _UNSAFE.sub("_", f"{output}-{chunk.id}-{int(time.time() * 1000)}-{self._sequence}")
-        data_path = os.path.join(self.path, stem + ".ndjson")
-        meta = {
-            "chunk": chunk.id,
-            "tag": chunk.tag,
-            "output": output,
-            "reason": reason,
-            "records": len(lines),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "data": os.path.basename(data_path),
-        }
+        """Returns the data file's path. Never raises: a failure to write is logged with the
+        reason and the record count, so the loss is at least on record."""
         try:
-            os.makedirs(self.path, exist_ok=True)
-            with open(data_path, "wb") as handle:
-                handle.write(b"".join(line + b"\n" for line in lines))
-            with open(os.path.join(self.path, stem + ".reason.json"), "wb") as handle:
-                handle.write(msgspec.json.format(msgspec.json.encode(meta)) + b"\n")
+            return write_dead_letter(
+                self.path,
+                chunk.id,
+                chunk.tag,
+                output,
+                reason,
+                b"".join(line + b"\n" for line in lines),
+                len(lines),
+                part=f"records-{next(self._parts)}",
+            )
         except OSError as exc:
             log.error(
                 "cannot write dead letters (%d records of chunk %s for %s, reason: %s): %s",
-                len(lines),
-                chunk.id,
-                output,
-                reason,
-                exc,
+                len(lines), chunk.id, output, reason, exc,
             )
-        return data_path
+            return "(not written)"

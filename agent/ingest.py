@@ -17,6 +17,7 @@ from parsers.timeutil import rfc3339_to_epoch
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
+from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
 from agent.router import Router
@@ -24,13 +25,7 @@ from agent.router import Router
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
-
-
-class Chain:
-    """What the ingest path needs of the filter chain (agent.filters.chain.FilterChain)."""
-
-    def process(self, tag: str, records: list[Record]) -> list[Batch]:
-        raise NotImplementedError
+_NAN = float("nan")
 
 
 class Store:
@@ -55,12 +50,14 @@ class Store:
                     self._warned.add(tag)
                     log.warning("no output matches tag %r: its records are dropped (counted)", tag)
                 continue
-            now = time.time()
             lines = [encode(record) for record in records]
             times = [
-                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else now
+                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else _NAN
                 for record in records
             ]
+            if _NAN in times or any(t != t for t in times):  # a filter removed or broke `time`
+                now = time.time()
+                times = [now if t != t else t for t in times]
             self._buffer.append(tag, lines, times)
 
 
@@ -71,7 +68,7 @@ class IngestSink:
         self,
         config: InputConfig,
         buffer: Buffer,
-        chain: Chain | None,
+        chain: FilterChain | None,
         store: Store,
         metrics: ComponentMetrics,
     ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -33,6 +35,11 @@ class TagMatcher:
 
 class Router:
     """tag -> the outputs whose ``match``/``match_regex`` selects it, in config order."""
+
+    @classmethod
+    def from_outputs(cls, outputs: Iterable[Any]) -> Router:
+        """From output configs (anything with ``name``, ``match`` and ``match_regex``)."""
+        return cls([(out.name, TagMatcher(out.match, out.match_regex)) for out in outputs])
 
     def __init__(self, outputs: list[tuple[str, TagMatcher]]) -> None:
         self._outputs = outputs

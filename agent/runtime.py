@@ -10,15 +10,18 @@ sealed, outputs drain for ``grace_period``, then whatever is left stays on disk 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from agent.buffer.base import Buffer
 from agent.buffer.factory import build_buffer
-from agent.components import filter_types, input_types, output_types
+from agent.components import input_types, output_types
+from agent.config import ConfigError
 from agent.deadletter import DeadLetterDir
 from agent.delivery import Dispatcher
 from agent.filters.base import FilterContext
@@ -27,7 +30,7 @@ from agent.http import HttpServer
 from agent.ingest import IngestSink, Store
 from agent.inputs.base import Input, InputContext
 from agent.metrics import Registry
-from agent.router import Router, TagMatcher
+from agent.router import Router
 from outputs.base import Chunk, Output, OutputContext
 
 log = logging.getLogger("agent")
@@ -35,16 +38,13 @@ log = logging.getLogger("agent")
 HOUSEKEEPING_INTERVAL = 0.2
 
 
-def build_router(config: Any) -> Router:
-    return Router([(out.name, TagMatcher(out.match, out.match_regex)) for out in config.outputs])
-
-
 class Agent:
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, source: str = "agent.toml") -> None:
         self.config = config
+        self.source = source
         self.registry = Registry()
         self.node_name = config.agent.node_name or socket.gethostname()
-        self.router = build_router(config)
+        self.router = Router.from_outputs(config.outputs)
         self.buffer: Buffer = build_buffer(
             config.buffer,
             config.agent.data_dir,
@@ -78,42 +78,57 @@ class Agent:
                 metrics=self.registry.component(name, kind),
                 dead_letter=self._partial_dead_letter(name, kind),
             )
-            output = outputs[kind][1](out_config, context)
+            with self._config_errors(f"outputs[{len(self.outputs)}] ({kind})"):
+                output = outputs[kind][1](out_config, context)
             self.outputs[name] = output
             self.dispatchers.append(
                 Dispatcher(name, output, self.buffer, self.registry.component(name, kind))
             )
 
-        filters = filter_types()
         if config.filters:
-            self.chain = FilterChain(
-                [
-                    (
-                        cfg,
-                        FilterContext(
-                            name=cfg.name,
-                            logger=logging.getLogger(f"agent.filter.{cfg.name}"),
-                            metrics=self.registry.component(cfg.name, cfg.__struct_config__.tag),
-                        ),
-                    )
-                    for cfg in config.filters
-                ],
-                filters,
-            )
+            with self._config_errors(None):
+                self.chain = FilterChain(
+                    [
+                        (
+                            cfg,
+                            FilterContext(
+                                name=cfg.name,
+                                logger=logging.getLogger(f"agent.filter.{cfg.name}"),
+                                metrics=self.registry.component(
+                                    cfg.name, cfg.__struct_config__.tag
+                                ),
+                            ),
+                        )
+                        for cfg in config.filters
+                    ]
+                )
         self.store = Store(self.buffer, self.router, self.registry.component("router", "router"))
 
         inputs = input_types()
         for in_config in config.inputs:
             kind = in_config.__struct_config__.tag
             metrics = self.registry.component(in_config.name, kind)
-            sink = IngestSink(in_config, self.buffer, self.chain, self.store, metrics)
+            where = f"inputs[{len(self.inputs)}] ({kind})"
+            with self._config_errors(where):
+                sink = IngestSink(in_config, self.buffer, self.chain, self.store, metrics)
             input_context = InputContext(
                 name=in_config.name,
                 logger=logging.getLogger(f"agent.input.{in_config.name}"),
                 metrics=metrics,
                 sink=sink,
             )
-            self.inputs.append(inputs[kind][1](in_config, input_context))
+            with self._config_errors(where):
+                self.inputs.append(inputs[kind][1](in_config, input_context))
+
+    @contextlib.contextmanager
+    def _config_errors(self, where: str | None) -> Iterator[None]:
+        """A component that rejects its config (a bad regex, a missing extra) is a config error
+        naming the file and the component."""
+        try:
+            yield
+        except (ValueError, ImportError) as exc:
+            prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
+            raise ConfigError(prefix + str(exc)) from None
 
     def _partial_dead_letter(self, name: str, kind: str) -> Any:
         metrics = self.registry.component(name, kind)
@@ -134,8 +149,13 @@ class Agent:
 
     # --------------------------------------------------------------------------------- run
 
+    def build(self) -> None:
+        """Construct every component (no sockets, no files): ConfigError if one refuses."""
+        if not self.inputs:
+            self._build()
+
     async def run(self, stop: asyncio.Event) -> None:
-        self._build()
+        self.build()
         await self.buffer.open(self.router.routes)
         for output in self.outputs.values():
             await output.start()

@@ -110,7 +110,7 @@ def test_logger_rfc5424_and_rfc3164_to_every_mode(
     assert r5424["pid"] in (4242, "4242")
     assert r5424["facility"] == "auth" and r5424["severity"] == "warning"
     assert r5424["msgid"] == "ID47"
-    assert r5424["sd"] == {"origin@32473": {"ip": "10.0.0.7"}}
+    assert r5424["sd"]["origin@32473"] == {"ip": "10.0.0.7"}  # type: ignore[index]
     assert r5424["host"] == HOST
     assert str(r5424["time"]).endswith("Z")
     assert r3164["message"] == "hello from 3164"

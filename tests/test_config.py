@@ -174,3 +174,29 @@ def test_cli_warns_about_unrouted_tags(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "no output matches tag 'syslog'" in result.stdout
+
+
+def test_lower_case_placeholders_are_left_for_record_field_templates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ident", "from-env")  # a field template is never taken from the env
+    config = parse_config(ISSUE_EXAMPLE.replace('tag = "syslog"', 'tag = "docker.${ident}"'))
+    assert config.inputs[0].tag == "docker.${ident}"
+    monkeypatch.setenv("region", "eu-west-1")
+    text = ISSUE_EXAMPLE.replace('tag = "syslog"', 'tag = "${region:-x}.${sd.origin.ip}"')
+    assert parse_config(text).inputs[0].tag == "eu-west-1.${sd.origin.ip}"
+
+
+def test_component_that_rejects_its_config_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(ISSUE_EXAMPLE + '\n[[filters]]\ntype = "grep"\nregex = [["message", "("]]\n')
+    result = subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout
+    assert f"{path}: filters[0] (grep) 'grep.0': regex[0][1]: invalid regular expression" in result.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -36,6 +36,10 @@ class FilterContext(msgspec.Struct, kw_only=True):
 
 
 class Filter(abc.ABC):
+    counts_drops: ClassVar[bool] = True
+    """Fewer records out than in means records were dropped (counted). False for filters that
+    join records (multiline), where fewer out is not a loss."""
+
     def __init__(self, config: Any, context: FilterContext) -> None:
         self.config = config
         self.context = context

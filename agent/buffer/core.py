@@ -1,0 +1,369 @@
+"""What the disk and the memory buffer share: open chunks per tag, sealing, per-output queues in
+creation order, acknowledgements, the ``max_bytes`` bound and the dead-letter directory.
+
+Storage is left to subclasses through a few hooks (``_write_frame``, ``_release_open``,
+``_delete_files``, ``_persist_ack``, ``_quarantine_files``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import os
+import time
+from array import array
+from urllib.parse import quote
+
+from agent.buffer.base import Buffer, BufferConfig, BufferStats, Routes
+from agent.buffer.chunk import BufferChunk, ChunkIds, CorruptChunk, OpenChunk, join_lines
+from outputs.base import Chunk, Metrics
+
+DEFAULT_RESIDENT_BYTES = 16 * 1024 * 1024
+"""Sealed chunks kept in memory after sealing, at most (disk buffer); the rest is read back from
+disk when taken, so memory stays flat however much is queued."""
+
+
+def _no_routes(tag: str) -> tuple[str, ...]:
+    return ()
+
+
+def write_dead_letter(
+    directory: str,
+    chunk_id: str,
+    tag: str,
+    output: str,
+    reason: str,
+    data: bytes,
+    records: int,
+    part: str = "",
+) -> str:
+    """Write ``data`` (NDJSON) and a JSON reason file beside it; returns the data file's path.
+    Both are fsynced: a dead-lettered chunk is deleted from the buffer right after. ``part``
+    distinguishes several dead letters of one chunk and output (e.g. the records an
+    Elasticsearch bulk refused: ``part="items-3"``)."""
+    os.makedirs(directory, exist_ok=True)
+    name = f"{chunk_id}.{quote(output, safe='')}"
+    if part:
+        name += "." + quote(part, safe="")
+    base = os.path.join(directory, name)
+    reason_doc = {
+        "chunk": chunk_id,
+        "tag": tag,
+        "output": output,
+        "reason": reason,
+        "records": records,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    data_path = base + ".ndjson"
+    for path, content in (
+        (data_path, data),
+        (base + ".json", json.dumps(reason_doc).encode() + b"\n"),
+    ):
+        with open(path, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+    return data_path
+
+
+class ChunkBuffer(Buffer):
+    """The buffer's bookkeeping; subclasses decide where the bytes live."""
+
+    location = "memory"
+
+    def __init__(
+        self,
+        config: BufferConfig,
+        data_dir: str,
+        metrics: Metrics,
+        logger: logging.Logger,
+        resident_bytes: int = DEFAULT_RESIDENT_BYTES,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.metrics = metrics
+        self.logger = logger
+        self.dead_letter_dir = os.path.join(data_dir, "dead-letter")
+        self._resident_limit = resident_bytes
+        self._resident_bytes = 0
+        self._chunk_bytes = int(config.chunk_bytes)
+        self._max_bytes = int(config.max_bytes)
+        self._flush_interval = float(config.flush_interval)
+        self._drop_oldest = config.when_full == "drop_oldest"
+        self._routes: Routes = _no_routes
+        self._ids = ChunkIds()
+        self._open: dict[str, OpenChunk] = {}
+        self._chunks: dict[str, BufferChunk] = {}
+        """Sealed chunks not yet acknowledged by every output they route to."""
+        self._queues: dict[str, list[tuple[str, BufferChunk]]] = {}
+        """Per output: a heap by chunk id (creation order) of chunks to hand out."""
+        self._ready: dict[str, asyncio.Event] = {}
+        self._pending: dict[str, int] = {}
+        self._stale: dict[str, int] = {}
+        self._bytes = 0
+        self._room: asyncio.Event | None = None
+        self._gauges_updated = -1e9
+
+    # ------------------------------------------------------------------ storage hooks
+
+    def _write_frame(self, chunk: OpenChunk, ndjson: bytes, times: array) -> None:
+        """Persist one batch (before it is added to ``chunk``); raise OSError on failure."""
+
+    def _after_append(self, chunk: OpenChunk) -> None:
+        """The batch is in ``chunk``: make it as durable as ``sync`` says (may raise OSError)."""
+
+    def _release_open(self, chunk: OpenChunk) -> None:
+        """The open chunk is sealed: close its file."""
+
+    def _delete_files(self, chunk: BufferChunk) -> None:
+        """The chunk left the buffer: delete its file and acknowledgements."""
+
+    def _persist_ack(self, chunk: BufferChunk, output: str) -> None:
+        """Remember that ``output`` acknowledged ``chunk`` across restarts."""
+
+    def _quarantine_files(self, chunk: BufferChunk) -> None:
+        """Move an unreadable chunk's file aside (never delete it)."""
+
+    # ------------------------------------------------------------------------- ingestion
+
+    def append(self, tag: str, lines: list[bytes], times: list[float]) -> None:
+        if not lines:
+            return
+        if len(times) != len(lines):
+            raise ValueError(f"append: {len(lines)} lines but {len(times)} times")
+        ndjson = join_lines(lines)
+        frame_times = array("d", times)
+        chunk = self._open.get(tag)
+        if chunk is not None and chunk.records and chunk.size + len(ndjson) > self._chunk_bytes:
+            self._seal(chunk)
+            chunk = None
+        if chunk is None:
+            chunk = OpenChunk(self._ids.next(), tag, time.time())
+            self._open[tag] = chunk
+        self._write_frame(chunk, ndjson, frame_times)
+        chunk.add(ndjson, frame_times)
+        self._bytes += len(ndjson)
+        try:
+            self._after_append(chunk)
+        finally:
+            if chunk.size >= self._chunk_bytes:
+                self._seal(chunk)
+            if self._drop_oldest and self._bytes > self._max_bytes:
+                self._make_room()
+
+    async def commit(self) -> None:
+        return None
+
+    def has_room(self) -> bool:
+        # drop_oldest makes room on append, so ingestion never has to wait.
+        return self._drop_oldest or self._bytes < self._max_bytes
+
+    async def wait_room(self) -> None:
+        while not self.has_room():
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
+
+    def seal_due(self, now: float) -> None:
+        for chunk in list(self._open.values()):
+            if now - chunk.created >= self._flush_interval:
+                self._seal(chunk)
+        self._update_gauges()
+
+    def _seal(self, chunk: OpenChunk) -> None:
+        if self._open.get(chunk.tag) is chunk:
+            del self._open[chunk.tag]
+        self._release_open(chunk)
+        if not chunk.records:
+            return
+        sealed = chunk.seal()
+        budget_left = self._resident_limit - self._resident_bytes
+        if sealed.path is None or sealed.loaded_bytes <= budget_left:
+            sealed.resident = True
+            self._resident_bytes += sealed.loaded_bytes
+        else:
+            sealed.unload()
+        self._enqueue(sealed, acked=())
+
+    def _enqueue(self, chunk: BufferChunk, acked: tuple[str, ...] | set[str]) -> bool:
+        """Offer a sealed chunk (counted in ``_bytes`` already) to the outputs its tag routes to
+        that have not acknowledged it; returns False if there are none (the chunk is deleted)."""
+        outputs = [name for name in dict.fromkeys(self._routes(chunk.tag)) if name not in acked]
+        if not outputs:
+            if not acked:
+                self.logger.warning(
+                    "no output takes tag %r: dropping chunk %s (%d records)",
+                    chunk.tag, chunk.id, chunk.records,
+                )
+                self._count_dropped(chunk, "no_route")
+            self._forget(chunk)
+            self._delete_files(chunk)
+            return False
+        chunk.waiting = set(outputs)
+        self._chunks[chunk.id] = chunk
+        for name in outputs:
+            heapq.heappush(self._queues.setdefault(name, []), (chunk.id, chunk))
+            self._pending[name] = self._pending.get(name, 0) + 1
+            self._ready_event(name).set()
+        return True
+
+    # -------------------------------------------------------------------------- delivery
+
+    def _ready_event(self, output: str) -> asyncio.Event:
+        event = self._ready.get(output)
+        if event is None:
+            event = self._ready[output] = asyncio.Event()
+        return event
+
+    def _is_live(self, chunk: BufferChunk, output: str) -> bool:
+        return self._chunks.get(chunk.id) is chunk and output in chunk.waiting
+
+    async def take(self, output: str) -> Chunk:
+        while True:
+            heap = self._queues.setdefault(output, [])
+            while heap:
+                _, chunk = heapq.heappop(heap)
+                if not self._is_live(chunk, output) or output in chunk.in_flight:
+                    continue
+                if not chunk.loaded:
+                    try:
+                        await asyncio.to_thread(chunk.load)
+                    except (OSError, CorruptChunk) as exc:
+                        if self._chunks.get(chunk.id) is chunk:
+                            self._quarantine(chunk, str(exc))
+                        continue
+                    except BaseException:
+                        # Cancelled while reading: the chunk goes back in line for this output.
+                        heapq.heappush(heap, (chunk.id, chunk))
+                        raise
+                    if not self._is_live(chunk, output):
+                        continue
+                chunk.in_flight.add(output)
+                return chunk
+            event = self._ready_event(output)
+            event.clear()
+            await event.wait()
+
+    def ack(self, chunk: Chunk, output: str) -> None:
+        current = self._chunks.get(chunk.id)
+        if current is None or output not in current.waiting:
+            return  # already acknowledged, dropped, or never routed there
+        current.waiting.discard(output)
+        current.in_flight.discard(output)
+        self._pending[output] -= 1
+        if not current.waiting:
+            self._forget(current)
+            self._delete_files(current)
+            self.metrics.inc("buffer_deleted_chunks_total")
+            return
+        try:
+            self._persist_ack(current, output)
+        except OSError as exc:
+            # Not fatal: at worst the chunk is sent to this output again after a restart.
+            self.logger.warning("cannot record ack of chunk %s by %s: %s", current.id, output, exc)
+        if not current.in_flight and not current.resident:
+            current.unload()
+
+    def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
+        path = write_dead_letter(
+            self.dead_letter_dir, chunk.id, chunk.tag, output, reason, chunk.data(), chunk.records
+        )
+        self.logger.error(
+            "chunk %s (tag %r, %d records) dead-lettered for output %s: %s; written to %s",
+            chunk.id, chunk.tag, chunk.records, output, reason, path,
+        )
+        self.metrics.inc("buffer_dead_letter_records_total", chunk.records, output=output)
+        self.metrics.inc("buffer_dead_letter_chunks_total", output=output)
+        self.ack(chunk, output)
+        return path
+
+    def pending(self, output: str) -> int:
+        return self._pending.get(output, 0)
+
+    # --------------------------------------------------------------------- bookkeeping
+
+    def _forget(self, chunk: BufferChunk) -> None:
+        """Remove a sealed chunk from the books (not its files)."""
+        if self._chunks.get(chunk.id) is chunk:
+            del self._chunks[chunk.id]
+        for name in chunk.waiting:
+            self._pending[name] -= 1
+            if name not in chunk.in_flight:
+                self._note_stale(name)
+        chunk.waiting = set()
+        self._bytes -= chunk.size
+        if chunk.resident:
+            self._resident_bytes -= chunk.loaded_bytes
+            chunk.resident = False
+        if not chunk.in_flight:
+            chunk.release()
+        if self._room is not None and self.has_room():
+            self._room.set()
+
+    def _note_stale(self, output: str) -> None:
+        """A chunk in ``output``'s queue left the buffer. Entries are skipped lazily by
+        ``take``; rebuild the queue when they pile up (an output stuck while drop_oldest
+        keeps dropping), so memory stays bounded."""
+        stale = self._stale.get(output, 0) + 1
+        heap = self._queues.get(output, [])
+        if stale > 256 and 2 * stale > len(heap):
+            heap[:] = [entry for entry in heap if self._is_live(entry[1], output)]
+            heapq.heapify(heap)
+            stale = 0
+        self._stale[output] = stale
+
+    def _count_dropped(self, chunk: BufferChunk, reason: str) -> None:
+        self.metrics.inc("buffer_dropped_records_total", chunk.records, reason=reason)
+        self.metrics.inc("buffer_dropped_bytes_total", chunk.size, reason=reason)
+
+    def _make_room(self) -> None:
+        """drop_oldest: delete the oldest sealed chunks (preferring ones no output is sending)
+        until the buffer is back under ``max_bytes``."""
+        while self._bytes > self._max_bytes and self._chunks:
+            idle = [chunk for chunk in self._chunks.values() if not chunk.in_flight]
+            victim = min(idle or self._chunks.values(), key=lambda chunk: chunk.id)
+            self.logger.warning(
+                "buffer full (%d > max_bytes %d): dropping oldest chunk %s (tag %r, %d records)",
+                self._bytes, self._max_bytes, victim.id, victim.tag, victim.records,
+            )
+            self._count_dropped(victim, "drop_oldest")
+            self._forget(victim)
+            self._delete_files(victim)
+
+    def _quarantine(self, chunk: BufferChunk, reason: str) -> None:
+        self.logger.error("chunk %s unreadable, moved to corrupt/: %s", chunk.id, reason)
+        self.metrics.inc("buffer_corrupt_chunks_total")
+        self._count_dropped(chunk, "corrupt")
+        self._forget(chunk)
+        self._quarantine_files(chunk)
+
+    # --------------------------------------------------------------------------- stats
+
+    def stats(self) -> BufferStats:
+        memory = sum(chunk.size + 8 * chunk.records for chunk in self._open.values())
+        memory += sum(chunk.memory_bytes for chunk in self._chunks.values())
+        disk = sum(chunk.file_bytes for chunk in self._open.values())
+        disk += sum(chunk.file_bytes for chunk in self._chunks.values() if chunk.path)
+        return BufferStats(
+            chunks=len(self._open) + len(self._chunks),
+            bytes=self._bytes,
+            memory_bytes=memory,
+            disk_bytes=disk,
+        )
+
+    def _update_gauges(self, force: bool = False) -> None:
+        # stats() walks every chunk: refresh the gauges at most once a second.
+        now = time.monotonic()
+        if not force and now - self._gauges_updated < 1.0:
+            return
+        self._gauges_updated = now
+        stats = self.stats()
+        memory_chunks = len(self._open) + sum(1 for c in self._chunks.values() if c.loaded)
+        disk_chunks = stats.chunks if self.location == "disk" else 0
+        self.metrics.set("buffer_chunks", memory_chunks, location="memory")
+        self.metrics.set("buffer_chunks", disk_chunks, location="disk")
+        self.metrics.set("buffer_bytes", stats.memory_bytes, location="memory")
+        self.metrics.set("buffer_bytes", stats.disk_bytes, location="disk")

@@ -1,0 +1,446 @@
+"""``audit``: mark records that show someone inside a container or on a node where they should
+not be (exec sessions, shells, package managers, su/sudo, SSH logins and brute force, reads of
+secrets, user and group changes).
+
+Rules come from the default set shipped beside this module (``audit_rules.toml``) and an
+optional ``rules_file``; docs/filters.md describes the format. A matching record gets
+``audit = {rule, severity, description[, fields][, matched]}`` for its most severe matching
+rule, and (``retag``) a copy goes out under the tag ``audit.<rule id>``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from agent.fields import get_field
+from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
+from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
+from agent.router import TagMatcher
+from outputs.base import Duration, config_dec_hook
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+_RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_INDEX_FIELD = "ident"
+"""The field rules are indexed by: most rules name the program, and one dict lookup per record
+then skips every rule written for other programs."""
+
+Scalar = str | int | float | bool
+
+
+class AuditCondition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    field: str
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = msgspec.field(default=None, name="in")
+    contains: str | None = None
+    regex: str | None = None
+    not_regex: str | None = None
+    exists: bool | None = None
+
+
+class AuditRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    severity: Literal["critical", "high", "medium", "low", "info"]
+    description: str
+    when: list[AuditCondition]
+    tags: list[str] = []
+    """Globs over the record's tag; empty: any tag."""
+    threshold: int = 0
+    """Stateful rule: fire when this many matches fall within ``window`` for one group."""
+    window: Duration = Duration(60.0)
+    group_by: list[str] = []
+    """Named regex groups or field paths that identify a group (source IP, host)."""
+
+
+class AuditRulesFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    rule: list[AuditRule] = []
+
+
+class AuditConfig(FilterConfig, tag_field="type", tag="audit"):
+    rules_file: str | None = None
+    """Extra rules (TOML, same format as the defaults); a rule with a default's id replaces it."""
+    default_rules: bool = True
+    """Load the rules shipped with the agent."""
+    disable: list[str] = []
+    """Rule ids to turn off."""
+    only: list[str] | None = None
+    """If given, only these rule ids are on."""
+    retag: bool = True
+    """Send matching records out under ``<tag_prefix>.<rule id>`` too."""
+    keep_original: bool = True
+    """With retag: the record also stays in its own stream (marked), not only under the
+    audit tag."""
+    tag_prefix: str = "audit"
+    field: str = "audit"
+    """Top-level key receiving the mark."""
+    max_groups: int = 10000
+    """Groups a stateful rule tracks at most; the least recently seen is forgotten beyond."""
+
+    def __post_init__(self) -> None:
+        if not self.tag_prefix:
+            raise ValueError("tag_prefix: cannot be empty")
+        if self.max_groups < 1:
+            raise ValueError("max_groups: must be at least 1")
+
+
+def load_rules_text(text: str, source: str) -> list[AuditRule]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: invalid TOML: {exc}") from None
+    try:
+        parsed = msgspec.convert(data, AuditRulesFile, dec_hook=config_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    return parsed.rule
+
+
+def default_rules_text() -> str:
+    return resources.files("agent.filters").joinpath("audit_rules.toml").read_text("utf-8")
+
+
+Check = Callable[[Record], bool]
+Capture = Callable[[Record], "dict[str, str] | None"]
+
+
+_NO_FIELDS: dict[str, Any] = {}
+"""Shared "matched, captured nothing": never stored in a record, never mutated."""
+
+
+def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Capture]]:
+    """Cheap checks (existence, equality, membership, substring) and regex checks.
+
+    The closures read a top-level field with one ``dict.get`` (most rules test ``ident`` and
+    ``message``): this runs for nearly every record, so no extra call level."""
+    parts = parse_path(condition.field, f"{key}.field")
+    top = parts[0] if len(parts) == 1 else None
+    cheap: list[Check] = []
+    costly: list[Capture] = []
+    if condition.exists is not None:
+        want = condition.exists
+
+        def exists(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return (v is not None) is want
+
+        cheap.append(exists)
+    if condition.equals is not None:
+        expected = condition.equals
+        expected_text = as_text(expected)
+
+        def equals(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return bool(v == expected) or as_text(v) == expected_text
+
+        cheap.append(equals)
+    if condition.in_ is not None:
+        options = frozenset(as_text(v) for v in condition.in_)
+
+        def member(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            return (v if v.__class__ is str else as_text(v)) in options
+
+        cheap.append(member)
+    if condition.contains is not None:
+        needle = condition.contains
+
+        def contains(r: Record) -> bool:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            return t is not None and needle in t
+
+        cheap.append(contains)
+    if condition.regex is not None:
+        regex = compile_regex(condition.regex, f"{key}.regex")
+        search = regex.search
+        named = bool(regex.groupindex)
+
+        def capture(r: Record) -> dict[str, Any] | None:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            if t is None:
+                return None
+            match = search(t)
+            if match is None:
+                return None
+            if not named:
+                return _NO_FIELDS
+            return {k: g for k, g in match.groupdict().items() if g is not None}
+
+        costly.append(capture)
+    if condition.not_regex is not None:
+        avoid = compile_regex(condition.not_regex, f"{key}.not_regex").search
+
+        def avoids(r: Record) -> dict[str, Any] | None:
+            v = r.get(top) if top is not None else get_field(r, parts)
+            t = v if v.__class__ is str else as_text(v)
+            return _NO_FIELDS if t is None or avoid(t) is None else None
+
+        costly.append(avoids)
+    if not cheap and not costly:
+        raise ValueError(
+            f"{key}: a condition needs one of equals, in, contains, regex, not_regex, exists"
+        )
+    return cheap, costly
+
+
+class CompiledRule:
+    def __init__(self, rule: AuditRule, order: int, key: str, max_groups: int) -> None:
+        if not _RULE_ID.match(rule.id):
+            raise ValueError(f"{key}.id: {rule.id!r} must be letters, digits, '-' or '_'")
+        if not rule.when:
+            raise ValueError(f"{key}.when: a rule needs at least one condition")
+        self.id = rule.id
+        self.severity = rule.severity
+        self.description = rule.description
+        self.rank = (_RANK[rule.severity], order)
+        self.tags = [TagMatcher(glob) for glob in rule.tags]
+        self.index_values: frozenset[str] | None = None
+        cheap: list[Check] = []
+        costly: list[Capture] = []
+        for i, condition in enumerate(rule.when):
+            ckey = f"{key}.when[{i}]"
+            indexable = self._index_values(condition)
+            if indexable is not None and self.index_values is None:
+                self.index_values = indexable
+                # The index lookup already guarantees this condition; other ops still run.
+                condition = msgspec.structs.replace(condition, equals=None, in_=None)
+                if all(
+                    getattr(condition, name) is None
+                    for name in ("contains", "regex", "not_regex", "exists")
+                ):
+                    continue
+            c, r = _check(condition, ckey)
+            cheap.extend(c)
+            costly.extend(r)
+        self._cheap = cheap
+        self._costly = costly
+        self.threshold = rule.threshold
+        self.window = float(rule.window)
+        if rule.threshold < 0:
+            raise ValueError(f"{key}.threshold: cannot be negative")
+        if rule.group_by and not rule.threshold:
+            raise ValueError(f"{key}.group_by: only used with threshold")
+        self._group: list[tuple[str, Callable[[Record], Any]]] = [
+            (name, make_getter(parse_path(name, f"{key}.group_by[{i}]")))
+            for i, name in enumerate(rule.group_by)
+        ]
+        self._groups: dict[tuple[Any, ...], deque[float]] = {}
+        self._max_groups = max_groups
+        self.now = 0.0
+        """Set by the filter before each batch (stateful rules)."""
+        self.test = self._specialised()
+        """``test(record)``: the captured fields ({} for none) or None; the hot path."""
+
+    @staticmethod
+    def _index_values(condition: AuditCondition) -> frozenset[str] | None:
+        if condition.field != _INDEX_FIELD:
+            return None
+        if isinstance(condition.equals, str) and condition.in_ is None:
+            return frozenset([condition.equals])
+        if condition.in_ is not None and condition.equals is None:
+            values = [v for v in condition.in_ if isinstance(v, str)]
+            if len(values) == len(condition.in_):
+                return frozenset(values)
+        return None
+
+    def applies_to(self, tag: str) -> bool:
+        return not self.tags or any(m.matches(tag) for m in self.tags)
+
+    def _specialised(self) -> Callable[[Record], dict[str, Any] | None]:
+        # The common shapes (after the ident index took its condition) skip match()'s loops.
+        cheap, costly = self._cheap, self._costly
+        if self.threshold:
+            return lambda record: self.match(record, self.now)
+        if not cheap and len(costly) == 1:
+            return costly[0]
+        if len(cheap) == 1 and not costly:
+            only = cheap[0]
+            return lambda record: _NO_FIELDS if only(record) else None
+        if len(cheap) == 1 and len(costly) == 1:
+            check, capture = cheap[0], costly[0]
+            return lambda record: capture(record) if check(record) else None
+        return lambda record: self.match(record, self.now)
+
+    def match(self, record: Record, now: float) -> dict[str, Any] | None:
+        for check in self._cheap:
+            if not check(record):
+                return None
+        fields = _NO_FIELDS
+        for capture in self._costly:
+            found = capture(record)
+            if found is None:
+                return None
+            if found:
+                fields = found if fields is _NO_FIELDS else {**fields, **found}
+        if self.threshold:
+            return self._count(record, fields, now)
+        return fields
+
+    def _count(self, record: Record, fields: dict[str, Any], now: float) -> dict[str, Any] | None:
+        group = tuple(
+            fields[name] if name in fields else as_text(getter(record))
+            for name, getter in self._group
+        )
+        times = self._groups.pop(group, None)  # re-inserted below: LRU order
+        if times is None:
+            times = deque()
+            if len(self._groups) >= self._max_groups:
+                del self._groups[next(iter(self._groups))]
+        horizon = now - self.window
+        while times and times[0] <= horizon:
+            times.popleft()
+        times.append(now)
+        if len(times) < self.threshold:
+            self._groups[group] = times
+            return None
+        # Fired: start counting afresh so a sustained attack yields one mark per threshold.
+        fields = {**fields, "count": len(times), "window_seconds": self.window}
+        return fields
+
+
+Test = Callable[[Record], "dict[str, Any] | None"]
+_Candidates = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
+"""Rules in severity order, and their ``test`` functions (looked up once, not per record)."""
+_TagRules = tuple[dict[str, _Candidates], _Candidates]
+"""Per tag: candidates by ident value (generic rules merged in), and the generic rules."""
+
+
+def _copy_mark(mark: dict[str, Any]) -> dict[str, Any]:
+    twin = dict(mark)
+    if "fields" in twin:
+        twin["fields"] = dict(twin["fields"])
+    if "matched" in twin:
+        twin["matched"] = list(twin["matched"])
+    return twin
+
+
+class AuditFilter(Filter):
+    def __init__(self, config: AuditConfig, context: FilterContext) -> None:
+        super().__init__(config, context)
+        self.clock: Callable[[], float] = time.monotonic
+        rules: dict[str, tuple[AuditRule, str]] = {}
+        sources: list[tuple[str, str]] = []
+        if config.default_rules:
+            sources.append(("default rules", default_rules_text()))
+        if config.rules_file:
+            try:
+                text = Path(config.rules_file).read_text("utf-8")
+            except OSError as exc:
+                raise ValueError(f"rules_file: cannot read {config.rules_file!r}: {exc}") from None
+            sources.append((f"rules_file {config.rules_file}", text))
+        for source, text in sources:
+            seen: set[str] = set()
+            for i, rule in enumerate(load_rules_text(text, source)):
+                if rule.id in seen:
+                    raise ValueError(f"{source}: rule[{i}].id: {rule.id!r} is defined twice")
+                seen.add(rule.id)
+                # A user rule with a default's id replaces it.
+                rules[rule.id] = (rule, f"{source}: rule[{i}]")
+        for i, rule_id in enumerate(config.disable):
+            if rule_id not in rules:
+                raise ValueError(f"disable[{i}]: no rule {rule_id!r}")
+        if config.only is not None:
+            for i, rule_id in enumerate(config.only):
+                if rule_id not in rules:
+                    raise ValueError(f"only[{i}]: no rule {rule_id!r}")
+        enabled = [
+            (rule, key)
+            for rule, key in rules.values()
+            if rule.id not in config.disable and (config.only is None or rule.id in config.only)
+        ]
+        self.rules = [
+            CompiledRule(rule, order, key, config.max_groups)
+            for order, (rule, key) in enumerate(enabled)
+        ]
+        self._stateful = [rule for rule in self.rules if rule.threshold]
+        self._per_tag: dict[str, _TagRules] = {}
+
+    def _rules_for(self, tag: str) -> _TagRules:
+        cached = self._per_tag.get(tag)
+        if cached is not None:
+            return cached
+        rules = sorted((r for r in self.rules if r.applies_to(tag)), key=lambda r: r.rank)
+
+        def candidates(selected: list[CompiledRule]) -> _Candidates:
+            return tuple(r.test for r in selected), tuple(selected)
+
+        generic = [r for r in rules if r.index_values is None]
+        values = {value for rule in rules for value in rule.index_values or ()}
+        table = {
+            value: candidates(
+                [r for r in rules if r.index_values is None or value in r.index_values]
+            )
+            for value in values
+        }
+        if len(self._per_tag) > 1024:
+            self._per_tag.clear()
+        self._per_tag[tag] = (table, candidates(generic))
+        return self._per_tag[tag]
+
+    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+        table, generic = self._rules_for(tag)
+        if not table and not generic[0]:
+            return [(tag, records)]
+        config = self.config
+        now = self.clock()
+        for rule in self._stateful:
+            rule.now = now
+        moved: dict[str, list[Record]] = {}
+        # stay: the records left under the old tag when matches move away; None: all stay.
+        stay: list[Record] | None = None if config.keep_original or not config.retag else []
+        lookup = table.get
+        marked = 0
+        for record in records:
+            ident = record.get(_INDEX_FIELD)
+            tests, rules = lookup(ident, generic) if ident.__class__ is str else generic
+            for test in tests:
+                fields = test(record)
+                if fields is not None:
+                    break
+            else:
+                if stay is not None:
+                    stay.append(record)
+                continue
+            # A match (rare): mark it and run the rest, whose stateful rules must count too.
+            first = tests.index(test)
+            top = rules[first]
+            mark: dict[str, Any] = {
+                "rule": top.id,
+                "severity": top.severity,
+                "description": top.description,
+            }
+            if fields:
+                mark["fields"] = fields
+            matched = [top.id]
+            for rule in rules[first + 1 :]:
+                if rule.test(record) is not None:
+                    matched.append(rule.id)
+            if len(matched) > 1:
+                mark["matched"] = matched
+            marked += 1
+            if config.retag and stay is None:
+                # Copied before marking, so the copy's mark is rebuilt flat, not walked.
+                twin = copy_record(record)
+                twin[config.field] = _copy_mark(mark)
+                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(twin)
+            elif config.retag:
+                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(record)
+            record[config.field] = mark
+        if marked:
+            self.context.metrics.inc("filter_audit_matches_total", marked)
+        out: list[Batch] = []
+        kept = records if stay is None else stay
+        if kept:
+            out.append((tag, kept))
+        out.extend(moved.items())
+        return out

@@ -1,0 +1,142 @@
+"""The filter chain: every configured filter in order, each on the batches whose tag it matches.
+
+A filter's output batches go on to the next filter, which matches them by their (possibly new)
+tag. Records a filter held back (``multiline``) come out of ``flush``/``close`` and go through
+the filters after it. Per filter, the chain counts records in and out and those dropped
+(``filter_records_total{direction}``, ``filter_dropped_records_total``); a filter that raises
+despite its contract is counted (``filter_errors_total``) and its batch passes on unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
+from agent.filters.registry import FILTER_TYPES, type_name
+from agent.router import TagMatcher
+
+_log = logging.getLogger(__name__)
+
+
+class _Stage:
+    __slots__ = ("context", "counts_drops", "filter", "matches")
+
+    def __init__(self, filter_: Filter, context: FilterContext, matcher: TagMatcher) -> None:
+        self.filter = filter_
+        self.context = context
+        self.matches = matcher.matches
+        self.counts_drops = filter_.counts_drops
+
+
+def build_filter(index: int, config: FilterConfig, context: FilterContext) -> Filter:
+    """One filter from its config; ValueError "filters[i] (type): key: problem" if invalid."""
+    kind = type_name(config)
+    label = f"filters[{index}] ({kind})"
+    if config.name:
+        label += f" {config.name!r}"
+    try:
+        if kind not in FILTER_TYPES:
+            raise ValueError(f"unknown filter type {kind!r}")
+        filter_class = FILTER_TYPES[kind][1]
+        TagMatcher(config.match, config.match_regex)  # validated here for the message
+        return filter_class(config, context)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+
+
+def merge_batches(batches: list[Batch]) -> list[Batch]:
+    """Join consecutive batches of one tag and leave out empty ones."""
+    merged: list[Batch] = []
+    for tag, records in batches:
+        if not records:
+            continue
+        if merged and merged[-1][0] == tag:
+            previous = merged[-1][1]
+            merged[-1] = (tag, previous + records)
+        else:
+            merged.append((tag, records))
+    return merged
+
+
+class FilterChain:
+    def __init__(self, filters: Sequence[tuple[FilterConfig, FilterContext]]) -> None:
+        self._stages: list[_Stage] = []
+        for index, (config, context) in enumerate(filters):
+            filter_ = build_filter(index, config, context)
+            matcher = TagMatcher(config.match, config.match_regex)
+            self._stages.append(_Stage(filter_, context, matcher))
+
+    def __len__(self) -> int:
+        return len(self._stages)
+
+    @property
+    def filters(self) -> list[Filter]:
+        return [stage.filter for stage in self._stages]
+
+    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+        if not self._stages:
+            return [(tag, records)] if records else []
+        return self._run(0, [(tag, records)])
+
+    def flush(self, now: float) -> list[Batch]:
+        """Held-back records whose time has come, through the rest of the chain."""
+        out: list[Batch] = []
+        for index, stage in enumerate(self._stages):
+            released = self._call(stage, "flush", now)
+            if released:
+                out.extend(self._run(index + 1, released))
+        return merge_batches(out)
+
+    def close(self) -> list[Batch]:
+        """Everything held back, through the rest of the chain (which is closed after)."""
+        out: list[Batch] = []
+        for index, stage in enumerate(self._stages):
+            released = self._call(stage, "close", None)
+            if released:
+                out.extend(self._run(index + 1, released))
+        return merge_batches(out)
+
+    def _call(self, stage: _Stage, method: str, now: float | None) -> list[Batch]:
+        try:
+            if method == "flush":
+                released = merge_batches(stage.filter.flush(now or 0.0))
+            else:
+                released = merge_batches(stage.filter.close())
+        except Exception:
+            stage.context.metrics.inc("filter_errors_total")
+            stage.context.logger.exception("filter %s failed in %s", stage.context.name, method)
+            return []
+        if released:
+            count = sum(len(records) for _, records in released)
+            stage.context.metrics.inc("filter_records_total", count, direction="out")
+        return released
+
+    def _run(self, start: int, batches: list[Batch]) -> list[Batch]:
+        for stage in self._stages[start:]:
+            out: list[Batch] = []
+            for tag, records in batches:
+                if not stage.matches(tag):
+                    out.append((tag, records))
+                    continue
+                count_in = len(records)
+                try:
+                    produced = stage.filter.process(tag, records)
+                except Exception:
+                    # A bug in a filter must not lose the batch nor stop the input.
+                    stage.context.metrics.inc("filter_errors_total")
+                    stage.context.logger.exception(
+                        "filter %s failed; its batch passes through unchanged", stage.context.name
+                    )
+                    produced = [(tag, records)]
+                count_out = sum(len(r) for _, r in produced)
+                metrics = stage.context.metrics
+                metrics.inc("filter_records_total", count_in, direction="in")
+                metrics.inc("filter_records_total", count_out, direction="out")
+                if stage.counts_drops and count_out < count_in:
+                    metrics.inc("filter_dropped_records_total", count_in - count_out)
+                out.extend(produced)
+            batches = merge_batches(out)
+            if not batches:
+                return []
+        return batches

@@ -1,0 +1,185 @@
+"""Test doubles for driving an output directly, without the agent: a chunk that implements the
+``outputs.base.Chunk`` protocol, a metrics recorder, a context, and ``deliver`` which sends
+chunks the way the agent does (up to ``concurrency`` at once, retrying RetryableError with
+backoff, collecting FatalError as dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from outputs.base import Chunk, FatalError, Output, OutputContext, RetryableError
+
+_sequence = itertools.count()
+_stamp = int(time.time() * 1000)
+
+
+def next_chunk_id() -> str:
+    """Ids shaped like the disk buffer's: ``<start ms>-<sequence>``, sortable by creation."""
+    return f"{_stamp:013d}-{next(_sequence):012d}"
+
+
+class TestChunk:
+    """An in-memory chunk: records of one tag, encoded once."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        tag: str,
+        lines: Sequence[bytes],
+        *,
+        chunk_id: str | None = None,
+        created: float | None = None,
+        times: Sequence[float] | None = None,
+    ) -> None:
+        self.id = chunk_id or next_chunk_id()
+        self.tag = tag
+        self.created = time.time() if created is None else created
+        self._lines = list(lines)
+        self._times = list(times) if times is not None else [self.created] * len(self._lines)
+        self._data = b"".join(line + b"\n" for line in self._lines)
+
+    @property
+    def records(self) -> int:
+        return len(self._lines)
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def lines(self) -> Sequence[bytes]:
+        return self._lines
+
+    def times(self) -> Sequence[float]:
+        return self._times
+
+    def data(self) -> bytes:
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"<TestChunk {self.id} tag={self.tag!r} records={self.records}>"
+
+
+def make_chunks(
+    count: int,
+    records: int,
+    *,
+    tag: str = "syslog.test",
+    created: float | None = None,
+    payload: int = 40,
+    random_payload: bool = False,
+) -> list[TestChunk]:
+    """``count`` chunks of ``records`` distinct JSON records each (``seq`` numbers them all)."""
+    import base64
+    import os
+
+    chunks: list[TestChunk] = []
+    base = next(_sequence) * 1_000_000_000
+    encoder = msgspec.json.Encoder()
+    for c in range(count):
+        lines = []
+        for r in range(records):
+            seq = base + c * records + r
+            if random_payload:
+                text = base64.b64encode(os.urandom(payload)).decode()
+            else:
+                text = f"record {seq} " + "x" * payload
+            lines.append(encoder.encode({"seq": seq, "tag": tag, "message": text}))
+        chunks.append(TestChunk(tag, lines, created=created))
+    return chunks
+
+
+class RecordingMetrics:
+    """Collects every metric call: ``counters[(name, labels)]`` sums, ``observed`` lists."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.observed: dict[str, list[float]] = defaultdict(list)
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        self.counters[(name, tuple(sorted(labels.items())))] += value
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self.observed[name].append(value)
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self.gauges[(name, tuple(sorted(labels.items())))] = value
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of counter ``name`` over every label set that includes ``labels``."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.counters.items() if n == name and wanted <= set(ls))
+
+
+@dataclass
+class DeadLetters:
+    entries: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def __call__(self, chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
+        self.entries.append((chunk.id, len(lines), reason))
+
+
+def make_context(data_dir: Path, name: str = "s3.0", node_name: str = "node-a") -> OutputContext:
+    return OutputContext(
+        name=name,
+        data_dir=str(data_dir),
+        node_name=node_name,
+        logger=logging.getLogger(f"test.output.{name}"),
+        metrics=RecordingMetrics(),
+        dead_letter=DeadLetters(),
+    )
+
+
+@dataclass
+class Delivery:
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    retryable: list[tuple[str, str]] = field(default_factory=list)
+    fatal: dict[str, str] = field(default_factory=dict)
+    delivered: list[str] = field(default_factory=list)
+
+
+async def deliver(
+    output: Output,
+    chunks: Sequence[Chunk],
+    *,
+    max_attempts: int = 50,
+    backoff: float = 0.05,
+    max_backoff: float = 0.5,
+) -> Delivery:
+    """Send every chunk as the agent does; returns what happened to each."""
+    result = Delivery()
+    slots = asyncio.Semaphore(output.concurrency)
+
+    async def one(chunk: Chunk) -> None:
+        async with slots:
+            delay = backoff
+            while True:
+                result.attempts[chunk.id] += 1
+                try:
+                    await output.send(chunk)
+                except RetryableError as error:
+                    result.retryable.append((chunk.id, str(error)))
+                    if result.attempts[chunk.id] >= max_attempts:
+                        result.fatal[chunk.id] = f"retry limit: {error}"
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, max_backoff)
+                except FatalError as error:
+                    result.fatal[chunk.id] = str(error)
+                    return
+                else:
+                    result.delivered.append(chunk.id)
+                    return
+
+    await asyncio.gather(*(one(chunk) for chunk in chunks))
+    return result

@@ -1,0 +1,36 @@
+"""bench/parse.py --smoke runs and writes every row (the numbers are not checked: speed belongs
+in the benchmark, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_parse_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "parse.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "parse.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["smoke"] is True
+    rows = {(row["shape"], row["mode"]): row for row in result["rows"]}
+    assert set(rows) == {
+        (shape, mode)
+        for shape in ("rfc5424", "rfc3164", "mix")
+        for mode in ("parse", "parse+encode")
+    }
+    for row in rows.values():
+        assert row["records"] == 3000
+        assert row["records_per_s"] > 0 and row["us_per_record"] > 0
+        assert 150 < row["avg_bytes"] < 260  # shaped like Docker's lines, ~200 bytes
+    assert "records/s" in done.stdout

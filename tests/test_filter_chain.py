@@ -1,0 +1,164 @@
+"""The filter chain: order, tag matching (new tags included), metrics, held-back records."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+import pytest
+
+from agent.filters.base import FilterConfig, FilterContext
+from agent.filters.chain import FilterChain, merge_batches
+from agent.filters.registry import FILTER_TYPES
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        self.counts[(name, tuple(sorted(labels.items())))] += value
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def set(self, name: str, value: float, **labels: str) -> None: ...
+
+    def get(self, name: str, **labels: str) -> float:
+        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def chain(*configs: dict[str, Any]) -> tuple[FilterChain, list[Metrics]]:
+    pairs: list[tuple[FilterConfig, FilterContext]] = []
+    metrics: list[Metrics] = []
+    for index, raw in enumerate(configs):
+        cls = FILTER_TYPES[raw["type"]][0]
+        from outputs.base import config_dec_hook
+
+        config = msgspec.convert(raw, cls, dec_hook=config_dec_hook)
+        m = Metrics()
+        metrics.append(m)
+        pairs.append(
+            (
+                config,
+                FilterContext(
+                    name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=m
+                ),
+            )
+        )
+    return FilterChain(pairs), metrics
+
+
+def rec(ident: str, message: str, host: str = "node-1") -> dict[str, Any]:
+    return {"host": host, "ident": ident, "pid": "1", "message": message}
+
+
+def test_grep_modify_rewrite_tag_audit() -> None:
+    c, metrics = chain(
+        {"type": "grep", "exclude": [["message", "healthz"]]},
+        {"type": "modify", "rules": [["set", "cluster", "prod"]]},
+        {
+            "type": "rewrite_tag",
+            "match": "syslog.*",
+            "rules": [["ident", "^(sshd|sudo)$", "secure.$1", False]],
+        },
+        # Only the re-tagged stream is audited: proves later filters see new tags.
+        {"type": "audit", "match": "secure.*"},
+        {"type": "modify", "match": "audit.*", "rules": [["set", "alert", True]]},
+    )
+    records = [
+        rec("kubelet", "GET /healthz 200"),
+        rec("sshd", "Accepted password for alice from 198.51.100.7 port 40022 ssh2"),
+        rec("sshd", "Connection closed by 198.51.100.7 port 40022"),
+        rec("cron", "(root) CMD (true)"),
+        rec("sudo", "  alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls"),
+        rec("useradd", "new user: name=x, UID=1001"),  # audit rule exists, but not secure.*
+    ]
+    out = c.process("syslog.node", records)
+    summary = [
+        (tag, [(r["ident"], r.get("audit", {}).get("rule"), r.get("alert")) for r in rs])
+        for tag, rs in out
+    ]
+    assert summary == [
+        ("syslog.node", [("cron", None, None), ("useradd", None, None)]),
+        ("secure.sshd", [("sshd", "ssh-login", None), ("sshd", None, None)]),
+        ("audit.ssh-login", [("sshd", "ssh-login", True)]),
+        ("secure.sudo", [("sudo", "sudo-command", None)]),
+        ("audit.sudo-command", [("sudo", "sudo-command", True)]),
+    ]
+    assert all(r["cluster"] == "prod" for _, rs in out for r in rs)
+    grep = metrics[0]
+    assert grep.get("filter_records_total", direction="in") == 6
+    assert grep.get("filter_records_total", direction="out") == 5
+    assert grep.get("filter_dropped_records_total") == 1
+    assert metrics[3].get("filter_records_total", direction="in") == 3  # secure.* only
+    assert metrics[3].get("filter_records_total", direction="out") == 5
+    assert metrics[3].get("filter_dropped_records_total") == 0
+
+
+def test_empty_chain_and_empty_results() -> None:
+    c, _ = chain()
+    records = [rec("a", "b")]
+    assert c.process("t", records) == [("t", records)]
+    assert c.process("t", []) == []
+    d, _ = chain({"type": "grep", "regex": [["ident", "^nothing$"]]})
+    assert d.process("t", [rec("a", "b")]) == []
+
+
+def test_multiline_flush_goes_through_the_rest_of_the_chain() -> None:
+    c, metrics = chain(
+        {"type": "multiline", "start_pattern": r"^\S", "flush_timeout": "1s"},
+        {"type": "modify", "rules": [["set", "joined", True]]},
+    )
+    out = c.process("app", [rec("java", "Exception: x"), rec("java", "\tat A.b(A.java:1)")])
+    assert out == []
+    assert metrics[0].get("filter_dropped_records_total") == 0  # held back, not dropped
+    assert c.flush(0.0) == []
+    import time
+
+    ((tag, [record]),) = c.flush(time.monotonic() + 5)
+    assert tag == "app" and record["message"] == "Exception: x\n\tat A.b(A.java:1)"
+    assert record["joined"] is True
+    c.process("app", [rec("java", "Exception: y")])
+    ((_, [last]),) = c.close()
+    assert last["message"] == "Exception: y" and last["joined"] is True
+
+
+def test_a_raising_filter_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    c, metrics = chain(
+        {"type": "grep", "regex": [["ident", "."]]},
+        {"type": "modify", "rules": [["set", "after", 1]]},
+    )
+
+    def boom(tag: str, records: list[dict[str, Any]]) -> Any:
+        raise RuntimeError("bug")
+
+    c.filters[0].process = boom  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        out = c.process("t", [rec("a", "b")])
+    assert out == [("t", [{**rec("a", "b"), "after": 1}])]
+    assert metrics[0].get("filter_errors_total") == 1
+
+
+def test_bad_config_names_position_and_type() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^filters\[2\] \(grep\): regex\[0\]\[1\]: invalid regular "
+        r"expression '\(': missing \), unterminated subpattern",
+    ):
+        chain(
+            {"type": "modify", "rules": [["set", "a", 1]]},
+            {"type": "modify", "rules": [["set", "b", 1]]},
+            {"type": "grep", "regex": [["message", "("]]},
+        )
+    with pytest.raises(ValueError, match=r"^filters\[0\] \(grep\) 'g': invalid match_regex"):
+        chain({"type": "grep", "name": "g", "match_regex": "(", "regex": [["a", "b"]]})
+
+
+def test_merge_batches() -> None:
+    a, b = {"n": 1}, {"n": 2}
+    assert merge_batches([("x", [a]), ("x", []), ("x", [b]), ("y", [a]), ("x", [])]) == [
+        ("x", [a, b]),
+        ("y", [a]),
+    ]

@@ -1,0 +1,192 @@
+"""RELP at the protocol level, with a plain socket client: handshake, acks only after commit,
+windowed transactions, close, serverclose, protocol errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.peers.inputs import InputHarness, input_harness
+
+OFFERS = b"relp_version=0\nrelp_software=test-client\ncommands=syslog"
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def harness(request: pytest.FixtureRequest) -> Iterator[InputHarness]:
+    with input_harness(use_uvloop=request.param == "uvloop") as running:
+        yield running
+
+
+def command(txnr: int, name: str, data: bytes = b"") -> bytes:
+    if not data:
+        return b"%d %s 0\n" % (txnr, name.encode())
+    return b"%d %s %d %s\n" % (txnr, name.encode(), len(data), data)
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.settimeout(20)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_frame(self) -> tuple[int, bytes, bytes]:
+        """One ``TXNR rsp DATALEN DATA`` frame."""
+        while True:
+            parts = self.buffer.split(b" ", 3)
+            if len(parts) >= 3:
+                txnr, name = parts[0], parts[1]
+                size_text = parts[2].split(b"\n", 1)[0]
+                if size_text.isdigit() and (len(parts) == 4 or b"\n" in parts[2]):
+                    size = int(size_text)
+                    start = len(txnr) + len(name) + len(size_text) + 3
+                    if size == 0 and b"\n" in self.buffer:
+                        self.buffer = self.buffer[self.buffer.index(b"\n") + 1 :]
+                        return int(txnr), name, b""
+                    if len(self.buffer) >= start + size + 1:
+                        data = self.buffer[start : start + size]
+                        assert self.buffer[start + size : start + size + 1] == b"\n"
+                        self.buffer = self.buffer[start + size + 1 :]
+                        return int(txnr), name, data
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buffer)
+            self.buffer += chunk
+
+    def nothing_pending(self) -> bool:
+        self.sock.setblocking(False)
+        try:
+            return not self.buffer and not self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return not self.buffer
+        finally:
+            self.sock.settimeout(20)
+
+    def open(self) -> bytes:
+        self.send(command(1, "open", OFFERS))
+        txnr, name, data = self.read_frame()
+        assert (txnr, name) == (1, b"rsp")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start_relp(harness: InputHarness, **keys: object) -> int:
+    syslog_input = harness.start(mode="relp", listen="127.0.0.1:0", **keys)
+    assert syslog_input.bound is not None
+    return int(syslog_input.bound.rsplit(":", 1)[1])
+
+
+def test_open_answers_the_offers_omrelp_needs(harness: InputHarness) -> None:
+    client = Client(start_relp(harness))
+    answer = client.open().split(b"\n")
+    assert answer[0] == b"200 OK"
+    assert b"relp_version=0" in answer and b"commands=syslog" in answer
+    client.send(command(2, "syslog", b"<13>app: hello"))
+    assert client.read_frame() == (2, b"rsp", b"200 OK")
+    client.send(command(3, "close"))
+    assert client.read_frame() == (3, b"rsp", b"")
+    assert client.sock.recv(10) == b""
+    assert harness.frames() == [b"<13>app: hello"]
+    client.close()
+
+
+def test_acks_only_after_commit_and_in_order(harness: InputHarness) -> None:
+    client = Client(start_relp(harness))
+    client.open()
+    gate = harness.call(asyncio.Event)
+    harness.call(setattr, harness.sink, "commit_gate", gate)
+    # A window of commands before any answer, in two writes.
+    client.send(b"".join(command(n, "syslog", b"<13>app: m%d" % n) for n in range(2, 6)))
+    wait_for(lambda: harness.count() == 4)
+    client.send(b"".join(command(n, "syslog", b"<13>app: m%d" % n) for n in range(6, 9)))
+    wait_for(lambda: harness.count() == 7)
+    # Everything is submitted, nothing is committed: no answer may have been sent.
+    assert client.nothing_pending()
+    assert harness.sink.commits == 0
+    harness.call(gate.set)
+    answers = [client.read_frame() for _ in range(7)]
+    assert answers == [(n, b"rsp", b"200 OK") for n in range(2, 9)]
+    assert harness.sink.commits >= 1 and harness.sink.committed == 7
+    assert harness.sink.batches == 2  # one submit per read, not per message
+    client.close()
+
+
+def test_embedded_newline_and_truncation(harness: InputHarness) -> None:
+    client = Client(start_relp(harness, max_message_bytes=16))
+    client.open()
+    client.send(command(2, "syslog", b"<13>app: a\nb\n") + command(3, "syslog", b"X" * 100))
+    assert [client.read_frame()[0] for _ in range(2)] == [2, 3]
+    assert harness.frames() == [b"<13>app: a\nb", b"X" * 16]
+    assert harness.sink.truncated == [b"X" * 16]
+    client.close()
+
+
+def test_split_reads(harness: InputHarness) -> None:
+    client = Client(start_relp(harness))
+    client.open()
+    data = b"".join(command(n, "syslog", b"<13>app: split %d" % n) for n in range(2, 12))
+    for i in range(0, len(data), 7):
+        client.send(data[i : i + 7])
+    answers = [client.read_frame()[0] for _ in range(10)]
+    assert answers == list(range(2, 12))
+    assert harness.frames() == [b"<13>app: split %d" % n for n in range(2, 12)]
+    client.close()
+
+
+def test_protocol_error_closes_only_that_session(harness: InputHarness) -> None:
+    port = start_relp(harness)
+    good = Client(port)
+    good.open()
+    bad = Client(port)
+    bad.send(b"this is not relp at all\n" * 10)
+    assert bad.sock.recv(100) == b""
+    early = Client(port)
+    early.send(command(1, "syslog", b"<13>before open"))
+    assert early.sock.recv(100) == b""
+    good.send(command(2, "syslog", b"<13>app: fine"))
+    assert good.read_frame() == (2, b"rsp", b"200 OK")
+    assert harness.metrics.counters["input_framing_errors_total"] == 2
+    for client in (good, bad, early):
+        client.close()
+
+
+def test_unknown_command_gets_an_error_answer(harness: InputHarness) -> None:
+    client = Client(start_relp(harness))
+    client.open()
+    client.send(command(2, "starttls"))
+    txnr, name, data = client.read_frame()
+    assert (txnr, name) == (2, b"rsp") and data.startswith(b"500 ")
+    client.close()
+
+
+def test_stop_answers_committed_then_serverclose(harness: InputHarness) -> None:
+    port = start_relp(harness)
+    client = Client(port)
+    client.open()
+    client.send(command(2, "syslog", b"<13>app: last"))
+    assert client.read_frame() == (2, b"rsp", b"200 OK")
+    harness.stop(harness.inputs[0])
+    assert client.read_frame() == (0, b"serverclose", b"")
+    assert client.sock.recv(10) == b""
+    client.close()
+
+
+def test_backpressure_holds_answers_until_the_sink_takes_the_frames(harness: InputHarness) -> None:
+    client = Client(start_relp(harness))
+    client.open()
+    harness.call(harness.sink.set_room, False)
+    client.send(command(2, "syslog", b"<13>app: waiting"))
+    wait_for(lambda: harness.metrics.counters["input_backpressure_pauses_total"] >= 1)
+    assert harness.count() == 0 and client.nothing_pending()
+    harness.call(harness.sink.set_room, True)
+    assert client.read_frame() == (2, b"rsp", b"200 OK")
+    assert harness.frames() == [b"<13>app: waiting"]
+    client.close()
