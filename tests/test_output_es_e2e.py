@@ -48,7 +48,7 @@ tag = "syslog"
 type = "elasticsearch"
 match = "*"
 hosts = ["{url}"]
-index = "{index}-%Y.%m.%d"
+index = "{index}-${{tag}}-%Y.%m.%d"
 id_mode = "hash"
 include_tag_key = true
 retry_base = "100ms"
@@ -64,7 +64,7 @@ def test_syslog_to_opensearch_through_the_agent(
     agent = start_agent(config(tmp_path, port, opensearch.url, "e2e"))
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(lines(0, 3000))
-    index = "e2e-2026.11.29"
+    index = "e2e-syslog-2026.11.29"
     wait_for(lambda: opensearch.count(index) >= 3000, timeout=120, interval=0.5)
 
     # the node goes away; records keep coming into the disk buffer; the node comes back

@@ -73,11 +73,12 @@ def test_config_validates_through_the_agent_loader() -> None:
     parsed = parse_config(
         '[[inputs]]\ntype = "syslog"\nmode = "udp"\nlisten = "127.0.0.1:5514"\n'
         '[[outputs]]\ntype = "elasticsearch"\nhosts = ["http://127.0.0.1:9200"]\n'
-        'index = "audit-%Y.%m.%d"\nid_mode = "hash"\nmax_bulk_bytes = "1MiB"\n'
+        'index = "audit-${tag}-%Y.%m.%d"\nid_mode = "hash"\nmax_bulk_bytes = "1MiB"\n'
     )
     output = parsed.outputs[0]
     assert isinstance(output, ElasticsearchConfig)
     assert output.id_mode == "hash" and output.max_bulk_bytes == 1024 * 1024
+    assert output.index == "audit-${tag}-%Y.%m.%d"  # a record placeholder, not the environment
 
 
 def test_index_names_from_event_time_tag_and_fields() -> None:
