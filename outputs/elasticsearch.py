@@ -170,7 +170,11 @@ class ElasticsearchOutput(Output):
 
         self.log = context.logger
         self.metrics = context.metrics
-        self.transport = Transport(config, context.logger)
+        self.transport = Transport(
+            config,
+            context.logger,
+            on_eject=lambda url: self.metrics.inc("output_es_host_ejections_total", host=url),
+        )
         self.namer = IndexNamer(config.index_template)
         self.dead_letter_namer = (
             IndexNamer(config.dead_letter_index) if config.dead_letter_index else None

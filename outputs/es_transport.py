@@ -14,6 +14,7 @@ import logging
 import ssl
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,12 +99,18 @@ class SigV4Signer:
 
 
 class Transport:
-    def __init__(self, config: ElasticsearchConfig, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        config: ElasticsearchConfig,
+        logger: logging.Logger,
+        on_eject: Callable[[str], None] | None = None,
+    ) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
         self.config = config
         self.logger = logger
+        self.on_eject = on_eject
         self.hosts = [Host(url.rstrip("/")) for url in config.host_list]
         self._next = 0
         self._ssl = build_ssl_context(config)
@@ -158,6 +165,8 @@ class Transport:
         self.logger.warning(
             "host %s ejected for %.0fs: %s", host.url, float(self.config.host_eject_for), reason
         )
+        if self.on_eject is not None:
+            self.on_eject(host.url)
 
     async def request(
         self,

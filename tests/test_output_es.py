@@ -179,7 +179,7 @@ def test_dead_host_is_ejected_and_the_live_one_gets_everything(
     opensearch: OpenSearchNode,
 ) -> None:
     dead_host = f"http://127.0.0.1:{free_port()}"
-    output, _, _ = make_output(
+    output, metrics, _ = make_output(
         hosts=[dead_host, opensearch.url], index="failover", host_eject_for="10m"
     )
     chunks = [MemoryChunk("f", [syslog_record(i + 10 * k) for i in range(10)]) for k in range(4)]
@@ -190,6 +190,8 @@ def test_dead_host_is_ejected_and_the_live_one_gets_everything(
     dead_entry, live_entry = output.transport.hosts
     assert dead_entry.ejected_until > time.monotonic() + 60
     assert dead_entry.failures == 1  # ejected once, then skipped
+    ejections = ("output_es_host_ejections_total", (("host", dead_host),))
+    assert metrics.counters[ejections] == 1
     assert live_entry.ejected_until == 0.0
     assert output.ready
 
