@@ -15,7 +15,9 @@ ENV = {"S3_BUCKET": "audit-logs", "ES_PASSWORD": "secret", "ES_HOST": "https://e
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"local.toml", "s3.toml"}
+    assert {p.name for p in EXAMPLES} >= {
+        "local.toml", "s3.toml", "elasticsearch.toml", "s3-and-elasticsearch.toml"
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
