@@ -19,6 +19,7 @@ _OUTPUTS = {
     "null": ("outputs.null", "NullConfig", "NullOutput"),
     "s3": ("outputs.s3", "S3Config", "S3Output"),
     "elasticsearch": ("outputs.elasticsearch", "ElasticsearchConfig", "ElasticsearchOutput"),
+    "opensearch": ("outputs.elasticsearch", "OpenSearchConfig", "ElasticsearchOutput"),
 }
 
 

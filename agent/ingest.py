@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from parsers.syslog import SyslogParser
-from parsers.timeutil import rfc3339_to_epoch
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
@@ -21,10 +19,13 @@ from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
 from agent.router import Router
+from parsers.syslog import SyslogParser
+from parsers.timeutil import rfc3339_to_epoch
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
+_NAN = float("nan")
 
 
 class Store:
@@ -49,12 +50,14 @@ class Store:
                     self._warned.add(tag)
                     log.warning("no output matches tag %r: its records are dropped (counted)", tag)
                 continue
-            now = time.time()
             lines = [encode(record) for record in records]
             times = [
-                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else now
+                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else _NAN
                 for record in records
             ]
+            if _NAN in times or any(t != t for t in times):  # a filter removed or broke `time`
+                now = time.time()
+                times = [now if t != t else t for t in times]
             self._buffer.append(tag, lines, times)
 
 

@@ -177,6 +177,14 @@ class Agent:
             self.http = HttpServer(self.config.agent.http_listen, self.registry, self.not_ready)
             await self.http.start()
             log.info("http on %s:%d (/healthz /readyz /metrics)", self.http.host, self.http.port)
+        for item in self.config.inputs:
+            if "${" not in item.tag and not self.router.routes(item.tag) and not self.chain:
+                log.warning(
+                    "input %s: no output matches its tag %r; its records will be dropped (counted "
+                    "in router_dropped_records_total)",
+                    item.name,
+                    item.tag,
+                )
         self.registry.set("up", 1, ())
         self.registry.collectors.append(self._collect)
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")

@@ -86,6 +86,7 @@ log_level = "warning"
 [buffer]
 type = "{buffer}"
 sync = "none"
+flush_interval = "200ms"
 [[inputs]]
 type = "syslog"
 mode = "{mode}"

@@ -104,8 +104,9 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Glob over tags ("*", "syslog.*", "docker.*.nginx")."""
     match_regex: str | None = None
     """Regular expression over tags, instead of ``match``."""
-    retry_limit: int | str = 10
-    """Attempts per chunk before it goes to the dead-letter directory; or "unlimited"."""
+    retry_limit: int | str = "unlimited"
+    """Failed attempts per chunk before it goes to the dead-letter directory, or "unlimited"
+    (the default: an outage only fills the buffer, bounded by ``[buffer] max_bytes``)."""
     retry_base: Duration = Duration(1.0)
     retry_max: Duration = Duration(60.0)
     workers: int = 2

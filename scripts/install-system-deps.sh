@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
-ls /usr/lib/*/rsyslog/omrelp.so /usr/lib/rsyslog/omrelp.so >/dev/null 2>&1 || need+=(rsyslog-relp)
+compgen -G "/usr/lib/*/rsyslog/omrelp.so" >/dev/null || compgen -G "/usr/lib/rsyslog/omrelp.so" >/dev/null \
+    || need+=(rsyslog-relp)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
 
+from bench.harness import REPO, AgentProcess, free_port
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["REPO", "agent_command", "agent_env", "free_port", "read_ndjson", "wait_for"]
 
 
 def wait_for(
@@ -48,10 +44,6 @@ def agent_command(*args: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- agent processes
-
-import pytest  # noqa: E402
-
-from bench.harness import AgentProcess  # noqa: E402
 
 
 @pytest.fixture

@@ -199,4 +199,5 @@ def test_component_that_rejects_its_config_is_a_config_error(tmp_path: Path) -> 
         timeout=60,
     )
     assert result.returncode == 2, result.stdout
-    assert f"{path}: filters[0] (grep) 'grep.0': regex[0][1]: invalid regular expression" in result.stderr
+    expected = f"{path}: filters[0] (grep) 'grep.0': regex[0][1]: invalid regular expression"
+    assert expected in result.stderr

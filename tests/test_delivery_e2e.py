@@ -104,10 +104,17 @@ def test_kill_9_under_load_loses_nothing_the_agent_took(
     delivered_before_restart = sum(seqs(out).values())
 
     agent = start_agent(config, workdir=workdir)
+    stop_sending.clear()
     send(taken)
-    wait_for(lambda: len(seqs(out)) == total, timeout=120)
+    deadline = time.monotonic() + 120
+    while len(seqs(out)) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
     counts = seqs(out)
-    assert set(counts) == set(range(total)), "a number never arrived"
+    missing = sorted(set(range(total)) - set(counts))
+    assert not missing, (
+        f"{len(missing)} numbers never arrived, first {missing[:5]} last {missing[-5:]}; "
+        f"taken at kill {taken}; delivered before restart {delivered_before_restart}\n{agent.log()}"
+    )
     duplicates = sum(counts.values()) - total
     # Duplicates come from the chunk(s) delivered but not yet acknowledged at the kill, and from
     # the resend window (what the agent took after our last look at its counter).
@@ -228,7 +235,7 @@ def test_past_retry_limit_a_chunk_goes_to_dead_letter_with_reason(
     wait_for(lambda: list(dead.glob("*.json")), timeout=30)
     reason = json.loads(next(dead.glob("*.json")).read_text())
     assert reason["output"] == "file.0" and reason["records"] == 100
-    assert "Not a directory" in reason["reason"]
+    assert "gave up after 3 attempts: cannot write" in reason["reason"]
     data = [p for p in dead.rglob("*") if p.is_file() and not p.name.endswith(".json")]
     assert sum(len(read_ndjson(p)) for p in data) == 100
     wait_for(lambda: agent.metric("output_dead_lettered_records_total") == 100)

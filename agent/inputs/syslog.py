@@ -166,7 +166,6 @@ class SyslogInput(Input):
             assert config.path is not None
             os.chmod(config.path, parse_socket_mode(config.socket_mode))
         self._running = True
-        self.context.logger.info("%s listening on %s", self.context.name, self.describe())
 
     async def stop(self) -> None:
         """Close the listener and every connection. RELP sessions first get the answers for

@@ -1,0 +1,519 @@
+"""The Elasticsearch / OpenSearch output: chunks -> ``_bulk`` requests, every item accounted for.
+
+Compatible with Elasticsearch 6 to 9 and OpenSearch 1 to 3 (and Amazon OpenSearch Service with
+SigV4). ``send`` returns when every record of the chunk was accepted by the server (or already
+there: a 409 on ``create``) or dead-lettered because the server refused the document itself
+(mapping conflict, parse error). Items rejected with 429 or 5xx are retried, only those, a bounded
+number of times inside ``send``; then ``send`` raises RetryableError and the agent retries the
+chunk later (idempotent with ``id_mode = "hash"``; without it, items the server already accepted
+in this process are remembered and not sent twice). See docs/elasticsearch.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import msgspec
+
+from outputs.base import (
+    Chunk,
+    Duration,
+    Output,
+    OutputConfig,
+    OutputContext,
+    RetryableError,
+    Size,
+)
+from outputs.es_bulk import (
+    BulkItem,
+    IndexNamer,
+    ItemResult,
+    Outcome,
+    Timestamps,
+    bulk_body,
+    classify,
+    decode_record,
+    describe_error,
+    document_id,
+    encode,
+    error_type,
+    parse_bulk_response,
+    replace_dots,
+    splice,
+    split_bulks,
+)
+
+_BULK_FILTER = "filter_path=errors,items.*.status,items.*.error"
+
+
+class ElasticsearchConfig(
+    OutputConfig, tag_field="type", tag="elasticsearch", kw_only=True, forbid_unknown_fields=True
+):
+    hosts: str | list[str] = "http://127.0.0.1:9200"
+    """One URL or a list; requests go round-robin, a failing host is skipped for host_eject_for."""
+    index: str = "agent-%Y.%m.%d"
+    """Index (or data stream) name: strftime fields from the record's event time (UTC),
+    ``${tag}``, and ``${field.path}`` from the record (costs a decode per record)."""
+    logstash_format: bool = False
+    """Index = logstash_prefix + logstash_prefix_separator + logstash_dateformat (as fluent-bit)."""
+    logstash_prefix: str = "logstash"
+    logstash_prefix_separator: str = "-"
+    logstash_dateformat: str = "%Y.%m.%d"
+    op_type: Literal["index", "create"] = "index"
+    """``create`` for data streams; a 409 (already exists) then counts as delivered."""
+    pipeline: str | None = None
+    """Ingest pipeline applied by the server."""
+    suppress_type_name: bool | None = None
+    """Leave ``_type`` out of action lines. Unset: decided from the server's version (only
+    Elasticsearch 6 gets ``_type``)."""
+    type_name: str = "_doc"
+    """``_type`` sent to Elasticsearch 6 (or when suppress_type_name = false)."""
+    time_key: str = "@timestamp"
+    """Field added with the event time (RFC3339 UTC, milliseconds); "" adds none. Not added when
+    the record already has this key."""
+    include_tag_key: bool = False
+    tag_key: str = "tag"
+    replace_dots: bool = False
+    """Dots in field names -> underscores. Costs a decode and an encode per record."""
+    id_mode: Literal["none", "hash"] = "none"
+    """``hash``: ``_id`` derived from the chunk id and record position, so a resend overwrites."""
+    max_bulk_bytes: Size = Size(5 * 1024 * 1024)
+    max_bulk_docs: int = 10000
+    workers: int = 2
+    """Bulk requests in flight for this output (and chunks sent at once)."""
+    timeout: Duration = Duration(60.0)
+    """Per HTTP request."""
+    item_retry_limit: int = 3
+    """In-send retries of items rejected with 429/5xx before send gives the chunk back."""
+    item_retry_base: Duration = Duration(0.5)
+    item_retry_max: Duration = Duration(10.0)
+    host_eject_for: Duration = Duration(30.0)
+    dead_letter_index: str | None = None
+    """Refused documents are indexed here (original as a string, with the error) instead of the
+    agent's dead-letter directory; strftime fields from the time of the failure."""
+
+    user: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    """Base64 ``id:key`` (as returned by the create API key call) or the raw ``id:key``."""
+    token: str | None = None
+    """Bearer token."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_tls: bool = True
+    compression: Literal["none", "gzip"] = "none"
+    aws_auth: bool = False
+    aws_region: str | None = None
+    aws_service: Literal["es", "aoss"] = "es"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        hosts = [self.hosts] if isinstance(self.hosts, str) else list(self.hosts)
+        if not hosts:
+            raise ValueError("hosts must name at least one URL")
+        for url in hosts:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"hosts: expected http(s)://host[:port], got {url!r}")
+            if parts.query or parts.fragment:
+                raise ValueError(f"hosts: {url!r} must not have a query or fragment")
+        if not self.index and not self.logstash_format:
+            raise ValueError("index must not be empty")
+        if self.max_bulk_bytes < 1024:
+            raise ValueError("max_bulk_bytes must be at least 1KiB")
+        if self.max_bulk_docs < 1:
+            raise ValueError("max_bulk_docs must be at least 1")
+        if self.item_retry_limit < 0:
+            raise ValueError("item_retry_limit cannot be negative")
+        if self.password is not None and not self.user:
+            raise ValueError("password needs user")
+        schemes = [self.user is not None, self.api_key is not None, self.token is not None]
+        if sum(schemes) + self.aws_auth > 1:
+            raise ValueError("use only one of user/password, api_key, token and aws_auth")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        if self.include_tag_key and not self.tag_key:
+            raise ValueError("tag_key must not be empty when include_tag_key is true")
+        if '"' in self.time_key or '"' in self.tag_key:
+            raise ValueError("time_key and tag_key cannot contain a double quote")
+        IndexNamer(self.index_template)  # validates the placeholders
+
+    @property
+    def host_list(self) -> list[str]:
+        return [self.hosts] if isinstance(self.hosts, str) else list(self.hosts)
+
+    @property
+    def index_template(self) -> str:
+        if self.logstash_format:
+            return self.logstash_prefix + self.logstash_prefix_separator + self.logstash_dateformat
+        return self.index
+
+
+class OpenSearchConfig(ElasticsearchConfig, tag="opensearch"):
+    """The same output under ``type = "opensearch"``."""
+
+
+class ElasticsearchOutput(Output):
+    type_name = "elasticsearch"
+    config: ElasticsearchConfig
+
+    def __init__(self, config: ElasticsearchConfig, context: OutputContext) -> None:
+        super().__init__(config, context)
+        from outputs.es_transport import Transport  # imports aiohttp (the extra)
+
+        self.log = context.logger
+        self.metrics = context.metrics
+        self.transport = Transport(
+            config,
+            context.logger,
+            on_eject=lambda url: self.metrics.inc("output_es_host_ejections_total", host=url),
+        )
+        self.namer = IndexNamer(config.index_template)
+        self.dead_letter_namer = (
+            IndexNamer(config.dead_letter_index) if config.dead_letter_index else None
+        )
+        self.suppress_type_name = config.suppress_type_name
+        self.version: str | None = None
+        self.distribution: str | None = None
+        self._requests = asyncio.Semaphore(config.workers)
+        self._max_bulk_bytes = int(config.max_bulk_bytes)
+        # chunk id -> positions already delivered or dead-lettered, for chunks whose send raised
+        # RetryableError: the agent's retry then sends only the rest (no duplicates, no second
+        # dead letter). Bounded: chunks given up by the agent fall out.
+        self._progress: OrderedDict[str, set[int]] = OrderedDict()
+        query = [_BULK_FILTER]
+        if config.pipeline:
+            query.append("pipeline=" + quote(config.pipeline, safe=""))
+        self._bulk_path = "/_bulk?" + "&".join(query)
+        self._time_key = encode(config.time_key)[:-1] + b'":"' if config.time_key else b""
+        self._time_probe = encode(config.time_key) + b":" if config.time_key else b""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.detect_version()
+
+    async def detect_version(self) -> bool:
+        """``GET /``: distribution and version set defaults (``_type`` for Elasticsearch 6)."""
+        from outputs.es_transport import TransportError
+
+        try:
+            response = await self.transport.request("GET", "/")
+        except TransportError as exc:
+            self._not_ready(f"no host answered GET /: {exc}")
+            return False
+        if response.status in (401, 403):
+            self._not_ready(f"GET / on {response.host}: HTTP {response.status} (credentials?)")
+            return False
+        if response.status != 200:
+            self._not_ready(f"GET / on {response.host}: HTTP {response.status}")
+            return False
+        try:
+            info = msgspec.json.decode(response.body)
+            version = info["version"]
+            number = str(version["number"])
+            distribution = str(version.get("distribution") or "elasticsearch")
+        except (msgspec.DecodeError, KeyError, TypeError):
+            # AOSS and some proxies answer GET / differently: keep the defaults
+            self.ready = True
+            return True
+        self.version, self.distribution = number, distribution
+        if self.config.suppress_type_name is None:
+            major = int(number.split(".")[0]) if number.split(".")[0].isdigit() else 7
+            self.suppress_type_name = not (distribution == "elasticsearch" and major < 7)
+        if not self.ready:
+            self.log.info("%s %s reachable again", distribution, number)
+        else:
+            self.log.info("connected to %s %s at %s", distribution, number, response.host)
+        self.ready = True
+        return True
+
+    def _not_ready(self, reason: str) -> None:
+        self.ready = False
+        self.log.warning("not ready: %s", reason)
+
+    async def stop(self) -> None:
+        await self.transport.close()
+
+    # ------------------------------------------------------------------ building
+
+    def _build_items(self, chunk: Chunk, skip: set[int]) -> list[BulkItem]:
+        config = self.config
+        lines = chunk.lines()
+        times = chunk.times()
+        name_index = self.namer.for_chunk(chunk.tag)
+        needs_record = self.namer.needs_record or config.replace_dots
+        stamps = Timestamps()
+        tag_member = (
+            encode(config.tag_key) + b":" + encode(chunk.tag) + b","
+            if config.include_tag_key
+            else b""
+        )
+        tag_probe = encode(config.tag_key) + b":"
+        op = config.op_type.encode()
+        type_part = (
+            b""
+            if self.suppress_type_name is not False
+            else (b',"_type":' + encode(config.type_name))
+        )
+        hashed = config.id_mode == "hash"
+        action_prefixes: dict[str, bytes] = {}
+        items: list[BulkItem] = []
+        for position, line in enumerate(lines):
+            if position in skip:
+                continue
+            event_time = times[position]
+            record = decode_record(line) if needs_record else None
+            index = name_index(event_time, record)
+            prefix = action_prefixes.get(index)
+            if prefix is None:
+                prefix = b'{"' + op + b'":{"_index":' + encode(index) + type_part
+                action_prefixes[index] = prefix
+            if hashed:
+                action = prefix + b',"_id":"' + document_id(chunk.id, position).encode() + b'"}}'
+            else:
+                action = prefix + b"}}"
+            if config.replace_dots and record is not None:
+                line = encode(replace_dots(record))
+            # A duplicate key would make the server refuse the document: never add one.
+            added = tag_member if tag_member and tag_probe not in line else b""
+            if self._time_key and self._time_probe not in line:
+                added = self._time_key + stamps.format(event_time).encode() + b'",' + added
+            items.append(BulkItem(position, action, splice(line, added)))
+        return items
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, chunk: Chunk) -> None:
+        if self.version is None and not self.ready:
+            await self.detect_version()  # settles _type before the first bulk
+        done = self._progress.get(chunk.id, set())
+        items = self._build_items(chunk, done)
+        try:
+            rejected = await self._deliver(items, done)
+            if rejected:
+                await self._dead_letter(chunk, rejected, done)
+        except RetryableError:
+            self._remember(chunk.id, done)
+            raise
+        self._progress.pop(chunk.id, None)
+
+    def _remember(self, chunk_id: str, done: set[int]) -> None:
+        if not done:
+            return
+        self._progress[chunk_id] = done
+        self._progress.move_to_end(chunk_id)
+        while len(self._progress) > 1024:
+            self._progress.popitem(last=False)
+
+    async def _deliver(
+        self, items: list[BulkItem], done: set[int] | None = None
+    ) -> list[tuple[BulkItem, ItemResult]]:
+        """Send items until each is accepted or refused for good; returns the refused ones.
+        ``done`` collects the positions accepted so far (kept if this raises)."""
+        pending = items
+        rejected: list[tuple[BulkItem, ItemResult]] = []
+        attempt = 0
+        while pending:
+            outcome = Outcome()
+            groups = split_bulks(pending, self._max_bulk_bytes, self.config.max_bulk_docs)
+            results = await asyncio.gather(
+                *(self._bulk(group, outcome) for group in groups), return_exceptions=True
+            )
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if done is not None:
+                done.update(outcome.settled)
+            rejected.extend(outcome.rejected)
+            self._count("accepted", outcome.accepted)
+            self._count("conflict", outcome.conflicts)
+            if failure is not None:
+                raise failure
+            if outcome.blocked:
+                self._count("blocked", len(outcome.blocked))
+                reasons = "; ".join(outcome.blocked_reasons)
+                self.log.error(
+                    "%d documents refused for a reason of the cluster or the configuration, "
+                    "not the documents (kept, retried later): %s",
+                    len(outcome.blocked),
+                    reasons,
+                )
+                raise RetryableError(f"{len(outcome.blocked)} documents blocked: {reasons}")
+            if not outcome.retry:
+                break
+            attempt += 1
+            self._count("retried", len(outcome.retry))
+            if attempt > self.config.item_retry_limit:
+                raise RetryableError(
+                    f"{len(outcome.retry)} documents still rejected after {attempt} attempts: "
+                    + "; ".join(outcome.retry_reasons)
+                )
+            delay = min(
+                float(self.config.item_retry_max),
+                float(self.config.item_retry_base) * 2 ** (attempt - 1),
+            )
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            pending = outcome.retry
+        return rejected
+
+    async def _bulk(self, items: list[BulkItem], outcome: Outcome) -> None:
+        """One bulk request; results are added to ``outcome``. A 413 splits the request in two;
+        429/5xx on the whole request marks every item for retry; other errors raise."""
+        from outputs.es_transport import TransportError
+
+        body = bulk_body(items)
+        async with self._requests:
+            started = time.monotonic()
+            try:
+                response = await self.transport.request(
+                    "POST",
+                    self._bulk_path,
+                    body,
+                    content_type="application/x-ndjson",
+                    compress=self.config.compression == "gzip",
+                )
+            except TransportError as exc:
+                self.metrics.inc("output_es_requests_total", result="unreachable")
+                self._not_ready(str(exc))
+                raise RetryableError(f"no Elasticsearch host answered: {exc}") from None
+            finally:
+                self.metrics.observe("output_es_request_seconds", time.monotonic() - started)
+        status = response.status
+        self.metrics.inc("output_es_requests_total", result=str(status))
+        if 200 <= status < 300:
+            self.ready = True
+            try:
+                classify(items, parse_bulk_response(response.body), self.config.op_type, outcome)
+            except ValueError as exc:
+                raise RetryableError(f"{response.host}: {exc}") from None
+            return
+        reason = _error_text(response.body)
+        if status == 413:
+            if len(items) == 1:
+                error = f"document too large for the server ({len(body)} bytes) {reason}"
+                outcome.rejected.append((items[0], ItemResult(status=413, error=error.strip())))
+                return
+            # Learn the server's limit so later chunks do not split from the top again.
+            limit = max(64 * 1024, len(body) // 2)
+            if limit < self._max_bulk_bytes:
+                self._max_bulk_bytes = limit
+                self.log.warning(
+                    "%s refused a %d-byte bulk (413): bulks now limited to %d bytes",
+                    response.host,
+                    len(body),
+                    limit,
+                )
+            half = len(items) // 2
+            halves = await asyncio.gather(
+                self._bulk(items[:half], outcome),
+                self._bulk(items[half:], outcome),
+                return_exceptions=True,
+            )
+            for result in halves:
+                if isinstance(result, BaseException):
+                    raise result
+            return
+        if status == 429 or status >= 500:
+            outcome.retry.extend(items)
+            if len(outcome.retry_reasons) < 3:
+                outcome.retry_reasons.append(f"HTTP {status} from {response.host}: {reason}")
+            return
+        if status in (401, 403):
+            # Credentials can be fixed (a rotated secret, a new role mapping) without losing the
+            # data: retryable, loudly. retry_limit bounds it.
+            self.ready = False
+            self.log.error(
+                "%s refused the credentials (HTTP %d): %s", response.host, status, reason
+            )
+        raise RetryableError(f"bulk request failed with HTTP {status} on {response.host}: {reason}")
+
+    def _count(self, outcome: str, value: int) -> None:
+        if value:
+            self.metrics.inc("output_es_items_total", value, outcome=outcome)
+
+    # ------------------------------------------------------------------ dead letters
+
+    async def _dead_letter(
+        self, chunk: Chunk, rejected: list[tuple[BulkItem, ItemResult]], done: set[int]
+    ) -> None:
+        lines = chunk.lines()
+        if self.dead_letter_namer is not None:
+            rejected = await self._index_dead_letters(chunk, rejected, done)
+        groups: dict[tuple[int, str], list[tuple[BulkItem, ItemResult]]] = {}
+        for item, result in rejected:
+            groups.setdefault((result.status, error_type(result)), []).append((item, result))
+        for group in groups.values():
+            reason = describe_error(group[0][1])
+            if len(group) > 1:
+                reason += f" (and {len(group) - 1} more documents with this error)"
+            self.context.dead_letter(chunk, [lines[item.position] for item, _ in group], reason)
+            self.log.warning(
+                "chunk %s: %d documents refused, dead-lettered: %s", chunk.id, len(group), reason
+            )
+            done.update(item.position for item, _ in group)
+        self._count("dead_lettered", len(rejected))
+
+    async def _index_dead_letters(
+        self, chunk: Chunk, rejected: list[tuple[BulkItem, ItemResult]], done: set[int]
+    ) -> list[tuple[BulkItem, ItemResult]]:
+        """Index refused documents into dead_letter_index as strings with the error; returns
+        those that could not be indexed there either (they go to the agent's dead letters)."""
+        assert self.dead_letter_namer is not None
+        now = time.time()
+        index = self.dead_letter_namer.for_chunk(chunk.tag)(now, None)
+        lines = chunk.lines()
+        times = chunk.times()
+        stamp = Timestamps().format(now)
+        action = b'{"index":{"_index":' + encode(index)
+        if self.suppress_type_name is False:
+            action += b',"_type":' + encode(self.config.type_name)
+        action += b"}}"
+        letters: list[BulkItem] = []
+        by_position: dict[int, tuple[BulkItem, ItemResult]] = {}
+        for item, result in rejected:
+            letter = {
+                "@timestamp": stamp,
+                "event_time": Timestamps().format(times[item.position]),
+                "tag": chunk.tag,
+                "chunk_id": chunk.id,
+                "position": item.position,
+                "status": result.status,
+                "error_type": error_type(result),
+                "error": describe_error(result),
+                "document": lines[item.position].decode("utf-8", "replace"),
+            }
+            letters.append(BulkItem(item.position, action, encode(letter)))
+            by_position[item.position] = (item, result)
+        refused = await self._deliver(letters)
+        refused_positions = {letter.position for letter, _ in refused}
+        indexed = len(letters) - len(refused_positions)
+        self._count("dead_lettered", indexed)
+        if indexed:
+            self.log.warning(
+                "chunk %s: %d refused documents indexed into %s", chunk.id, indexed, index
+            )
+        done.update(p for p in by_position if p not in refused_positions)
+        return [by_position[p] for p in refused_positions]
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        value: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(value, dict):
+        error = value.get("error")
+        if isinstance(error, dict):
+            return f"{error.get('type', '')}: {error.get('reason', '')}"
+        if error is not None:
+            return str(error)[:300]
+    return body[:300].decode("utf-8", "replace")
+
+
+__all__ = ["ElasticsearchConfig", "ElasticsearchOutput", "OpenSearchConfig"]

@@ -1,0 +1,136 @@
+"""Helpers for the Elasticsearch output tests and bench: an in-memory chunk built the way the
+buffer builds one (records encoded once with msgspec, event times beside them), a metrics
+recorder and an output context that collects dead letters."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from outputs.base import Chunk, OutputContext
+from outputs.elasticsearch import ElasticsearchConfig, ElasticsearchOutput
+
+
+class MemoryChunk:
+    def __init__(self, tag: str, records: Sequence[dict[str, Any]], chunk_id: str = "") -> None:
+        self._id = chunk_id or uuid.uuid4().hex
+        self._tag = tag
+        self._lines = [msgspec.json.encode(record) for record in records]
+        self._times = [datetime.fromisoformat(r["time"]).timestamp() for r in records]
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def tag(self) -> str:
+        return self._tag
+
+    @property
+    def created(self) -> float:
+        return 0.0
+
+    @property
+    def records(self) -> int:
+        return len(self._lines)
+
+    @property
+    def size(self) -> int:
+        return sum(len(line) + 1 for line in self._lines)
+
+    def lines(self) -> Sequence[bytes]:
+        return self._lines
+
+    def times(self) -> Sequence[float]:
+        return self._times
+
+    def data(self) -> bytes:
+        return b"".join(line + b"\n" for line in self._lines)
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.observations: dict[str, list[float]] = defaultdict(list)
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        self.counters[(name, tuple(sorted(labels.items())))] += value
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self.observations[name].append(value)
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self.gauges[(name, tuple(sorted(labels.items())))] = value
+
+    def items(self, outcome: str) -> float:
+        return self.counters.get(("output_es_items_total", (("outcome", outcome),)), 0.0)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[bytes], str]] = []
+
+    def __call__(self, chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
+        self.calls.append((chunk.id, list(lines), reason))
+
+    @property
+    def lines(self) -> list[bytes]:
+        return [line for _, lines, _ in self.calls for line in lines]
+
+
+def make_output(
+    **settings: Any,
+) -> tuple[ElasticsearchOutput, RecordingMetrics, DeadLetters]:
+    config = msgspec.convert(
+        {"type": "elasticsearch", **settings},
+        ElasticsearchConfig,
+        dec_hook=_dec_hook,
+    )
+    metrics = RecordingMetrics()
+    dead = DeadLetters()
+    context = OutputContext(
+        name="es-test",
+        data_dir="/nonexistent",
+        node_name="test-node",
+        logger=logging.getLogger("test.es"),
+        metrics=metrics,
+        dead_letter=dead,
+    )
+    return ElasticsearchOutput(config, context), metrics, dead
+
+
+def _dec_hook(type_: type, obj: object) -> object:
+    from outputs.base import config_dec_hook
+
+    return config_dec_hook(type_, obj)
+
+
+SEVERITIES = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
+FACILITIES = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news"]
+
+
+def syslog_record(
+    n: int, time: str = "2026-11-29T10:15:30.123456Z", **extra: Any
+) -> dict[str, Any]:
+    """A record shaped like the syslog parser's output."""
+    facility, severity = n % 8, n % 8
+    record: dict[str, Any] = {
+        "pri": facility * 8 + severity,
+        "time": time,
+        "host": f"node-{n % 3}",
+        "ident": "sshd" if n % 2 else "kubelet",
+        "pid": 1000 + n,
+        "message": f"message number {n}: accepted publickey for user{n % 5} from 10.0.0.{n % 250}",
+        "facility": FACILITIES[facility],
+        "severity": SEVERITIES[severity],
+        "seq": n,
+    }
+    record.update(extra)
+    return record
