@@ -18,6 +18,15 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# kubectl renders the kustomize overlays for the manifest tests; not every apt source has it,
+# so its absence only makes those tests skip.
+if ! command -v kubectl >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kubectl >/dev/null 2>&1 \
+        || echo "kubectl not installable here: the kustomize render tests will be skipped" >&2
+fi
+
 if [ -f scripts/fetch-opensearch.sh ] && command -v java >/dev/null 2>&1; then
     bash scripts/fetch-opensearch.sh
 fi
