@@ -6,6 +6,7 @@ the node installer script behaves on a fake host."""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import re
 import shutil
@@ -30,10 +31,12 @@ NODE = MANIFESTS / "node"
 SNIPPETS = ("rsyslog-audit-agent.conf", "rsyslog-audit-agent-relp.conf")
 K8S_VERSION = kubernetes_validate.latest_version()
 
-# Every kustomization a user applies, and the relp component on each output overlay.
+# Every kustomization a user applies as shipped (RELP, the default transport), and each of them
+# opted out to the UNIX socket transport ("+unix-socket": the component added on top).
 TARGETS = ("base", "overlays/s3", "overlays/elasticsearch", "node", "node-uninstall")
-RELP_COMBOS = ("overlays/s3", "overlays/elasticsearch")
 AGENT_TARGETS = ("base", "overlays/s3", "overlays/elasticsearch")
+OPT_OUT = "unix-socket"
+OPT_OUT_TARGETS = tuple(f"{target}+{OPT_OUT}" for target in TARGETS)
 
 needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed"
@@ -59,25 +62,27 @@ _RENDERED: dict[str, list[dict[str, Any]]] = {}
 
 
 def rendered(target: str) -> list[dict[str, Any]]:
-    """The objects of a kustomization under manifests/ (``overlays/s3+relp`` adds the relp
-    component to an overlay, composed in a copy of manifests/ so the repository stays clean)."""
+    """The objects of a kustomization under manifests/ (``overlays/s3+unix-socket`` adds that
+    component to the overlay as a user would, composed in a copy of manifests/ so the repository
+    stays clean)."""
     if target not in _RENDERED:
-        if target.endswith("+relp"):
-            _RENDERED[target] = _render_with_relp(target.removesuffix("+relp"))
+        base, _, component = target.partition("+")
+        if component:
+            _RENDERED[target] = _render_with_component(base, component)
         else:
             _RENDERED[target] = kustomize(MANIFESTS / target)
     return copy.deepcopy(_RENDERED[target])
 
 
-def _render_with_relp(overlay: str) -> list[dict[str, Any]]:
+def _render_with_component(target: str, component: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         copy_root = Path(tmp) / "manifests"
         shutil.copytree(MANIFESTS, copy_root)
-        combo = copy_root / "overlays" / "with-relp"
-        combo.mkdir()
+        combo = copy_root / "combos" / "with-component"
+        combo.mkdir(parents=True)
         (combo / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources:\n  - ../../{overlay}\ncomponents:\n  - ../../components/relp\n"
+            f"resources:\n  - ../../{target}\ncomponents:\n  - ../../components/{component}\n"
         )
         return kustomize(combo)
 
@@ -150,7 +155,7 @@ def test_every_resource_file_validates_strictly(path: Path) -> None:
 
 
 @needs_kubectl
-@pytest.mark.parametrize("target", [*TARGETS, *(f"{o}+relp" for o in RELP_COMBOS)])
+@pytest.mark.parametrize("target", [*TARGETS, *OPT_OUT_TARGETS])
 def test_kustomize_output_validates_strictly(target: str) -> None:
     objects = rendered(target)
     assert objects
@@ -302,17 +307,70 @@ def test_overlays_set_image_output_and_env(target: str) -> None:
 
 
 @needs_kubectl
-@pytest.mark.parametrize("overlay", RELP_COMBOS)
-def test_relp_component_puts_the_agent_on_the_host_network(overlay: str) -> None:
-    pod = agent_daemonset(f"{overlay}+relp")["spec"]["template"]["spec"]
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_relp_by_default_puts_the_agent_on_the_host_network(target: str) -> None:
+    pod = agent_daemonset(target)["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
+    # Cluster DNS (an in-cluster Elasticsearch Service) still resolves on the host network.
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
-    # Only the pod spec changed; the relp listener is already in the config.
-    plain = agent_daemonset(overlay)["spec"]["template"]["spec"]
+    [http] = container(pod, "agent")["ports"]
+    assert http["hostPort"] == http["containerPort"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_unix_socket_opt_out_takes_the_agent_off_the_host_network(target: str) -> None:
+    opted_out = agent_daemonset(f"{target}+{OPT_OUT}")
+    pod = opted_out["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+    assert "hostPort" not in str(opted_out)
+    # Nothing else differs from the default.
+    default = agent_daemonset(target)
+    default_pod = default["spec"]["template"]["spec"]
     for key in ("hostNetwork", "dnsPolicy"):
-        pod.pop(key)
-    container(pod, "agent")["ports"][0].pop("hostPort")
-    assert pod == plain
+        default_pod.pop(key)
+    container(default_pod, "agent")["ports"][0].pop("hostPort")
+    assert opted_out == default
+    assert [kn(o) for o in rendered(f"{target}+{OPT_OUT}")] == [kn(o) for o in rendered(target)]
+
+
+def installer_snippet(target: str) -> str:
+    """The snippet the node installer of a rendered kustomization puts on the nodes."""
+    pod = only(rendered(target), "DaemonSet", "audit-agent-node-setup")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in container(pod, "install", init=True)["env"]}
+    snippet = env["SNIPPET"]
+    assert snippet in SNIPPETS
+    return snippet
+
+
+def install_script_default() -> str:
+    script = (NODE / "install.sh").read_text()
+    match = re.search(r'^SNIPPET="\$\{SNIPPET:-([^}]+)\}"$', script, re.M)
+    assert match
+    return match.group(1)
+
+
+@needs_kubectl
+def test_node_installer_installs_the_relp_snippet_by_default() -> None:
+    assert installer_snippet("node") == "rsyslog-audit-agent-relp.conf"
+    assert install_script_default() == "rsyslog-audit-agent-relp.conf"
+    assert installer_snippet("node-uninstall") == "rsyslog-audit-agent-relp.conf"
+    relp = (NODE / "rsyslog-audit-agent-relp.conf").read_text()
+    assert 'type="omrelp" target="127.0.0.1"' in relp
+
+
+@needs_kubectl
+def test_unix_socket_opt_out_switches_the_node_installer_and_nothing_else() -> None:
+    assert installer_snippet(f"node+{OPT_OUT}") == "rsyslog-audit-agent.conf"
+    opted_out = rendered(f"node+{OPT_OUT}")
+    default = rendered("node")
+    for objects in (opted_out, default):
+        pod = only(objects, "DaemonSet", "audit-agent-node-setup")["spec"]["template"]["spec"]
+        install = container(pod, "install", init=True)
+        install["env"] = [e for e in install["env"] if e["name"] != "SNIPPET"]
+    assert opted_out == default
+    # The agent's DaemonSet patch of the component selected nothing here.
+    assert not [o for o in opted_out if o["metadata"]["name"] == "audit-agent"]
 
 
 # --------------------------------------------------------------- the config and the node
@@ -337,6 +395,13 @@ def test_config_listens_where_the_node_snippets_send(target: str) -> None:
     relp_target = re.search(r'type="omrelp" target="([^"]+)" port="(\d+)"', relp_snippet)
     assert relp_target
     assert inputs["relp"]["listen"] == f"{relp_target[1]}:{relp_target[2]}"
+
+    # On the host network (the default) a listener on a routable address would be open to the
+    # network: every syslog listener is on the loopback, reached by the node's rsyslog only.
+    for spec in config["inputs"]:
+        if "listen" in spec:
+            host = spec["listen"].rsplit(":", 1)[0].strip("[]")
+            assert ipaddress.ip_address(host).is_loopback, spec
 
     # The container tag of Docker's syslog driver yields the container fields, even for an
     # image name holding a registry path and a port.
@@ -419,9 +484,19 @@ def test_rsyslog_accepts_the_snippet(snippet: str, tmp_path: Path) -> None:
 
 @pytest.mark.rsyslog
 @needs_rsyslog
-def test_rsyslog_check_catches_a_broken_snippet(tmp_path: Path) -> None:
-    text = (NODE / "rsyslog-audit-agent.conf").read_text()
-    (tmp_path / "broken.conf").write_text(text.replace("$ActionQueueType", "$ActionQueueTipe"))
+@pytest.mark.parametrize(
+    ("snippet", "typo"),
+    [
+        ("rsyslog-audit-agent.conf", ("$ActionQueueType", "$ActionQueueTipe")),
+        ("rsyslog-audit-agent-relp.conf", ("queue.type=", "queue.tipe=")),
+    ],
+)
+def test_rsyslog_check_catches_a_broken_snippet(
+    snippet: str, typo: tuple[str, str], tmp_path: Path
+) -> None:
+    text = (NODE / snippet).read_text()
+    assert typo[0] in text
+    (tmp_path / "broken.conf").write_text(text.replace(*typo))
     result = rsyslog_check(wrapper_config(tmp_path, str(tmp_path / "broken.conf")))
     assert result.returncode != 0
 
@@ -649,19 +724,21 @@ def host_commands(host: dict[str, Any]) -> list[str]:
 def test_installer_installs_switches_and_uninstalls(fake_host: dict[str, Any]) -> None:
     target = fake_host["dir"] / "10-audit-agent.conf"
 
+    # Without SNIPPET (the script's own default): RELP, as in the DaemonSet.
     result = run_installer(fake_host)
     assert result.returncode == 0, result.stderr
-    assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
+    assert target.read_text() == (NODE / "rsyslog-audit-agent-relp.conf").read_text()
     assert host_commands(fake_host) == ["rsyslogd -N1", "systemctl restart rsyslog"]
 
     # Unchanged: rsyslog is left alone.
-    result = run_installer(fake_host)
+    result = run_installer(fake_host, SNIPPET="rsyslog-audit-agent-relp.conf")
     assert result.returncode == 0, result.stderr
     assert host_commands(fake_host) == []
 
-    result = run_installer(fake_host, SNIPPET="rsyslog-audit-agent-relp.conf")
+    # The opt-out (components/unix-socket sets SNIPPET so).
+    result = run_installer(fake_host, SNIPPET="rsyslog-audit-agent.conf")
     assert result.returncode == 0, result.stderr
-    assert target.read_text() == (NODE / "rsyslog-audit-agent-relp.conf").read_text()
+    assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
     assert host_commands(fake_host) == ["rsyslogd -N1", "systemctl restart rsyslog"]
 
     result = run_installer(fake_host, ACTION="uninstall")
@@ -677,15 +754,17 @@ def test_installer_restores_the_previous_snippet_when_rsyslog_rejects(
 ) -> None:
     assert run_installer(fake_host).returncode == 0
     host_commands(fake_host)
-    broken = fake_host["snippets"] / "rsyslog-audit-agent.conf"
-    broken.write_text(broken.read_text().replace("$ActionQueueType", "$ActionQueueTipe"))
+    broken = fake_host["snippets"] / "rsyslog-audit-agent-relp.conf"
+    text = broken.read_text()
+    assert "queue.type=" in text
+    broken.write_text(text.replace("queue.type=", "queue.tipe="))
 
     result = run_installer(fake_host)
     assert result.returncode == 1
     assert "rejects" in result.stderr
     assert host_commands(fake_host) == ["rsyslogd -N1"]  # never restarted
     target = fake_host["dir"] / "10-audit-agent.conf"
-    assert target.read_text() == (NODE / "rsyslog-audit-agent.conf").read_text()
+    assert target.read_text() == (NODE / "rsyslog-audit-agent-relp.conf").read_text()
     assert [p.name for p in fake_host["dir"].iterdir()] == ["10-audit-agent.conf"]
 
 

@@ -1,9 +1,10 @@
-"""Rehearsal of a node: a real rsyslogd with a shipped forwarding snippet (UNIX socket or RELP),
-the agent with the shipped ConfigMap's agent.toml (paths and ports moved to a temporary directory,
-the output a file), messages in the shapes Docker's syslog driver sends: they come out with their
-container fields. Then, over RELP, the agent stopped while messages keep coming and started
-again: every message arrives. (Over the UNIX socket they would not: omuxsock drops what it cannot
-send; test_manifests.py pins that down and docs/deploy.md says so.)"""
+"""Rehearsal of a node: a real rsyslogd with a shipped forwarding snippet (RELP, the default, or
+the UNIX socket opt-out), the agent with the shipped ConfigMap's agent.toml (paths and ports moved
+to a temporary directory, the output a file), messages in the shapes Docker's syslog driver sends:
+they come out with their container fields. Then, over the default transport (the snippet the node
+installer installs unless told otherwise), the agent stopped while messages keep coming and
+started again: every message arrives. (Over the UNIX socket they would not: omuxsock drops what
+it cannot send; test_manifests.py pins that down and docs/deploy.md says so.)"""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ SNIPPETS = {
     "unix": REPO / "manifests" / "node" / "rsyslog-audit-agent.conf",
     "relp": REPO / "manifests" / "node" / "rsyslog-audit-agent-relp.conf",
 }
+
+
+def default_transport() -> str:
+    """The transport of the snippet the node installer's DaemonSet installs by default."""
+    daemonset = yaml.safe_load((REPO / "manifests" / "node" / "daemonset.yaml").read_text())
+    [install] = daemonset["spec"]["template"]["spec"]["initContainers"]
+    [snippet] = [e["value"] for e in install["env"] if e["name"] == "SNIPPET"]
+    [transport] = [name for name, path in SNIPPETS.items() if path.name == snippet]
+    return transport
+
+
+DEFAULT_TRANSPORT = default_transport()
 PIECES = ("agent/__main__.py", "agent/inputs/syslog.py", "parsers/syslog.py")
 MISSING = [piece for piece in PIECES if not (REPO / piece).exists()]
 
@@ -277,8 +290,14 @@ def test_node_rehearsal_docker_messages_come_out_with_container_fields(node: Nod
     assert host["ident"] == "sshd" and "container_id" not in host
 
 
-@pytest.mark.parametrize("node", ["relp"], indirect=True)
-def test_node_rehearsal_agent_restart_loses_nothing_over_relp(node: Node) -> None:
+def test_the_default_transport_is_relp() -> None:
+    assert DEFAULT_TRANSPORT == "relp"
+
+
+@pytest.mark.parametrize("node", [DEFAULT_TRANSPORT], indirect=True)
+def test_node_rehearsal_agent_restart_loses_nothing_over_the_default_transport(
+    node: Node,
+) -> None:
     first = set(send_first_messages(node))
 
     # The agent goes away (a pod restart, an upgrade); the node keeps logging into rsyslog's queue.

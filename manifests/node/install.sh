@@ -9,7 +9,7 @@
 set -eu
 
 ACTION="${ACTION:-install}"
-SNIPPET="${SNIPPET:-rsyslog-audit-agent.conf}"
+SNIPPET="${SNIPPET:-rsyslog-audit-agent-relp.conf}"
 SNIPPETS="${SNIPPETS:-/snippets}"
 HOST_DIR="${HOST_DIR:-/host/etc/rsyslog.d}"
 TARGET="$HOST_DIR/10-audit-agent.conf"
