@@ -1,0 +1,160 @@
+"""Issue "buffer", RELP crash test: a real rsyslogd forwards 100,000 numbered messages to the agent
+with omrelp; the agent (``mode = "relp"``, disk buffer, ``sync = "batch"``) is killed with -9 twice
+during the stream and restarted on the same data_dir and port; every number arrives at the output.
+
+Why nothing may be lost: the agent answers a RELP message only after the buffer committed it
+(fsynced, with ``sync = "batch"``); rsyslog keeps every unanswered message in its action queue and
+resends it when the agent is back (``action.resumeRetryCount="-1"``). What the agent buffered
+survives the kill on disk and is delivered after the restart. Duplicates are allowed (at least
+once): messages received but not yet answered at a kill, and chunks written to the file but not
+yet acknowledged in the buffer, come again.
+
+rsyslog is fed over TCP (imtcp) by this test: a TCP input is flow-controlled, so rsyslog's own
+input side cannot drop anything, and its queues are sized for the whole stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.harness import AgentProcess
+from tests.conftest import free_port, wait_for
+from tests.peers.rsyslog import Rsyslog, available
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.rsyslog,
+    pytest.mark.skipif(not available(), reason="rsyslogd and logger are needed"),
+]
+
+TOTAL = 100_000
+SEQ = re.compile(rb"seq=(\d+) end")
+"""A number counts only with its terminator: a line torn by a kill cannot fake a short number."""
+
+
+def _message(n: int) -> bytes:
+    return b"<14>1 2026-11-29T21:00:00.000001Z node relp-app 42 - - payload seq=%d end\n" % n
+
+
+def _numbers(path: Path) -> collections.Counter[int]:
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(int(m) for m in SEQ.findall(path.read_bytes()))
+
+
+def _rsyslog_snippet(tcp_port: int, relp_port: int) -> str:
+    return f"""
+main_queue(queue.type="LinkedList" queue.size="500000")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{tcp_port}")
+module(load="omrelp")
+*.* action(type="omrelp" target="127.0.0.1" port="{relp_port}"
+           template="RSYSLOG_SyslogProtocol23Format"
+           queue.type="LinkedList" queue.size="500000"
+           action.resumeRetryCount="-1" action.resumeInterval="1")
+"""
+
+
+def _agent_config(tmp_path: Path, relp_port: int, out: Path) -> str:
+    return f"""
+[agent]
+data_dir = "{tmp_path / "data"}"
+grace_period = "5s"
+[buffer]
+type = "disk"
+sync = "batch"
+chunk_bytes = "512KiB"
+flush_interval = "300ms"
+[[inputs]]
+type = "syslog"
+mode = "relp"
+listen = "127.0.0.1:{relp_port}"
+tag = "relp"
+[[outputs]]
+type = "file"
+match = "*"
+path = "{out}"
+retry_base = "50ms"
+retry_max = "500ms"
+retry_limit = "unlimited"
+"""
+
+
+def _send_to_rsyslog(port: int, done: threading.Event, errors: list[BaseException]) -> None:
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # imtcp may still be binding when the imuxsock socket appeared
+            try:
+                conn = socket.create_connection(("127.0.0.1", port))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        with conn:
+            for first in range(0, TOTAL, 1000):
+                conn.sendall(b"".join(_message(n) for n in range(first, first + 1000)))
+        done.set()
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+def _took(agent: AgentProcess, count: int) -> Callable[[], bool]:
+    return lambda: agent.metric("input_records_total") >= count
+
+
+def test_relp_kill_9_twice_during_the_stream_loses_nothing(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    relp_port, tcp_port = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    config = _agent_config(tmp_path, relp_port, out)
+    workdir = tmp_path / "agent"
+    agent = start_agent(config, workdir=workdir)
+    sent = threading.Event()
+    errors: list[BaseException] = []
+    kills: list[dict[str, int]] = []
+    started = time.monotonic()
+
+    with Rsyslog(tmp_path, _rsyslog_snippet(tcp_port, relp_port)) as peer:
+        sender = threading.Thread(target=_send_to_rsyslog, args=(tcp_port, sent, errors))
+        sender.start()
+        # Kill when this process has taken a share of the stream: ~25% by the first process,
+        # then ~25% more by the second; the third runs to the end.
+        for _ in range(2):
+            wait_for(_took(agent, TOTAL // 4), timeout=90)
+            agent.kill()
+            arrived = _numbers(out)
+            kills.append({"distinct_arrived": len(arrived), "lines": sum(arrived.values())})
+            assert len(arrived) < TOTAL, "the stream ended before the kill: nothing was proven"
+            agent = start_agent(config, workdir=workdir)
+            kills[-1]["recovered_records"] = int(agent.metric("buffer_recovered_records_total"))
+        sender.join(120)
+        assert not errors, errors
+        assert sent.is_set()
+        wait_for(lambda: len(_numbers(out)) >= TOTAL, timeout=120)
+        rsyslog_output = peer.output()
+    elapsed = time.monotonic() - started
+
+    counts = _numbers(out)
+    missing = sorted(set(range(TOTAL)) - set(counts))
+    assert not missing, (
+        f"{len(missing)} numbers never arrived, first {missing[:5]}; kills {kills}\n"
+        f"{agent.log()}\n{rsyslog_output}"
+    )
+    assert set(counts) == set(range(TOTAL))
+    duplicates = sum(counts.values()) - TOTAL
+    wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
+    print(
+        f"\nRELP crash test: {TOTAL} numbers all arrived in {elapsed:.1f}s; "
+        f"{duplicates} duplicates ({sum(n > 1 for n in counts.values())} numbers seen more than "
+        f"once); at the kills: {kills}"
+    )
