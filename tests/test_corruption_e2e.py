@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, wait_for
@@ -133,9 +134,14 @@ def _buffer_records_while_output_fails(
     return config, workdir, blocker, out
 
 
-def test_flipped_bytes_in_a_frame_and_a_header_are_reported_moved_aside_and_the_rest_delivered(
-    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+@pytest.mark.parametrize("damage", ["middle-frame", "first-frame", "torn-last-frame"])
+def test_damaged_frames_and_header_are_reported_moved_aside_and_the_rest_delivered(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess], damage: str
 ) -> None:
+    """Chunk A gets its damage: bytes flipped in the middle of a middle frame (a disk that changed
+    bytes), or of its first frame (nothing of A is left: the file goes), or its last frame cut in
+    half (what a crash in the middle of a write leaves). Chunk B gets a byte flipped in its
+    header. Everything else arrives."""
     config, workdir, blocker, out = _buffer_records_while_output_fails(tmp_path, start_agent)
     total = BATCHES * PER_BATCH
     chunks_dir = tmp_path / "data" / "chunks"
@@ -146,24 +152,32 @@ def test_flipped_bytes_in_a_frame_and_a_header_are_reported_moved_aside_and_the_
     assert on_disk == list(range(total)), "SIGTERM must leave every record on disk"
     assert len(files) >= 3, files
 
-    # Chunk A: damage a frame in the middle; chunk B: damage the header.
     candidates = [path for path in files[:-1] if len(layouts[path][1]) >= 3]
     assert candidates, {path.name: len(layouts[path][1]) for path in files}
     damaged = candidates[len(candidates) // 2]
     header_damaged = next(path for path in reversed(files) if path != damaged)
     frames = layouts[damaged][1]
-    bad = len(frames) // 2
-    bad_frame = frames[bad]
-    _flip(damaged, bad_frame.ndjson_offset + (bad_frame.end - bad_frame.ndjson_offset) // 2)
-    original_damaged = damaged.read_bytes()
+    bad = {"middle-frame": len(frames) // 2, "first-frame": 0, "torn-last-frame": len(frames) - 1}
+    bad_frame = frames[bad[damage]]
+    if damage == "torn-last-frame":
+        cut_at = bad_frame.offset + (bad_frame.end - bad_frame.offset) // 2
+        original_damaged = damaged.read_bytes()[:cut_at]
+        damaged.write_bytes(original_damaged)
+        reason = f"torn frame at offset {bad_frame.offset}"
+    else:
+        _flip(damaged, bad_frame.ndjson_offset + (bad_frame.end - bad_frame.ndjson_offset) // 2)
+        original_damaged = damaged.read_bytes()
+        reason = f"checksum mismatch in frame at offset {bad_frame.offset}"
+    cut_bytes = len(original_damaged) - bad_frame.offset
     header_length = layouts[header_damaged][0]
     _flip(header_damaged, header_length // 2, count=1)
     original_header_damaged = header_damaged.read_bytes()
 
-    lost_in_tail = {seq for f in frames[bad:] for seq in f.seqs}
+    lost_in_tail = {seq for f in frames[bad[damage] :] for seq in f.seqs}
     lost_with_header = {seq for f in layouts[header_damaged][1] for seq in f.seqs}
-    kept_in_damaged = {seq for f in frames[:bad] for seq in f.seqs}
-    assert kept_in_damaged and lost_in_tail and lost_with_header
+    kept_in_damaged = {seq for f in frames[: bad[damage]] for seq in f.seqs}
+    assert lost_in_tail and lost_with_header
+    assert bool(kept_in_damaged) == (damage != "first-frame")
     expected = set(range(total)) - lost_in_tail - lost_with_header
 
     blocker.unlink()  # the output recovers
@@ -177,12 +191,11 @@ def test_flipped_bytes_in_a_frame_and_a_header_are_reported_moved_aside_and_the_
 
     # The log names both files and says what happened.
     log = (workdir / "agent.log").read_text()
-    assert f"chunk file {damaged}: checksum mismatch in frame at offset {bad_frame.offset}" in log
-    assert f"truncated {len(original_damaged) - bad_frame.offset} bytes" in log
+    assert f"chunk file {damaged}: {reason}; truncated {cut_bytes} bytes" in log
     assert f"chunk file {header_damaged} is unreadable (header checksum mismatch)" in log
 
     # The metrics count it.
-    assert agent.metric("buffer_truncated_bytes_total") == len(original_damaged) - bad_frame.offset
+    assert agent.metric("buffer_truncated_bytes_total") == cut_bytes
     assert agent.metric("buffer_corrupt_chunks_total") == 1
     assert agent.metric("buffer_recovered_records_total") == len(expected)
     assert agent.metric("output_records_total") == len(expected)
@@ -193,3 +206,4 @@ def test_flipped_bytes_in_a_frame_and_a_header_are_reported_moved_aside_and_the_
     assert (corrupt_dir / header_damaged.name).read_bytes() == original_header_damaged
     assert not damaged.exists() and not header_damaged.exists()  # delivered, or moved aside
     assert sorted(p.name for p in corrupt_dir.iterdir()) == sorted([tail.name, header_damaged.name])
+    assert not list(chunks_dir.iterdir())
