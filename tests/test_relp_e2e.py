@@ -16,7 +16,9 @@ input side cannot drop anything, and its queues are sized for the whole stream.
 from __future__ import annotations
 
 import collections
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -88,7 +90,9 @@ retry_limit = "unlimited"
 """
 
 
-def _send_to_rsyslog(port: int, done: threading.Event, errors: list[BaseException]) -> None:
+def _send_to_rsyslog(
+    port: int, done: threading.Event, errors: list[BaseException], total: int = TOTAL
+) -> None:
     try:
         deadline = time.monotonic() + 20
         while True:  # imtcp may still be binding when the imuxsock socket appeared
@@ -100,23 +104,35 @@ def _send_to_rsyslog(port: int, done: threading.Event, errors: list[BaseExceptio
                     raise
                 time.sleep(0.05)
         with conn:
-            for first in range(0, TOTAL, 1000):
+            for first in range(0, total, 1000):
                 conn.sendall(b"".join(_message(n) for n in range(first, first + 1000)))
         done.set()
     except BaseException as exc:  # reported by the test thread
         errors.append(exc)
 
 
+def _reloaded(agent: AgentProcess, times: int) -> Callable[[], bool]:
+    """The pipeline was rebuilt ``times`` times and the new one runs (and serves metrics)."""
+
+    def check() -> bool:
+        log = agent.log_path.read_text()
+        return log.count("SIGHUP: reloading") >= times and log.count("agent running:") > times
+
+    return check
+
+
 def _took(agent: AgentProcess, count: int) -> Callable[[], bool]:
     return lambda: agent.metric("input_records_total") >= count
 
 
-@pytest.mark.parametrize("stop", ["kill-9", "sigterm"])
+@pytest.mark.parametrize("stop", ["kill-9", "sigterm", "sighup"])
 def test_relp_agent_stopped_twice_during_the_stream_loses_nothing(
     tmp_path: Path, start_agent: Callable[..., AgentProcess], stop: str
 ) -> None:
     """kill -9 is the crash the issue asks for; SIGTERM is the graceful path (stop reading,
-    answer what was committed, ``serverclose``, seal, exit 0), which must lose nothing either."""
+    answer what was committed, ``serverclose``, seal, exit 0), which must lose nothing either;
+    SIGHUP replaces the running pipeline by a new one in the same process (the disk buffer
+    carries what is unacknowledged across), which must lose nothing either."""
     relp_port, tcp_port = free_port(), free_port()
     out = tmp_path / "out.ndjson"
     config = _agent_config(tmp_path, relp_port, out)
@@ -132,16 +148,21 @@ def test_relp_agent_stopped_twice_during_the_stream_loses_nothing(
         sender.start()
         # Kill when this process has taken a share of the stream: ~25% by the first process,
         # then ~25% more by the second; the third runs to the end.
-        for _ in range(2):
+        for round_ in range(2):
             wait_for(_took(agent, TOTAL // 4), timeout=90)
             if stop == "kill-9":
                 agent.kill()
-            else:
+            elif stop == "sigterm":
                 assert agent.stop() == 0
+            else:
+                os.kill(agent.pid, signal.SIGHUP)
+                wait_for(_reloaded(agent, round_ + 1), timeout=60)
             arrived = _numbers(out)
             stops.append({"distinct_arrived": len(arrived), "lines": sum(arrived.values())})
             assert len(arrived) < TOTAL, "the stream ended before the kill: nothing was proven"
-            agent = start_agent(config, workdir=workdir)
+            if stop != "sighup":
+                agent = start_agent(config, workdir=workdir)
+            wait_for(agent.ready, timeout=30)
             stops[-1]["recovered_records"] = int(agent.metric("buffer_recovered_records_total"))
         sender.join(120)
         assert not errors, errors
@@ -163,4 +184,52 @@ def test_relp_agent_stopped_twice_during_the_stream_loses_nothing(
         f"\nRELP {stop} test: {TOTAL} numbers all arrived in {elapsed:.1f}s; "
         f"{duplicates} duplicates ({sum(n > 1 for n in counts.values())} numbers seen more than "
         f"once); at the stops: {stops}"
+    )
+
+
+def test_relp_full_buffer_holds_rsyslog_back_across_a_kill_9(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """The output is down and ``max_bytes`` small (``when_full = "block"``): the agent stops
+    reading the RELP session when the buffer is full and says it is not ready; rsyslog keeps the
+    rest in its queue. Killed -9 while full and restarted (still full: recovery refills it), then
+    the output recovers: every number arrives."""
+    total = 30_000
+    relp_port, tcp_port = free_port(), free_port()
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the output's directory should be: writes fail (ENOTDIR)")
+    out = blocker / "out.ndjson"
+    config = _agent_config(tmp_path, relp_port, out).replace(
+        'chunk_bytes = "512KiB"', 'chunk_bytes = "64KiB"\nmax_bytes = "512KiB"'
+    )
+    workdir = tmp_path / "agent"
+    agent = start_agent(config, workdir=workdir)
+    sent = threading.Event()
+    errors: list[BaseException] = []
+
+    with Rsyslog(tmp_path, _rsyslog_snippet(tcp_port, relp_port)) as peer:
+        sender = threading.Thread(
+            target=_send_to_rsyslog, args=(tcp_port, sent, errors), kwargs={"total": total}
+        )
+        sender.start()
+        wait_for(lambda: "buffer full" in agent.readyz()[1], timeout=60)
+        wait_for(lambda: agent.metric("input_backpressure_pauses_total") >= 1)
+        held_back = agent.metric("input_records_total")
+        assert held_back < total
+        agent.kill()
+        # The output recovers while the agent is down (the restarted agent would not say it is
+        # ready while its recovered buffer is still full).
+        blocker.unlink()
+        agent = start_agent(config, workdir=workdir)
+        sender.join(120)
+        assert not errors, errors
+        assert sent.is_set()
+        wait_for(lambda: len(_numbers(out)) >= total, timeout=120)
+        rsyslog_output = peer.output()
+    counts = _numbers(out)
+    assert set(counts) == set(range(total)), rsyslog_output
+    wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
+    print(
+        f"\nRELP full buffer: {held_back:.0f} taken before the kill, "
+        f"{sum(counts.values()) - total} duplicates"
     )
