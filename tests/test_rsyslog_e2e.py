@@ -2,8 +2,8 @@
 TCP with octet-counted framing and omuxsock (UNIX datagram); the file output holds every message,
 parsed field by field: rsyslog's hostname, the original tag as ``ident``, the pid, the message,
 facility and severity; Docker-shaped tags give container fields through ``tag_pattern``. Both
-the RFC 3164-style forwarding template (omfwd's default) and RFC 5424
-(``RSYSLOG_SyslogProtocol23Format``).
+the RFC 3164-style forwarding templates (omfwd's default ``RSYSLOG_TraditionalForwardFormat`` and
+``RSYSLOG_ForwardFormat`` with an RFC 3339 time) and RFC 5424 (``RSYSLOG_SyslogProtocol23Format``).
 
 rsyslog quirks this relies on (see tests/peers/rsyslog.py): rsyslog cuts an RFC 3164 tag at ':' (so
 a Docker tag with an image version, ``nginx:1.25/web/<id>``, would arrive cut; the Docker tag here
@@ -45,7 +45,14 @@ NUMBER = re.compile(r"^(plain|docker) message number (\d+) with 'quotes' and \"j
 TRANSPORTS = ("udp", "tcp", "dgram")
 TEMPLATES = {
     "rfc3164": "RSYSLOG_TraditionalForwardFormat",
+    "rfc3164-rfc3339-time": "RSYSLOG_ForwardFormat",
     "rfc5424": "RSYSLOG_SyslogProtocol23Format",
+}
+TIME_SHAPE = {
+    # The traditional format's "Nov 29 21:59:21" has whole seconds; the others microseconds.
+    "rfc3164": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"),
+    "rfc3164-rfc3339-time": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"),
+    "rfc5424": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"),
 }
 
 
@@ -95,8 +102,13 @@ $OMUxSockSocket {dgram}
 
 @pytest.mark.parametrize("template", list(TEMPLATES))
 def test_rsyslog_forwards_parsed_records_over_udp_tcp_and_omuxsock(
-    tmp_path: Path, start_agent: Callable[..., AgentProcess], template: str
+    tmp_path: Path,
+    start_agent: Callable[..., AgentProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    template: str,
 ) -> None:
+    # RFC 3164 times carry no zone: rsyslog writes local time, the agent reads UTC (its default).
+    monkeypatch.setenv("TZ", "UTC")
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port()
     dgram = tmp_path / "run" / "agent.sock"
     agent = start_agent(_agent_config(tmp_path, udp, tcp, dgram))
@@ -156,8 +168,7 @@ def test_rsyslog_forwards_parsed_records_over_udp_tcp_and_omuxsock(
                 assert record["image"] == "nginx", (where, record)
                 assert record["container_name"] == "web", (where, record)
                 assert record["container_id"] == "5a6e1c8e6f3b", (where, record)
-            if template == "rfc5424":
-                assert str(record["time"]).endswith("Z"), (where, record)
+            assert TIME_SHAPE[template].match(str(record["time"])), (where, record)
         expected = {("plain", n) for n in range(PLAIN)} | {("docker", n) for n in range(DOCKER)}
         assert set(seen) == expected, where
         assert max(seen.values()) == 1, (where, "duplicates")
