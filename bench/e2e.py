@@ -78,12 +78,14 @@ def messages(count: int, start: int = 0) -> list[bytes]:
 
 
 def bench_config(
-    mode: str, output: str, workdir: Path, buffer: str
+    mode: str, output: str, workdir: Path, buffer: str, receive_buffer: str = "32MiB"
 ) -> tuple[str, dict[str, object]]:
     port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
     sock_path = str(workdir / "agent.sock")
     where = f'path = "{sock_path}"' if mode.startswith("unix") else f'listen = "127.0.0.1:{port}"'
-    extra_input = 'receive_buffer_bytes = "32MiB"' if mode in ("udp", "unix_dgram") else ""
+    extra_input = (
+        f'receive_buffer_bytes = "{receive_buffer}"' if mode in ("udp", "unix_dgram") else ""
+    )
     out = f'path = "{workdir / "out.ndjson"}"' if output == "file" else ""
     config = f"""
 [agent]
@@ -165,11 +167,17 @@ def send_datagrams(target: Target, payload: list[bytes], rate: float) -> None:
 
 
 def run_one(
-    mode: str, output: str, records: int, rate: float, buffer: str, poll: float = 0.1
+    mode: str,
+    output: str,
+    records: int,
+    rate: float,
+    buffer: str,
+    poll: float = 0.1,
+    receive_buffer: str = "32MiB",
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-{output}-"))
     payload = messages(records)
-    config, where = bench_config(mode, output, workdir, buffer)
+    config, where = bench_config(mode, output, workdir, buffer, receive_buffer)
     target = Target(mode, int(where["port"]), str(where["path"]))  # type: ignore[call-overload]
     out_path = Path(str(where["out"]))
     agent = AgentProcess(workdir, config).start()
@@ -333,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backlog-bytes", type=int, default=1024**3)
     parser.add_argument("--poll", type=float, default=0.1, help="metrics polling interval, s")
+    parser.add_argument(
+        "--receive-buffer",
+        default="32MiB",
+        help="receive_buffer_bytes of datagram inputs; granted in full only with CAP_NET_ADMIN "
+        "(SO_RCVBUFFORCE), else capped at net.core.rmem_max",
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "e2e.json"))
     args = parser.parse_args(argv)
     records = 2_000 if args.smoke else args.records
@@ -345,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for mode in args.modes.split(","):
             for output in args.outputs.split(","):
-                results.append(run_one(mode, output, records, rate, args.buffer, args.poll))
+                results.append(
+                    run_one(
+                        mode, output, records, rate, args.buffer, args.poll, args.receive_buffer
+                    )
+                )
                 print(table(results[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(results))

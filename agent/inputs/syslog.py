@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -30,6 +31,7 @@ UNIX_MODES = ("unix_dgram", "unix_stream")
 
 _DATAGRAMS_PER_WAKEUP = 1024
 _KERNEL_DROPS_INTERVAL = 5.0
+_SO_RCVBUFFORCE_LINUX = 33 if sys.platform.startswith("linux") else None
 
 
 class SyslogInputConfig(InputConfig, tag_field="type", tag="syslog"):
@@ -519,8 +521,9 @@ class _DatagramReader:
         wanted = self.owner.config.receive_buffer_bytes
         if wanted is None:
             return
-        # SO_RCVBUFFORCE passes net.core.rmem_max when we have CAP_NET_ADMIN.
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        # SO_RCVBUFFORCE passes net.core.rmem_max when we have CAP_NET_ADMIN. Python's socket
+        # module does not export it; on Linux it is 33.
+        force = getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE_LINUX)
         try:
             if force is None:
                 raise PermissionError
