@@ -118,6 +118,8 @@ class IngestSink:
             key = self._source_key
             for record in records:
                 record[key] = source
+            if key == "time":  # the parser's epochs no longer describe `time`
+                times = [_NAN] * len(records)
         self._metrics.inc("input_records_total", len(records))
 
         if self._tag_template is None:
