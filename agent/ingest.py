@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from agent.buffer.base import Buffer
+from agent.buffer.core import ChunkBuffer
 from agent.fields import compile_template, has_placeholders
 from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
@@ -36,29 +37,46 @@ class Store:
         self._buffer = buffer
         self._router = router
         self._metrics = metrics
-        self._encode = msgspec.json.Encoder().encode
+        encoder = msgspec.json.Encoder()
+        self._encode = encoder.encode
+        self._encode_lines = encoder.encode_lines
+        self._append_ndjson = buffer.append_ndjson if isinstance(buffer, ChunkBuffer) else None
         self._warned: set[str] = set()
 
     def put(self, batches: list[Batch]) -> None:
-        encode = self._encode
+        """Records whose ``time`` may have changed since parsing (filters ran): their epochs
+        are computed from the text."""
         for tag, records in batches:
-            if not records:
-                continue
-            if not self._router.routes(tag):
-                self._metrics.inc("router_dropped_records_total", len(records), reason="no_route")
-                if tag not in self._warned and len(self._warned) < 1000:
-                    self._warned.add(tag)
-                    log.warning("no output matches tag %r: its records are dropped (counted)", tag)
-                continue
-            lines = [encode(record) for record in records]
+            if records:
+                self.put_with_times(tag, records, None)
+
+    def put_with_times(self, tag: str, records: list[Record], times: list[float] | None) -> None:
+        """``times``: each record's event time as the parser computed it, or None to compute
+        it from ``record["time"]``."""
+        if not records:
+            return
+        if not self._router.routes(tag):
+            self._metrics.inc("router_dropped_records_total", len(records), reason="no_route")
+            if tag not in self._warned and len(self._warned) < 1000:
+                self._warned.add(tag)
+                log.warning("no output matches tag %r: its records are dropped (counted)", tag)
+            return
+        if times is None:
             times = [
                 rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else _NAN
                 for record in records
             ]
-            if _NAN in times or any(t != t for t in times):  # a filter removed or broke `time`
-                now = time.time()
-                times = [now if t != t else t for t in times]
-            self._buffer.append(tag, lines, times)
+        total = sum(times)  # NaN if any is: one C loop instead of a test per record
+        if total != total:  # a filter removed or broke `time`
+            now = time.time()
+            times = [now if t != t else t for t in times]
+        if self._append_ndjson is not None:
+            # One encoder call for the batch: NDJSON as the buffer stores it, no per-record
+            # bytes objects and no join.
+            self._append_ndjson(tag, self._encode_lines(records), len(records), times)
+        else:
+            encode = self._encode
+            self._buffer.append(tag, [encode(record) for record in records], times)
 
 
 class IngestSink:
@@ -91,7 +109,7 @@ class IngestSink:
             return False
         parser = self._parser
         errors_before = parser.parse_errors
-        records = parser.parse_batch(frames, time.time())
+        records, times = parser.parse_batch_with_times(frames, time.time())
         if parser.parse_errors != errors_before:
             self._metrics.inc("parse_errors_total", parser.parse_errors - errors_before)
         for index in truncated:
@@ -100,20 +118,31 @@ class IngestSink:
             key = self._source_key
             for record in records:
                 record[key] = source
+            if key == "time":  # the parser's epochs no longer describe `time`
+                times = [_NAN] * len(records)
         self._metrics.inc("input_records_total", len(records))
 
-        batches: list[Batch]
         if self._tag_template is None:
-            batches = [(self._tag, records)]
+            if self._chain is None:
+                self._store.put_with_times(self._tag, records, times)
+            else:
+                self._store.put(self._chain.process(self._tag, records))
+            return True
+        render = self._tag_template
+        grouped: dict[str, tuple[list[Record], list[float]]] = {}
+        for record, epoch in zip(records, times, strict=True):
+            group = grouped.get(tag := render(record))
+            if group is None:
+                group = grouped[tag] = ([], [])
+            group[0].append(record)
+            group[1].append(epoch)
+        if self._chain is None:
+            for tag, (recs, recs_times) in grouped.items():
+                self._store.put_with_times(tag, recs, recs_times)
         else:
-            render = self._tag_template
-            grouped: dict[str, list[Record]] = {}
-            for record in records:
-                grouped.setdefault(render(record), []).append(record)
-            batches = list(grouped.items())
-        if self._chain is not None:
-            batches = [out for tag, recs in batches for out in self._chain.process(tag, recs)]
-        self._store.put(batches)
+            chain = self._chain
+            self._store.put([out for tag, (recs, _) in grouped.items()
+                             for out in chain.process(tag, recs)])
         return True
 
     def has_room(self) -> bool:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from parsers.timeutil import fixed_offset, format_epoch, to_utc_seconds
+from parsers.timeutil import fixed_offset, format_epoch, rfc3339_to_epoch, to_utc_seconds
 
 __all__ = ["FACILITIES", "SEVERITIES", "SyslogParser", "parse_structured_data"]
 
@@ -94,6 +94,8 @@ _NEVER = re.compile(r"(?!)")
 # Docker's default tag is {{.ID}}: the first 12 hex digits of the container ID ({{.FullID}}: 64).
 _CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?")
 _CACHE_LIMIT = 65536
+_NAN = float("nan")
+_INVALID_TIME = ("", _NAN)
 
 
 def parse_structured_data(text: str) -> dict[str, dict[str, str]]:
@@ -109,6 +111,13 @@ def parse_structured_data(text: str) -> dict[str, dict[str, str]]:
         for name, value in _SD_PARAMS.findall(element.group(2)):
             params[name] = _SD_ESCAPE.sub(r"\1", value) if "\\" in value else value
     return result
+
+
+def _converted(utc: str) -> tuple[str, float]:
+    """A timestamp cache entry: the UTC seconds text and its epoch (("", NaN) if invalid)."""
+    if not utc:
+        return _INVALID_TIME
+    return utc, rfc3339_to_epoch(utc + "Z")
 
 
 def _pri_info(text: str) -> tuple[int, str, str] | None:
@@ -158,10 +167,11 @@ class SyslogParser:
                     "extract nothing; name them, e.g. (?P<container_name>[^/]+)"
                 )
         self.parse_errors = 0
-        # RFC 3339 "seconds part + offset" -> UTC "YYYY-MM-DDTHH:MM:SS" ("" when invalid).
-        self._iso_cache: dict[str, str] = {}
-        # RFC 3164 stamp ("Nov 29 21:00:00") -> UTC seconds text; valid for one received month.
-        self._classic_cache: dict[str, str] = {}
+        # RFC 3339 "seconds part + offset" -> (UTC "YYYY-MM-DDTHH:MM:SS", its epoch), or
+        # ("", NaN) when invalid.
+        self._iso_cache: dict[str, tuple[str, float]] = {}
+        # RFC 3164 stamp ("Nov 29 21:00:00") -> the same pair; valid for one received month.
+        self._classic_cache: dict[str, tuple[str, float]] = {}
         self._month_start = 0.0
         self._month_end = -1.0
         self._received_year = 1970
@@ -170,6 +180,7 @@ class SyslogParser:
         self._tag_cache: dict[str, dict[str, str]] = {}
         self._last_received = float("nan")
         self._last_received_text = ""
+        self._last_received_epoch = _NAN
 
     # --- public API ------------------------------------------------------------------------------
     def parse(self, frame: bytes, received: float) -> dict[str, Any]:
@@ -179,11 +190,22 @@ class SyslogParser:
         """One record per frame, in order. ``received`` is the wall-clock time the batch was
         read: the year of RFC 3164 stamps is inferred from it, and it is the ``time`` of records
         whose message carries none."""
+        return self.parse_batch_with_times(frames, received)[0]
+
+    def parse_batch_with_times(
+        self, frames: list[bytes], received: float
+    ) -> tuple[list[dict[str, Any]], list[float]]:
+        """``parse_batch`` plus each record's ``time`` as seconds since the epoch, exactly what
+        ``timeutil.rfc3339_to_epoch(record["time"])`` gives, but from the per-second caches the
+        parser keeps anyway instead of parsing the text again."""
         if received != self._last_received:
             self._set_received(received)
         received_text = self._last_received_text
+        received_epoch = self._last_received_epoch
         records: list[dict[str, Any]] = []
         append = records.append
+        times: list[float] = []
+        times_append = times.append
         # forced rfc3164: a pattern that fails at once keeps the 5424 test out of the loop
         match_5424 = _RFC5424.match if self.format != "rfc3164" else _NEVER.match
         try_5424 = self.format != "rfc3164"
@@ -209,18 +231,24 @@ class SyslogParser:
                     info = pri_table.get(pri) or _pri_info(pri)
                     if info is None:
                         append(self._error(text, "invalid PRI", received_text))
+                        times_append(received_epoch)
                         continue
                     if stamp is None:  # NILVALUE
                         when = received_text
+                        epoch = received_epoch
                     else:
                         key = stamp if offset == "Z" else stamp + offset
-                        utc = iso_cache.get(key)
-                        if utc is None:
-                            utc = self._iso_to_utc(stamp, offset, key)
+                        converted = iso_cache.get(key)
+                        if converted is None:
+                            converted = self._iso_to_utc(stamp, offset, key)
+                        utc, epoch = converted
                         if not utc:
                             append(self._error(text, "invalid timestamp", received_text))
+                            times_append(received_epoch)
                             continue
                         when = utc + fraction + "Z"
+                        if fraction:
+                            epoch += float(fraction)
                     record: dict[str, Any] = {
                         "pri": info[0],
                         "facility": info[1],
@@ -250,6 +278,7 @@ class SyslogParser:
                         record["extradata"] = sd
                         record["sd"] = parse_structured_data(sd)
                     append(record)
+                    times_append(epoch)
                     continue
                 if match_3164 is None:
                     reason = (
@@ -258,6 +287,7 @@ class SyslogParser:
                         else "not an RFC 5424 message"
                     )
                     append(self._error(text, reason, received_text))
+                    times_append(received_epoch)
                     continue
                 match = match_common(text)
                 if match is not None:
@@ -265,18 +295,21 @@ class SyslogParser:
                     info = pri_table.get(pri) or _pri_info(pri)
                     if info is None:
                         append(self._error(text, "invalid PRI", received_text))
+                        times_append(received_epoch)
                         continue
-                    utc = classic_cache.get(classic)
-                    if utc is None:
-                        utc = self._classic_to_utc(classic)
+                    converted = classic_cache.get(classic)
+                    if converted is None:
+                        converted = self._classic_to_utc(classic)
                     fraction = ""
                 else:
                     if try_5424 and _RFC5424_PREFIX.match(text):
                         append(self._error(text, "invalid RFC 5424 header", received_text))
+                        times_append(received_epoch)
                         continue
                     match = match_3164(text)
                     if match is None:
                         append(self._error(text, self._reason_3164(text), received_text))
+                        times_append(received_epoch)
                         continue
                     (pri, classic, classic_fraction, stamp, fraction, offset, host, ident, pid,
                      message) = match.groups()  # fmt: skip
@@ -286,20 +319,23 @@ class SyslogParser:
                         info = pri_table.get(pri) or _pri_info(pri)
                         if info is None:
                             append(self._error(text, "invalid PRI", received_text))
+                            times_append(received_epoch)
                             continue
                     if classic is not None:
-                        utc = classic_cache.get(classic)
-                        if utc is None:
-                            utc = self._classic_to_utc(classic)
+                        converted = classic_cache.get(classic)
+                        if converted is None:
+                            converted = self._classic_to_utc(classic)
                         fraction = classic_fraction
                     else:
                         # no offset: the configured zone, cached apart from "Z" under "stamp "
                         key = stamp + offset if offset else stamp + " "
-                        utc = iso_cache.get(key)
-                        if utc is None:
-                            utc = self._iso_to_utc(stamp, offset, key)
+                        converted = iso_cache.get(key)
+                        if converted is None:
+                            converted = self._iso_to_utc(stamp, offset, key)
+                utc, epoch = converted
                 if not utc:
                     append(self._error(text, "invalid timestamp", received_text))
+                    times_append(received_epoch)
                     continue
                 record = {
                     "pri": info[0],
@@ -324,14 +360,19 @@ class SyslogParser:
                 if not pid:
                     del record["pid"]
                 append(record)
+                times_append(epoch + float(fraction) if fraction else epoch)
             except Exception as exc:
                 append(self._internal_error(frame, exc, received_text))
-        return records
+                times_append(received_epoch)
+        if len(times) != len(records):  # pragma: no cover - defensive: every path appends both
+            times = [rfc3339_to_epoch(record.get("time", "")) for record in records]
+        return records, times
 
     # --- slow paths (cache misses, errors) -------------------------------------------------------
     def _set_received(self, received: float) -> None:
         self._last_received = received
         self._last_received_text = format_epoch(received)
+        self._last_received_epoch = rfc3339_to_epoch(self._last_received_text)
         if not self._month_start <= received < self._month_end:
             self._set_received_month(received)
 
@@ -354,7 +395,7 @@ class SyslogParser:
         self._received_month = now.month
         self._classic_cache.clear()
 
-    def _classic_to_utc(self, stamp: str) -> str:
+    def _classic_to_utc(self, stamp: str) -> tuple[str, float]:
         """``Nov 29 21:00:00`` or ``Nov 29 2026 21:00:00`` in the configured zone -> UTC text.
         Without a year, the year is the received one, moved back (forward) by one when the
         stamp's month is more than six months after (before) the received month: December
@@ -376,13 +417,14 @@ class SyslogParser:
             utc = to_utc_seconds(datetime(year, month, day, hour, minute, second, tzinfo=self._tz))
         except (KeyError, ValueError, OverflowError):
             utc = ""
+        converted = _converted(utc)
         cache = self._classic_cache
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cache[stamp] = utc
-        return utc
+        cache[stamp] = converted
+        return converted
 
-    def _iso_to_utc(self, stamp: str, offset: str | None, key: str) -> str:
+    def _iso_to_utc(self, stamp: str, offset: str | None, key: str) -> tuple[str, float]:
         """``2026-11-29T22:00:00`` + ``+01:00`` -> ``2026-11-29T21:00:00``; no offset means the
         configured zone (RFC 3164 senders with ISO stamps but no zone)."""
         zone: tzinfo
@@ -404,11 +446,12 @@ class SyslogParser:
             utc = stamp if zone is UTC else to_utc_seconds(local)
         except (ValueError, OverflowError):
             utc = ""
+        converted = _converted(utc)
         cache = self._iso_cache
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cache[key] = utc
-        return utc
+        cache[key] = converted
+        return converted
 
     def _tag_fields(self, tag: str) -> dict[str, str]:
         """Container fields carried by a tag: ``tag_pattern``'s named groups when it matches,

@@ -125,14 +125,19 @@ def join_lines(lines: list[bytes]) -> bytes:
 
 def encode_frame(ndjson: bytes, times: array) -> bytes:
     """One frame holding a batch: ``ndjson`` from ``join_lines`` and its times (array 'd')."""
+    return b"".join(frame_parts(ndjson, times))
+
+
+def frame_parts(ndjson: bytes, times: array) -> list[bytes]:
+    """``encode_frame`` as pieces for ``os.writev``: the batch's NDJSON is not copied."""
     if _NEEDS_SWAP:  # pragma: no cover - big-endian hosts
         times = array("d", times)
         times.byteswap()
-    payload_prefix = PAYLOAD_PREFIX.pack(len(times), len(ndjson))
     times_bytes = times.tobytes()
-    crc = zlib.crc32(ndjson, zlib.crc32(times_bytes, zlib.crc32(payload_prefix)))
     length = PAYLOAD_PREFIX.size + len(times_bytes) + len(ndjson)
-    return b"".join((FRAME_PREFIX.pack(length, crc), payload_prefix, times_bytes, ndjson))
+    payload_prefix = PAYLOAD_PREFIX.pack(len(times), len(ndjson))
+    crc = zlib.crc32(ndjson, zlib.crc32(times_bytes, zlib.crc32(payload_prefix)))
+    return [FRAME_PREFIX.pack(length, crc) + payload_prefix, times_bytes, ndjson]
 
 
 class FrameScan(msgspec.Struct):
@@ -372,6 +377,15 @@ class OpenChunk:
             path=self.path,
             file_bytes=self.file_bytes,
         )
+
+
+def writev_all(fd: int, parts: list[bytes]) -> int:
+    """``os.writev`` until everything is written; returns the bytes written."""
+    total = sum(len(part) for part in parts)
+    written = os.writev(fd, parts)
+    if written < total:  # a short write (full disk, signal): finish the rest plainly
+        write_all(fd, b"".join(parts)[written:])
+    return total
 
 
 def write_all(fd: int, data: bytes) -> None:

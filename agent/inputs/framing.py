@@ -109,6 +109,15 @@ class StreamFramer:
             buffer = buffer[start:]
         lines = buffer.split(b"\n")
         rest = lines.pop()
+        if (
+            b"\r" not in buffer
+            and b"" not in lines
+            and (len(buffer) <= limit or max(map(len, lines), default=0) <= limit)
+        ):
+            # The usual read: no CR, no empty line, nothing too long. C-level scans instead
+            # of a Python loop over every line.
+            frames.extend(lines)
+            lines = []
         for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
