@@ -79,7 +79,9 @@ _RFC3164 = re.compile(
     r"(?:\d{1,10}: )?[*.]?"  # vendor prefixes: Cisco's sequence number, clock-sync markers
     r"(?:([A-Z][a-z]{2} {1,2}\d{1,2} (?:\d{4} )?\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*"  # Nov 29 ...
     r"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*(Z|[+-]\d\d:?\d\d)?)"  # or RFC 3339
-    r"(?: [A-Z]{3,4}(?=:))?:?" + _HOST_TAG_MESSAGE,  # Cisco: " UTC:" after the stamp
+    # Cisco: " UTC: %FAC-SEV-MNEMONIC" after the stamp. The "%" keeps a 3164 tag such as
+    # "CRON:" or "AAA:" from being taken for a zone name.
+    r"(?: [A-Z]{3,4}(?=: %))?:?" + _HOST_TAG_MESSAGE,
     re.DOTALL | re.ASCII,
 )
 # The shape Docker and rsyslog send most (<PRI>Mmm dd hh:mm:ss ...), tried first because its

@@ -611,3 +611,21 @@ def test_parsed_time_round_trips_through_epoch() -> None:
     assert rfc3339_to_epoch(record["time"]) == pytest.approx(1795986000.123456, abs=1e-6)
     assert format_epoch(1795986000.123456) == "2026-11-29T21:00:00.123456Z"
     assert format_epoch(1795986000, digits=0) == "2026-11-29T21:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Jun  1 00:00:00 AAA: 0 ",
+        b"<13>Jun  1 00:00:00.5 AAA: 0 ",
+        b"<13>2026-06-01T00:00:00 AAA: 0 ",
+        b"<13>Jun  1 2026 00:00:00 AAA: 0 ",
+    ],
+)
+def test_upper_case_tag_is_not_taken_for_a_cisco_zone(line: bytes) -> None:
+    """Found by hypothesis: a 3-4 letter upper-case tag after the stamp was read as Cisco's
+    time-zone word, leaving the message's first word as the hostname."""
+    record = SyslogParser().parse(line, 1_780_000_000.0)
+    assert record["ident"] == "AAA"
+    assert record["message"] == "0 "
+    assert "host" not in record
