@@ -46,6 +46,7 @@ class FileOutput(Output):
         self._fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
 
     def _open(self) -> int:
         if self._fd is not None:
@@ -85,7 +86,10 @@ class FileOutput(Output):
                 if len(data) < 256 * 1024:
                     self._write(data)
                 else:
-                    await asyncio.to_thread(self._write, data)
+                    # Shielded: a cancelled send (shutdown, reload) must not leave the thread
+                    # writing while stop() closes the descriptor under it.
+                    self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, data))
+                    await asyncio.shield(self._writing)
             except OSError as exc:
                 if self._fd is not None:
                     os.close(self._fd)
@@ -93,6 +97,8 @@ class FileOutput(Output):
                 raise RetryableError(f"cannot write {self.config.path}: {exc.strerror}") from exc
 
     async def stop(self) -> None:
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
