@@ -6,7 +6,9 @@ or exception: this is the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +16,6 @@ from typing import Any
 import msgspec
 
 from agent.buffer.base import Buffer
-from agent.buffer.core import ChunkBuffer
 from agent.fields import compile_template, has_placeholders
 from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
@@ -27,6 +28,7 @@ Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
 _NAN = float("nan")
+WRITE_RETRY_SECONDS = 1.0
 
 
 class Store:
@@ -37,11 +39,13 @@ class Store:
         self._buffer = buffer
         self._router = router
         self._metrics = metrics
-        encoder = msgspec.json.Encoder()
-        self._encode = encoder.encode
-        self._encode_lines = encoder.encode_lines
-        self._append_ndjson = buffer.append_ndjson if isinstance(buffer, ChunkBuffer) else None
+        self._encode_lines = msgspec.json.Encoder().encode_lines
         self._warned: set[str] = set()
+        self.write_error: str | None = None
+        """The last error writing to the buffer (a full or failing disk), while it lasts."""
+        self.retry_at = 0.0
+        """monotonic time before which inputs should not submit again after a write error."""
+        self._error_logged_at = -math.inf
 
     def put(self, batches: list[Batch]) -> None:
         """Records whose ``time`` may have changed since parsing (filters ran): their epochs
@@ -70,13 +74,26 @@ class Store:
         if total != total:  # a filter removed or broke `time`
             now = time.time()
             times = [now if t != t else t for t in times]
-        if self._append_ndjson is not None:
-            # One encoder call for the batch: NDJSON as the buffer stores it, no per-record
-            # bytes objects and no join.
-            self._append_ndjson(tag, self._encode_lines(records), len(records), times)
-        else:
-            encode = self._encode
-            self._buffer.append(tag, [encode(record) for record in records], times)
+        # One encoder call for the batch: NDJSON as the buffer stores it.
+        data = self._encode_lines(records)
+        try:
+            self._buffer.append_ndjson(tag, data, len(records), times)
+        except OSError as exc:
+            self._write_failed(exc)
+            raise
+        if self.write_error is not None:
+            log.warning("buffer writable again (the last error was: %s)", self.write_error)
+            self.write_error = None
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A full or failing disk: inputs hold back for a second (streams keep their data and
+        retry, datagrams count the drop), /readyz says why, and the log says so every 10 s."""
+        now = time.monotonic()
+        self.write_error = f"{exc.strerror or exc} ({exc.filename or 'buffer'})"
+        self.retry_at = now + WRITE_RETRY_SECONDS
+        if now - self._error_logged_at >= 10.0:
+            self._error_logged_at = now
+            log.error("cannot write to the buffer, inputs hold back: %s", self.write_error)
 
 
 class IngestSink:
@@ -98,6 +115,8 @@ class IngestSink:
         self._source_key = config.source_key
         self._tag = config.tag
         self._tag_template = compile_template(config.tag) if has_placeholders(config.tag) else None
+        # Datagrams cannot be asked to wait: what the buffer cannot take from them is lost.
+        self._datagram = getattr(config, "mode", "") in ("udp", "unix_dgram")
 
     def submit(
         self, frames: list[bytes], source: str | None = None, truncated: Sequence[int] = ()
@@ -107,6 +126,19 @@ class IngestSink:
         if not self._buffer.has_room():
             self._metrics.inc("input_dropped_records_total", len(frames), reason="buffer_full")
             return False
+        try:
+            self._submit(frames, source, truncated)
+        except OSError:
+            if self._datagram:
+                reason = "buffer_error"
+                self._metrics.inc("input_dropped_records_total", len(frames), reason=reason)
+            else:
+                self._metrics.inc("input_retried_records_total", len(frames), reason="buffer_error")
+            return False
+        self._metrics.inc("input_records_total", len(frames))
+        return True
+
+    def _submit(self, frames: list[bytes], source: str | None, truncated: Sequence[int]) -> None:
         parser = self._parser
         errors_before = parser.parse_errors
         records, times = parser.parse_batch_with_times(frames, time.time())
@@ -120,14 +152,12 @@ class IngestSink:
                 record[key] = source
             if key == "time":  # the parser's epochs no longer describe `time`
                 times = [_NAN] * len(records)
-        self._metrics.inc("input_records_total", len(records))
-
         if self._tag_template is None:
             if self._chain is None:
                 self._store.put_with_times(self._tag, records, times)
             else:
                 self._store.put(self._chain.process(self._tag, records))
-            return True
+            return
         render = self._tag_template
         grouped: dict[str, tuple[list[Record], list[float]]] = {}
         for record, epoch in zip(records, times, strict=True):
@@ -143,12 +173,14 @@ class IngestSink:
             chain = self._chain
             self._store.put([out for tag, (recs, _) in grouped.items()
                              for out in chain.process(tag, recs)])
-        return True
 
     def has_room(self) -> bool:
-        return self._buffer.has_room()
+        return self._buffer.has_room() and time.monotonic() >= self._store.retry_at
 
     async def wait_room(self) -> None:
+        delay = self._store.retry_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
         await self._buffer.wait_room()
 
     async def commit(self) -> None:

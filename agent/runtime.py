@@ -265,6 +265,8 @@ class Agent:
         reasons += [f"input {i.context.name} not serving" for i in self.inputs if not i.ready]
         if not self.buffer.has_room():
             reasons.append("buffer full")
+        if self.store.write_error is not None:
+            reasons.append(f"buffer not writable: {self.store.write_error}")
         reasons += [f"output {name} not ready" for name, o in self.outputs.items() if not o.ready]
         return reasons
 

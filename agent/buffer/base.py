@@ -61,6 +61,12 @@ class Buffer(abc.ABC):
     def append(self, tag: str, lines: list[bytes], times: list[float]) -> None:
         """Append records (encoded JSON, no newline; event time per record) to tag's chunk."""
 
+    def append_ndjson(self, tag: str, ndjson: bytes, records: int, times: list[float]) -> None:
+        """``append`` for a batch already encoded as NDJSON (``records`` lines, each ending in
+        a newline, as ``msgspec.json.Encoder.encode_lines`` gives it): the hot path's form, with
+        no per-record bytes objects. JSON text never holds a raw newline, so splitting is safe."""
+        self.append(tag, ndjson.split(b"\n")[:records], times)
+
     @abc.abstractmethod
     async def commit(self) -> None:
         """Return when everything appended so far is durable per ``sync``."""
