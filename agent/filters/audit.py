@@ -17,13 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
+from agent.filters.literals import Gate, merge_gates, regex_gate
 from agent.router import TagMatcher
 from outputs.base import Duration, config_dec_hook
 
@@ -116,8 +117,21 @@ _NO_FIELDS: dict[str, Any] = {}
 """Shared "matched, captured nothing": never stored in a record, never mutated."""
 
 
-def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Capture]]:
-    """Cheap checks (existence, equality, membership, substring) and regex checks.
+FieldGate = tuple[str, Gate]
+"""A top-level field and a literal test that its text passes whenever a condition holds."""
+
+
+def _gate_key(gate: Gate) -> tuple[int, int, int]:
+    """Prefer gates whose literals are long enough to be rare, then fewer ``in`` tests."""
+    cost = 1 if gate.prefixes else len(gate.needles)
+    return (min(gate.score, 6), -cost, gate.score)
+
+
+def _check(
+    condition: AuditCondition, key: str
+) -> tuple[list[Check], list[Capture], list[FieldGate]]:
+    """Cheap checks (existence, equality, membership, substring), regex checks, and the literal
+    gates the field's text must pass for the condition to hold.
 
     The closures read a top-level field with one ``dict.get`` (most rules test ``ident`` and
     ``message``): this runs for nearly every record, so no extra call level."""
@@ -125,6 +139,7 @@ def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Captu
     top = parts[0] if len(parts) == 1 else None
     cheap: list[Check] = []
     costly: list[Capture] = []
+    gates: list[FieldGate] = []
     if condition.exists is not None:
         want = condition.exists
 
@@ -159,38 +174,70 @@ def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Captu
             return t is not None and needle in t
 
         cheap.append(contains)
+        if top is not None and needle:
+            gates.append((top, Gate((), (needle,))))
     if condition.regex is not None:
         regex = compile_regex(condition.regex, f"{key}.regex")
         search = regex.search
         named = bool(regex.groupindex)
+        gate = regex_gate(regex)
+        if gate is not None and top is not None:
+            gates.append((top, gate))
+        # The gate inlined in its cheapest form: startswith, one ``in``, or the general test.
+        gate_prefixes: tuple[str, ...] | None = None
+        gate_needle: str | None = None
+        gate_passes: Callable[[str], bool] | None = None
+        if gate is not None:
+            if not gate.needles:
+                gate_prefixes = gate.prefixes
+            elif not gate.prefixes and len(gate.needles) == 1:
+                gate_needle = gate.needles[0]
+            else:
+                gate_passes = gate.passes
 
         def capture(r: Record) -> dict[str, Any] | None:
             v = r.get(top) if top is not None else get_field(r, parts)
             t = v if v.__class__ is str else as_text(v)
             if t is None:
                 return None
+            if gate_prefixes is not None:
+                if not t.startswith(gate_prefixes):
+                    return None
+            elif gate_needle is not None:
+                if gate_needle not in t:
+                    return None
+            elif gate_passes is not None and not gate_passes(t):
+                return None
             match = search(t)
             if match is None:
                 return None
             if not named:
                 return _NO_FIELDS
-            return {k: g for k, g in match.groupdict().items() if g is not None}
+            found = match.groupdict()
+            if None in found.values():  # groups that took no part in the match
+                return {k: g for k, g in found.items() if g is not None}
+            return found
 
         costly.append(capture)
     if condition.not_regex is not None:
-        avoid = compile_regex(condition.not_regex, f"{key}.not_regex").search
+        avoid_regex = compile_regex(condition.not_regex, f"{key}.not_regex")
+        avoid = avoid_regex.search
+        avoid_gate = regex_gate(avoid_regex)
+        could_match = avoid_gate.passes if avoid_gate is not None else None
 
         def avoids(r: Record) -> dict[str, Any] | None:
             v = r.get(top) if top is not None else get_field(r, parts)
             t = v if v.__class__ is str else as_text(v)
-            return _NO_FIELDS if t is None or avoid(t) is None else None
+            if t is None or (could_match is not None and not could_match(t)):
+                return _NO_FIELDS
+            return _NO_FIELDS if avoid(t) is None else None
 
         costly.append(avoids)
     if not cheap and not costly:
         raise ValueError(
             f"{key}: a condition needs one of equals, in, contains, regex, not_regex, exists"
         )
-    return cheap, costly
+    return cheap, costly, gates
 
 
 class CompiledRule:
@@ -207,6 +254,7 @@ class CompiledRule:
         self.index_values: frozenset[str] | None = None
         cheap: list[Check] = []
         costly: list[Capture] = []
+        gates: list[FieldGate] = []
         for i, condition in enumerate(rule.when):
             ckey = f"{key}.when[{i}]"
             indexable = self._index_values(condition)
@@ -219,9 +267,14 @@ class CompiledRule:
                     for name in ("contains", "regex", "not_regex", "exists")
                 ):
                     continue
-            c, r = _check(condition, ckey)
+            c, r, g = _check(condition, ckey)
             cheap.extend(c)
             costly.extend(r)
+            gates.extend(g)
+        self.gates: dict[str, Gate] = {}
+        """Per top-level field, the best literal test its text passes when the rule matches."""
+        for field, gate in sorted(gates, key=lambda fg: _gate_key(fg[1]), reverse=True):
+            self.gates.setdefault(field, gate)
         self._cheap = cheap
         self._costly = costly
         self.threshold = rule.threshold
@@ -259,6 +312,14 @@ class CompiledRule:
     def _specialised(self) -> Callable[[Record], dict[str, Any] | None]:
         # The common shapes (after the ident index took its condition) skip match()'s loops.
         cheap, costly = self._cheap, self._costly
+        if self.threshold and not cheap and len(costly) == 1:
+            capture, count = costly[0], self._count
+
+            def counted(record: Record) -> dict[str, Any] | None:
+                fields = capture(record)
+                return None if fields is None else count(record, fields, self.now)
+
+            return counted
         if self.threshold:
             return lambda record: self.match(record, self.now)
         if not cheap and len(costly) == 1:
@@ -288,8 +349,10 @@ class CompiledRule:
 
     def _count(self, record: Record, fields: dict[str, Any], now: float) -> dict[str, Any] | None:
         group = tuple(
-            fields[name] if name in fields else as_text(getter(record))
-            for name, getter in self._group
+            [
+                fields[name] if name in fields else as_text(getter(record))
+                for name, getter in self._group
+            ]
         )
         times = self._groups.pop(group, None)  # re-inserted below: LRU order
         if times is None:
@@ -309,8 +372,22 @@ class CompiledRule:
 
 
 Test = Callable[[Record], "dict[str, Any] | None"]
-_Candidates = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
-"""Rules in severity order, and their ``test`` functions (looked up once, not per record)."""
+
+
+class _Candidates(NamedTuple):
+    """The rules that may match a record of one tag and ident value, in severity order."""
+
+    prefixes: tuple[str, ...]
+    needles: tuple[str, ...]
+    """The screen: the screened field's text of a record that any of ``tests`` matches starts
+    with one of ``prefixes`` or contains one of ``needles``."""
+    quiet_tests: tuple[Test, ...]
+    quiet_rules: tuple[CompiledRule, ...]
+    """The rules that may still match when the screen fails (no literal gate on its field)."""
+    tests: tuple[Test, ...]
+    rules: tuple[CompiledRule, ...]
+
+
 _TagRules = tuple[dict[str, _Candidates], _Candidates]
 """Per tag: candidates by ident value (generic rules merged in), and the generic rules."""
 
@@ -363,33 +440,55 @@ class AuditFilter(Filter):
             for order, (rule, key) in enumerate(enabled)
         ]
         self._stateful = [rule for rule in self.rules if rule.threshold]
+        self._field = self._screen_field()
+        self._retag = {rule.id: f"{config.tag_prefix}.{rule.id}" for rule in self.rules}
         self._per_tag: dict[str, _TagRules] = {}
+
+    def _screen_field(self) -> str:
+        """The field most rules have a literal gate on (``message`` with the defaults)."""
+        counts: dict[str, int] = {}
+        for rule in self.rules:
+            for field in rule.gates:
+                counts[field] = counts.get(field, 0) + 1
+        if not counts:
+            return "message"
+        return max(sorted(counts), key=lambda field: (counts[field], field == "message"))
+
+    def _candidates(self, selected: list[CompiledRule]) -> _Candidates:
+        field = self._field
+        screened = [r for r in selected if field in r.gates]
+        screen = merge_gates([r.gates[field] for r in screened])
+        quiet = [r for r in selected if field not in r.gates]
+        return _Candidates(
+            prefixes=screen.prefixes,
+            needles=screen.needles,
+            quiet_tests=tuple(r.test for r in quiet),
+            quiet_rules=tuple(quiet),
+            tests=tuple(r.test for r in selected),
+            rules=tuple(selected),
+        )
 
     def _rules_for(self, tag: str) -> _TagRules:
         cached = self._per_tag.get(tag)
         if cached is not None:
             return cached
         rules = sorted((r for r in self.rules if r.applies_to(tag)), key=lambda r: r.rank)
-
-        def candidates(selected: list[CompiledRule]) -> _Candidates:
-            return tuple(r.test for r in selected), tuple(selected)
-
         generic = [r for r in rules if r.index_values is None]
         values = {value for rule in rules for value in rule.index_values or ()}
         table = {
-            value: candidates(
+            value: self._candidates(
                 [r for r in rules if r.index_values is None or value in r.index_values]
             )
             for value in values
         }
         if len(self._per_tag) > 1024:
             self._per_tag.clear()
-        self._per_tag[tag] = (table, candidates(generic))
+        self._per_tag[tag] = (table, self._candidates(generic))
         return self._per_tag[tag]
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         table, generic = self._rules_for(tag)
-        if not table and not generic[0]:
+        if not table and not generic.tests:
             return [(tag, records)]
         config = self.config
         now = self.clock()
@@ -399,10 +498,33 @@ class AuditFilter(Filter):
         # stay: the records left under the old tag when matches move away; None: all stay.
         stay: list[Record] | None = None if config.keep_original or not config.retag else []
         lookup = table.get
+        field = self._field
+        index_field = _INDEX_FIELD
+        retag = self._retag
         marked = 0
         for record in records:
-            ident = record.get(_INDEX_FIELD)
-            tests, rules = lookup(ident, generic) if ident.__class__ is str else generic
+            ident = record.get(index_field)
+            prefixes, needles, tests, rules, all_tests, all_rules = (
+                lookup(ident, generic) if ident.__class__ is str else generic
+            )
+            # The screen: most records contain none of the rules' literals, and a startswith
+            # and an ``in`` or two rule them all out before any regex runs; only the rules
+            # without a literal on the screened field (usually none) are left to test.
+            text = record.get(field)
+            if text.__class__ is not str:
+                text = as_text(text)
+            if text is not None:
+                if text.startswith(prefixes):
+                    tests, rules = all_tests, all_rules
+                else:
+                    for needle in needles:
+                        if needle in text:
+                            tests, rules = all_tests, all_rules
+                            break
+            if not tests:
+                if stay is not None:
+                    stay.append(record)
+                continue
             for test in tests:
                 fields = test(record)
                 if fields is not None:
@@ -432,9 +554,9 @@ class AuditFilter(Filter):
                 # Copied before marking, so the copy's mark is rebuilt flat, not walked.
                 twin = copy_record(record)
                 twin[config.field] = _copy_mark(mark)
-                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(twin)
+                moved.setdefault(retag[top.id], []).append(twin)
             elif config.retag:
-                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(record)
+                moved.setdefault(retag[top.id], []).append(record)
             record[config.field] = mark
         if marked:
             self.context.metrics.inc("filter_audit_matches_total", marked)
