@@ -17,14 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, cast
 
 import msgspec
 
 from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
-from agent.filters.literals import Gate, merge_gates, regex_gate
+from agent.filters.literals import Gate, groups_always_set, regex_gate
 from agent.router import TagMatcher
 from outputs.base import Duration, config_dec_hook
 
@@ -180,6 +180,7 @@ def _check(
         regex = compile_regex(condition.regex, f"{key}.regex")
         search = regex.search
         named = bool(regex.groupindex)
+        always_set = groups_always_set(regex)
         gate = regex_gate(regex)
         if gate is not None and top is not None:
             gates.append((top, gate))
@@ -214,9 +215,9 @@ def _check(
             if not named:
                 return _NO_FIELDS
             found = match.groupdict()
-            if None in found.values():  # groups that took no part in the match
-                return {k: g for k, g in found.items() if g is not None}
-            return found
+            if always_set or None not in found.values():
+                return found
+            return {k: g for k, g in found.items() if g is not None}  # drop groups not taken
 
         costly.append(capture)
     if condition.not_regex is not None:
@@ -374,22 +375,74 @@ class CompiledRule:
 Test = Callable[[Record], "dict[str, Any] | None"]
 
 
-class _Candidates(NamedTuple):
-    """The rules that may match a record of one tag and ident value, in severity order."""
-
-    prefixes: tuple[str, ...]
-    needles: tuple[str, ...]
-    """The screen: the screened field's text of a record that any of ``tests`` matches starts
-    with one of ``prefixes`` or contains one of ``needles``."""
-    quiet_tests: tuple[Test, ...]
-    quiet_rules: tuple[CompiledRule, ...]
-    """The rules that may still match when the screen fails (no literal gate on its field)."""
-    tests: tuple[Test, ...]
-    rules: tuple[CompiledRule, ...]
+_Pick = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
+"""Rules in severity order, and their ``test`` functions (looked up once, not per record)."""
 
 
-_TagRules = tuple[dict[str, _Candidates], _Candidates]
-"""Per tag: candidates by ident value (generic rules merged in), and the generic rules."""
+class _Screen:
+    """The rules that may match records of one tag and ident value, and the literal screen in
+    front of them: a rule with a gate on the screened field can only match a text that starts
+    with one of its prefixes or contains one of its needles, so a text that hits none of them
+    leaves only the ungated (``quiet``) rules, and one that hits some leaves only their rules.
+    """
+
+    __slots__ = ("_cache", "_gated", "_selected", "by_first", "needles", "quiet")
+
+    def __init__(self, selected: list[CompiledRule], field: str) -> None:
+        self._selected = selected
+        self._gated = {id(r): r.gates[field] for r in selected if field in r.gates}
+        prefixes = sorted({p for gate in self._gated.values() for p in gate.prefixes})
+        self.by_first: dict[str, tuple[str, ...]] = {}
+        """The prefixes by their first character: one dict lookup rules most of them out."""
+        for prefix in prefixes:
+            self.by_first[prefix[0]] = (*self.by_first.get(prefix[0], ()), prefix)
+        self.needles = tuple(sorted({n for gate in self._gated.values() for n in gate.needles}))
+        self.quiet: _Pick = self._pick((), ())
+        self._cache: dict[tuple[str | int, ...], _Pick] = {}
+        """By the literals a text hit: the prefixes, their count, the needles."""
+
+    def _pick(self, prefixes: tuple[str, ...], needles: tuple[str, ...]) -> _Pick:
+        rules = tuple(
+            r
+            for r in self._selected
+            if id(r) not in self._gated
+            or not set(self._gated[id(r)].prefixes).isdisjoint(prefixes)
+            or not set(self._gated[id(r)].needles).isdisjoint(needles)
+        )
+        return tuple(r.test for r in rules), rules
+
+    def pick(self, text: str) -> _Pick:
+        """The rules left for a text that passed the screen (rare: a few percent of lines)."""
+        hits: list[str | int] = []
+        prefixes = self.by_first.get(text[:1])
+        if prefixes is not None:
+            for prefix in prefixes:
+                if text.startswith(prefix):
+                    hits.append(prefix)
+        starts = len(hits)
+        hits.append(starts)  # where the prefixes end and the needles start
+        for needle in self.needles:
+            if needle in text:
+                hits.append(needle)
+        key = tuple(hits)
+        picked = self._cache.get(key)
+        if picked is None:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            picked = self._cache[key] = self._pick(
+                cast("tuple[str, ...]", key[:starts]), cast("tuple[str, ...]", key[starts + 1 :])
+            )
+        return picked
+
+
+_Candidates = tuple[
+    Callable[[str], "tuple[str, ...] | None"], tuple[str, ...], _Pick, Callable[[str], _Pick]
+]
+"""A screen's parts, unpacked per record: prefixes by first character, needles, quiet and
+pick."""
+_TagRules = tuple[dict[str, _Candidates], _Candidates, bool]
+"""Per tag: candidates by ident value (generic rules merged in), the generic rules, and
+whether any rule applies to the tag at all."""
 
 
 def _copy_mark(mark: dict[str, Any]) -> dict[str, Any]:
@@ -455,18 +508,8 @@ class AuditFilter(Filter):
         return max(sorted(counts), key=lambda field: (counts[field], field == "message"))
 
     def _candidates(self, selected: list[CompiledRule]) -> _Candidates:
-        field = self._field
-        screened = [r for r in selected if field in r.gates]
-        screen = merge_gates([r.gates[field] for r in screened])
-        quiet = [r for r in selected if field not in r.gates]
-        return _Candidates(
-            prefixes=screen.prefixes,
-            needles=screen.needles,
-            quiet_tests=tuple(r.test for r in quiet),
-            quiet_rules=tuple(quiet),
-            tests=tuple(r.test for r in selected),
-            rules=tuple(selected),
-        )
+        screen = _Screen(selected, self._field)
+        return screen.by_first.get, screen.needles, screen.quiet, screen.pick
 
     def _rules_for(self, tag: str) -> _TagRules:
         cached = self._per_tag.get(tag)
@@ -483,12 +526,12 @@ class AuditFilter(Filter):
         }
         if len(self._per_tag) > 1024:
             self._per_tag.clear()
-        self._per_tag[tag] = (table, self._candidates(generic))
+        self._per_tag[tag] = (table, self._candidates(generic), bool(rules))
         return self._per_tag[tag]
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
-        table, generic = self._rules_for(tag)
-        if not table and not generic.tests:
+        table, generic, any_rules = self._rules_for(tag)
+        if not any_rules:
             return [(tag, records)]
         config = self.config
         now = self.clock()
@@ -497,30 +540,31 @@ class AuditFilter(Filter):
         moved: dict[str, list[Record]] = {}
         # stay: the records left under the old tag when matches move away; None: all stay.
         stay: list[Record] | None = None if config.keep_original or not config.retag else []
-        lookup = table.get
+        # Any ident may be looked up: a missing or non-string one finds nothing (generic).
+        lookup = cast(Callable[[Any, _Candidates], _Candidates], table.get)
         field = self._field
         index_field = _INDEX_FIELD
         retag = self._retag
         marked = 0
         for record in records:
-            ident = record.get(index_field)
-            prefixes, needles, tests, rules, all_tests, all_rules = (
-                lookup(ident, generic) if ident.__class__ is str else generic
-            )
-            # The screen: most records contain none of the rules' literals, and a startswith
+            try:
+                prefixes_by_first, needles, picked, pick = lookup(record.get(index_field), generic)
+            except TypeError:  # an unhashable ident (a dict or list) names no program
+                prefixes_by_first, needles, picked, pick = generic
+            # The screen: most records contain none of the rules' literals, and a dict lookup
             # and an ``in`` or two rule them all out before any regex runs; only the rules
             # without a literal on the screened field (usually none) are left to test.
             text = record.get(field)
-            if text.__class__ is not str:
-                text = as_text(text)
-            if text is not None:
-                if text.startswith(prefixes):
-                    tests, rules = all_tests, all_rules
+            if text.__class__ is str or (text := as_text(text)) is not None:
+                prefixes = prefixes_by_first(text[:1])
+                if prefixes is not None and text.startswith(prefixes):
+                    picked = pick(text)
                 else:
                     for needle in needles:
                         if needle in text:
-                            tests, rules = all_tests, all_rules
+                            picked = pick(text)
                             break
+            tests, rules = picked
             if not tests:
                 if stay is not None:
                     stay.append(record)

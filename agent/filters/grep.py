@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
 from agent.filters.common import as_text, compile_regex, expect_pairs, make_getter, parse_path
@@ -92,26 +92,37 @@ class GrepFilter(RecordFilter):
             return None
         key = "regex[0]" if keep else "exclude[0]"
         prefixes = literal_prefixes(compile_regex(pattern, key))
-        return parts[0], prefixes, _matcher(pattern, key), keep
+        if prefixes is None:
+            return parts[0], None, _matcher(pattern, key), keep
+        starts = prefixes
+        return parts[0], prefixes, lambda text: text.startswith(starts), keep
 
     def apply(self, records: list[Record]) -> list[Record]:
         if self._single is None:
             wanted = self._wanted
             return [record for record in records if wanted(record)]
         field, prefixes, matches, keep = self._single
-        out: list[Record] = []
-        append = out.append
-        for record in records:
-            value = record.get(field)
-            if value.__class__ is not str:
-                value = as_text(value)
-                if value is None:  # a missing field matches nothing
-                    if not keep:
-                        append(record)
-                    continue
-            if prefixes is not None:
-                if value.startswith(prefixes) is keep:
-                    append(record)
-            elif matches(value) is keep:
-                append(record)
-        return out
+
+        def slow(value: Any) -> bool:
+            """Whether a field that is not a string matches (numbers as JSON text)."""
+            text = as_text(value)
+            return text is not None and matches(text)
+
+        # One comprehension: the hot loop of the most common grep (one regex on one field).
+        if prefixes is not None:
+            return [
+                record
+                for record in records
+                if (
+                    value.startswith(prefixes)
+                    if (value := record.get(field)).__class__ is str
+                    else slow(value)
+                )
+                is keep
+            ]
+        return [
+            record
+            for record in records
+            if (matches(value) if (value := record.get(field)).__class__ is str else slow(value))
+            is keep
+        ]

@@ -226,3 +226,39 @@ def literal_prefixes(regex: re.Pattern[str]) -> tuple[str, ...] | None:
     if exact is None:
         return None
     return merge_gates([Gate(tuple(exact), ())]).prefixes or ("",)
+
+
+def _skippable_group(items: Any, optional: bool) -> bool:
+    for op, av in items:
+        if op is _c.SUBPATTERN:
+            if (av[0] is not None and optional) or _skippable_group(av[3], optional):
+                return True
+        elif op is _c.BRANCH:
+            if any(_skippable_group(body, True) for body in av[1]):
+                return True
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            if _skippable_group(av[2], optional or av[0] == 0):
+                return True
+        elif op is _c.ATOMIC_GROUP:
+            if _skippable_group(av, optional):
+                return True
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            if _skippable_group(av[1], True):
+                return True
+        elif op is _c.GROUPREF_EXISTS:
+            return True
+    return False
+
+
+def groups_always_set(regex: re.Pattern[str]) -> bool:
+    """Whether every group of ``regex`` takes part in every match (none is ever None), so a
+    match's ``groupdict()`` needs no filtering."""
+    if not regex.groups:
+        return True
+    if _parser is None:
+        return False
+    try:
+        tree = _parser.parse(regex.pattern, regex.flags)
+    except (RecursionError, re.error):
+        return False
+    return not _skippable_group(tree.data, False)
