@@ -251,6 +251,12 @@ class CompiledRule:
         self.severity = rule.severity
         self.description = rule.description
         self.rank = (_RANK[rule.severity], order)
+        self.mark: dict[str, Any] = {
+            "rule": rule.id,
+            "severity": rule.severity,
+            "description": rule.description,
+        }
+        """The start of every mark this rule makes (copied, never handed out)."""
         self.tags = [TagMatcher(glob) for glob in rule.tags]
         self.index_values: frozenset[str] | None = None
         cheap: list[Check] = []
@@ -544,7 +550,8 @@ class AuditFilter(Filter):
         lookup = cast(Callable[[Any, _Candidates], _Candidates], table.get)
         field = self._field
         index_field = _INDEX_FIELD
-        retag = self._retag
+        retag = self._retag if config.retag else None
+        mark_field = config.field
         marked = 0
         for record in records:
             try:
@@ -580,11 +587,7 @@ class AuditFilter(Filter):
             # A match (rare): mark it and run the rest, whose stateful rules must count too.
             first = tests.index(test)
             top = rules[first]
-            mark: dict[str, Any] = {
-                "rule": top.id,
-                "severity": top.severity,
-                "description": top.description,
-            }
+            mark = top.mark.copy()
             if fields:
                 mark["fields"] = fields
             matched = [top.id]
@@ -594,14 +597,14 @@ class AuditFilter(Filter):
             if len(matched) > 1:
                 mark["matched"] = matched
             marked += 1
-            if config.retag and stay is None:
+            if retag is not None and stay is None:
                 # Copied before marking, so the copy's mark is rebuilt flat, not walked.
                 twin = copy_record(record)
-                twin[config.field] = _copy_mark(mark)
+                twin[mark_field] = _copy_mark(mark)
                 moved.setdefault(retag[top.id], []).append(twin)
-            elif config.retag:
+            elif retag is not None:
                 moved.setdefault(retag[top.id], []).append(record)
-            record[config.field] = mark
+            record[mark_field] = mark
         if marked:
             self.context.metrics.inc("filter_audit_matches_total", marked)
         out: list[Batch] = []
