@@ -24,13 +24,16 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["smoke"] is True
     rows = {(row["shape"], row["mode"]): row for row in result["rows"]}
+    shapes = ("rfc5424", "rfc3164", "mix", "node")
     assert set(rows) == {
         (shape, mode)
-        for shape in ("rfc5424", "rfc3164", "mix")
-        for mode in ("parse", "parse+encode")
+        for shape in shapes
+        for mode in ("parse", "parse+encode", "parse+encode+chain")
     }
     for row in rows.values():
         assert row["records"] == 3000
         assert row["records_per_s"] > 0 and row["us_per_record"] > 0
         assert 150 < row["avg_bytes"] < 260  # shaped like Docker's lines, ~200 bytes
     assert "records/s" in done.stdout
+    assert set(result["chain_cost"]) == set(shapes)
+    assert [f["type"] for f in result["chain"]["filters"]] == ["grep", "modify", "audit"]

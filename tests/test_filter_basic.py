@@ -256,11 +256,11 @@ def test_rewrite_tag_captures_fields_and_keep() -> None:
 
 
 def test_rewrite_tag_bad_config() -> None:
-    with pytest.raises(ValueError, match=r"filters\[0\] \(rewrite_tag\): rules\[0\]: \$2 but"):
+    with pytest.raises(ValueError, match=r"filters\[0\] \(rewrite_tag\): rules\[0\]\[2\]: \$2 but"):
         make("rewrite_tag", rules=[["ident", "(a)", "x.$2", False]])
-    with pytest.raises(ValueError, match=r"rules\[0\]: keep must be true or false"):
+    with pytest.raises(ValueError, match=r"rules\[0\]\[3\]: keep must be true or false"):
         make("rewrite_tag", rules=[["ident", "a", "x", "maybe"]])
-    with pytest.raises(ValueError, match=r"rules\[0\]: invalid regular expression"):
+    with pytest.raises(ValueError, match=r"rules\[0\]\[1\]: invalid regular expression"):
         make("rewrite_tag", rules=[["ident", "a(", "x", True]])
 
 

@@ -17,13 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
 from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
+from agent.filters.literals import Gate, groups_always_set, regex_gate
 from agent.router import TagMatcher
 from outputs.base import Duration, config_dec_hook
 
@@ -116,8 +117,21 @@ _NO_FIELDS: dict[str, Any] = {}
 """Shared "matched, captured nothing": never stored in a record, never mutated."""
 
 
-def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Capture]]:
-    """Cheap checks (existence, equality, membership, substring) and regex checks.
+FieldGate = tuple[str, Gate]
+"""A top-level field and a literal test that its text passes whenever a condition holds."""
+
+
+def _gate_key(gate: Gate) -> tuple[int, int, int]:
+    """Prefer gates whose literals are long enough to be rare, then fewer ``in`` tests."""
+    cost = 1 if gate.prefixes else len(gate.needles)
+    return (min(gate.score, 6), -cost, gate.score)
+
+
+def _check(
+    condition: AuditCondition, key: str
+) -> tuple[list[Check], list[Capture], list[FieldGate]]:
+    """Cheap checks (existence, equality, membership, substring), regex checks, and the literal
+    gates the field's text must pass for the condition to hold.
 
     The closures read a top-level field with one ``dict.get`` (most rules test ``ident`` and
     ``message``): this runs for nearly every record, so no extra call level."""
@@ -125,6 +139,7 @@ def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Captu
     top = parts[0] if len(parts) == 1 else None
     cheap: list[Check] = []
     costly: list[Capture] = []
+    gates: list[FieldGate] = []
     if condition.exists is not None:
         want = condition.exists
 
@@ -159,38 +174,71 @@ def _check(condition: AuditCondition, key: str) -> tuple[list[Check], list[Captu
             return t is not None and needle in t
 
         cheap.append(contains)
+        if top is not None and needle:
+            gates.append((top, Gate((), (needle,))))
     if condition.regex is not None:
         regex = compile_regex(condition.regex, f"{key}.regex")
         search = regex.search
         named = bool(regex.groupindex)
+        always_set = groups_always_set(regex)
+        gate = regex_gate(regex)
+        if gate is not None and top is not None:
+            gates.append((top, gate))
+        # The gate inlined in its cheapest form: startswith, one ``in``, or the general test.
+        gate_prefixes: tuple[str, ...] | None = None
+        gate_needle: str | None = None
+        gate_passes: Callable[[str], bool] | None = None
+        if gate is not None:
+            if not gate.needles:
+                gate_prefixes = gate.prefixes
+            elif not gate.prefixes and len(gate.needles) == 1:
+                gate_needle = gate.needles[0]
+            else:
+                gate_passes = gate.passes
 
         def capture(r: Record) -> dict[str, Any] | None:
             v = r.get(top) if top is not None else get_field(r, parts)
             t = v if v.__class__ is str else as_text(v)
             if t is None:
                 return None
+            if gate_prefixes is not None:
+                if not t.startswith(gate_prefixes):
+                    return None
+            elif gate_needle is not None:
+                if gate_needle not in t:
+                    return None
+            elif gate_passes is not None and not gate_passes(t):
+                return None
             match = search(t)
             if match is None:
                 return None
             if not named:
                 return _NO_FIELDS
-            return {k: g for k, g in match.groupdict().items() if g is not None}
+            found = match.groupdict()
+            if always_set or None not in found.values():
+                return found
+            return {k: g for k, g in found.items() if g is not None}  # drop groups not taken
 
         costly.append(capture)
     if condition.not_regex is not None:
-        avoid = compile_regex(condition.not_regex, f"{key}.not_regex").search
+        avoid_regex = compile_regex(condition.not_regex, f"{key}.not_regex")
+        avoid = avoid_regex.search
+        avoid_gate = regex_gate(avoid_regex)
+        could_match = avoid_gate.passes if avoid_gate is not None else None
 
         def avoids(r: Record) -> dict[str, Any] | None:
             v = r.get(top) if top is not None else get_field(r, parts)
             t = v if v.__class__ is str else as_text(v)
-            return _NO_FIELDS if t is None or avoid(t) is None else None
+            if t is None or (could_match is not None and not could_match(t)):
+                return _NO_FIELDS
+            return _NO_FIELDS if avoid(t) is None else None
 
         costly.append(avoids)
     if not cheap and not costly:
         raise ValueError(
             f"{key}: a condition needs one of equals, in, contains, regex, not_regex, exists"
         )
-    return cheap, costly
+    return cheap, costly, gates
 
 
 class CompiledRule:
@@ -203,10 +251,17 @@ class CompiledRule:
         self.severity = rule.severity
         self.description = rule.description
         self.rank = (_RANK[rule.severity], order)
+        self.mark: dict[str, Any] = {
+            "rule": rule.id,
+            "severity": rule.severity,
+            "description": rule.description,
+        }
+        """The start of every mark this rule makes (copied, never handed out)."""
         self.tags = [TagMatcher(glob) for glob in rule.tags]
         self.index_values: frozenset[str] | None = None
         cheap: list[Check] = []
         costly: list[Capture] = []
+        gates: list[FieldGate] = []
         for i, condition in enumerate(rule.when):
             ckey = f"{key}.when[{i}]"
             indexable = self._index_values(condition)
@@ -219,9 +274,14 @@ class CompiledRule:
                     for name in ("contains", "regex", "not_regex", "exists")
                 ):
                     continue
-            c, r = _check(condition, ckey)
+            c, r, g = _check(condition, ckey)
             cheap.extend(c)
             costly.extend(r)
+            gates.extend(g)
+        self.gates: dict[str, Gate] = {}
+        """Per top-level field, the best literal test its text passes when the rule matches."""
+        for field, gate in sorted(gates, key=lambda fg: _gate_key(fg[1]), reverse=True):
+            self.gates.setdefault(field, gate)
         self._cheap = cheap
         self._costly = costly
         self.threshold = rule.threshold
@@ -259,6 +319,14 @@ class CompiledRule:
     def _specialised(self) -> Callable[[Record], dict[str, Any] | None]:
         # The common shapes (after the ident index took its condition) skip match()'s loops.
         cheap, costly = self._cheap, self._costly
+        if self.threshold and not cheap and len(costly) == 1:
+            capture, count = costly[0], self._count
+
+            def counted(record: Record) -> dict[str, Any] | None:
+                fields = capture(record)
+                return None if fields is None else count(record, fields, self.now)
+
+            return counted
         if self.threshold:
             return lambda record: self.match(record, self.now)
         if not cheap and len(costly) == 1:
@@ -288,8 +356,10 @@ class CompiledRule:
 
     def _count(self, record: Record, fields: dict[str, Any], now: float) -> dict[str, Any] | None:
         group = tuple(
-            fields[name] if name in fields else as_text(getter(record))
-            for name, getter in self._group
+            [
+                fields[name] if name in fields else as_text(getter(record))
+                for name, getter in self._group
+            ]
         )
         times = self._groups.pop(group, None)  # re-inserted below: LRU order
         if times is None:
@@ -309,10 +379,76 @@ class CompiledRule:
 
 
 Test = Callable[[Record], "dict[str, Any] | None"]
-_Candidates = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
+
+
+_Pick = tuple[tuple[Test, ...], tuple[CompiledRule, ...]]
 """Rules in severity order, and their ``test`` functions (looked up once, not per record)."""
-_TagRules = tuple[dict[str, _Candidates], _Candidates]
-"""Per tag: candidates by ident value (generic rules merged in), and the generic rules."""
+
+
+class _Screen:
+    """The rules that may match records of one tag and ident value, and the literal screen in
+    front of them: a rule with a gate on the screened field can only match a text that starts
+    with one of its prefixes or contains one of its needles, so a text that hits none of them
+    leaves only the ungated (``quiet``) rules, and one that hits some leaves only their rules.
+    """
+
+    __slots__ = ("_cache", "_gated", "_selected", "by_first", "needles", "quiet")
+
+    def __init__(self, selected: list[CompiledRule], field: str) -> None:
+        self._selected = selected
+        self._gated = {id(r): r.gates[field] for r in selected if field in r.gates}
+        prefixes = sorted({p for gate in self._gated.values() for p in gate.prefixes})
+        self.by_first: dict[str, tuple[str, ...]] = {}
+        """The prefixes by their first character: one dict lookup rules most of them out."""
+        for prefix in prefixes:
+            self.by_first[prefix[0]] = (*self.by_first.get(prefix[0], ()), prefix)
+        self.needles = tuple(sorted({n for gate in self._gated.values() for n in gate.needles}))
+        self.quiet: _Pick = self._pick((), ())
+        self._cache: dict[tuple[str | int, ...], _Pick] = {}
+        """By the literals a text hit: the prefixes, their count, the needles."""
+
+    def _pick(self, prefixes: tuple[str, ...], needles: tuple[str, ...]) -> _Pick:
+        rules = tuple(
+            r
+            for r in self._selected
+            if id(r) not in self._gated
+            or not set(self._gated[id(r)].prefixes).isdisjoint(prefixes)
+            or not set(self._gated[id(r)].needles).isdisjoint(needles)
+        )
+        return tuple(r.test for r in rules), rules
+
+    def pick(self, text: str) -> _Pick:
+        """The rules left for a text that passed the screen (rare: a few percent of lines)."""
+        hits: list[str | int] = []
+        prefixes = self.by_first.get(text[:1])
+        if prefixes is not None:
+            for prefix in prefixes:
+                if text.startswith(prefix):
+                    hits.append(prefix)
+        starts = len(hits)
+        hits.append(starts)  # where the prefixes end and the needles start
+        for needle in self.needles:
+            if needle in text:
+                hits.append(needle)
+        key = tuple(hits)
+        picked = self._cache.get(key)
+        if picked is None:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            picked = self._cache[key] = self._pick(
+                cast("tuple[str, ...]", key[:starts]), cast("tuple[str, ...]", key[starts + 1 :])
+            )
+        return picked
+
+
+_Candidates = tuple[
+    Callable[[str], "tuple[str, ...] | None"], tuple[str, ...], _Pick, Callable[[str], _Pick]
+]
+"""A screen's parts, unpacked per record: prefixes by first character, needles, quiet and
+pick."""
+_TagRules = tuple[dict[str, _Candidates], _Candidates, bool]
+"""Per tag: candidates by ident value (generic rules merged in), the generic rules, and
+whether any rule applies to the tag at all."""
 
 
 def _copy_mark(mark: dict[str, Any]) -> dict[str, Any]:
@@ -363,33 +499,45 @@ class AuditFilter(Filter):
             for order, (rule, key) in enumerate(enabled)
         ]
         self._stateful = [rule for rule in self.rules if rule.threshold]
+        self._field = self._screen_field()
+        self._retag = {rule.id: f"{config.tag_prefix}.{rule.id}" for rule in self.rules}
         self._per_tag: dict[str, _TagRules] = {}
+
+    def _screen_field(self) -> str:
+        """The field most rules have a literal gate on (``message`` with the defaults)."""
+        counts: dict[str, int] = {}
+        for rule in self.rules:
+            for field in rule.gates:
+                counts[field] = counts.get(field, 0) + 1
+        if not counts:
+            return "message"
+        return max(sorted(counts), key=lambda field: (counts[field], field == "message"))
+
+    def _candidates(self, selected: list[CompiledRule]) -> _Candidates:
+        screen = _Screen(selected, self._field)
+        return screen.by_first.get, screen.needles, screen.quiet, screen.pick
 
     def _rules_for(self, tag: str) -> _TagRules:
         cached = self._per_tag.get(tag)
         if cached is not None:
             return cached
         rules = sorted((r for r in self.rules if r.applies_to(tag)), key=lambda r: r.rank)
-
-        def candidates(selected: list[CompiledRule]) -> _Candidates:
-            return tuple(r.test for r in selected), tuple(selected)
-
         generic = [r for r in rules if r.index_values is None]
         values = {value for rule in rules for value in rule.index_values or ()}
         table = {
-            value: candidates(
+            value: self._candidates(
                 [r for r in rules if r.index_values is None or value in r.index_values]
             )
             for value in values
         }
         if len(self._per_tag) > 1024:
             self._per_tag.clear()
-        self._per_tag[tag] = (table, candidates(generic))
+        self._per_tag[tag] = (table, self._candidates(generic), bool(rules))
         return self._per_tag[tag]
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
-        table, generic = self._rules_for(tag)
-        if not table and not generic[0]:
+        table, generic, any_rules = self._rules_for(tag)
+        if not any_rules:
             return [(tag, records)]
         config = self.config
         now = self.clock()
@@ -398,11 +546,36 @@ class AuditFilter(Filter):
         moved: dict[str, list[Record]] = {}
         # stay: the records left under the old tag when matches move away; None: all stay.
         stay: list[Record] | None = None if config.keep_original or not config.retag else []
-        lookup = table.get
+        # Any ident may be looked up: a missing or non-string one finds nothing (generic).
+        lookup = cast(Callable[[Any, _Candidates], _Candidates], table.get)
+        field = self._field
+        index_field = _INDEX_FIELD
+        retag = self._retag if config.retag else None
+        mark_field = config.field
         marked = 0
         for record in records:
-            ident = record.get(_INDEX_FIELD)
-            tests, rules = lookup(ident, generic) if ident.__class__ is str else generic
+            try:
+                prefixes_by_first, needles, picked, pick = lookup(record.get(index_field), generic)
+            except TypeError:  # an unhashable ident (a dict or list) names no program
+                prefixes_by_first, needles, picked, pick = generic
+            # The screen: most records contain none of the rules' literals, and a dict lookup
+            # and an ``in`` or two rule them all out before any regex runs; only the rules
+            # without a literal on the screened field (usually none) are left to test.
+            text = record.get(field)
+            if text.__class__ is str or (text := as_text(text)) is not None:
+                prefixes = prefixes_by_first(text[:1])
+                if prefixes is not None and text.startswith(prefixes):
+                    picked = pick(text)
+                else:
+                    for needle in needles:
+                        if needle in text:
+                            picked = pick(text)
+                            break
+            tests, rules = picked
+            if not tests:
+                if stay is not None:
+                    stay.append(record)
+                continue
             for test in tests:
                 fields = test(record)
                 if fields is not None:
@@ -414,11 +587,7 @@ class AuditFilter(Filter):
             # A match (rare): mark it and run the rest, whose stateful rules must count too.
             first = tests.index(test)
             top = rules[first]
-            mark: dict[str, Any] = {
-                "rule": top.id,
-                "severity": top.severity,
-                "description": top.description,
-            }
+            mark = top.mark.copy()
             if fields:
                 mark["fields"] = fields
             matched = [top.id]
@@ -428,14 +597,14 @@ class AuditFilter(Filter):
             if len(matched) > 1:
                 mark["matched"] = matched
             marked += 1
-            if config.retag and stay is None:
+            if retag is not None and stay is None:
                 # Copied before marking, so the copy's mark is rebuilt flat, not walked.
                 twin = copy_record(record)
-                twin[config.field] = _copy_mark(mark)
-                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(twin)
-            elif config.retag:
-                moved.setdefault(f"{config.tag_prefix}.{top.id}", []).append(record)
-            record[config.field] = mark
+                twin[mark_field] = _copy_mark(mark)
+                moved.setdefault(retag[top.id], []).append(twin)
+            elif retag is not None:
+                moved.setdefault(retag[top.id], []).append(record)
+            record[mark_field] = mark
         if marked:
             self.context.metrics.inc("filter_audit_matches_total", marked)
         out: list[Batch] = []

@@ -75,11 +75,18 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = frozenset((dict, list))
+
+
 def copy_record(record: dict[str, Any]) -> dict[str, Any]:
     """An independent copy, so two batches never share a nested dict or list that a filter may
     edit. Records hold JSON values, so only dicts and lists need copying (strings and numbers
-    are immutable); far cheaper than ``copy.deepcopy``."""
-    return {
-        k: (_copy_value(v) if v.__class__ is dict or v.__class__ is list else v)
-        for k, v in record.items()
-    }
+    are immutable); far cheaper than ``copy.deepcopy``, and for the usual flat record a
+    ``dict.copy`` after one scan in C."""
+    twin = record.copy()
+    if _CONTAINERS.isdisjoint(map(type, record.values())):
+        return twin
+    for key, value in record.items():
+        if value.__class__ is dict or value.__class__ is list:
+            twin[key] = _copy_value(value)
+    return twin

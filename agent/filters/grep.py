@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
 from agent.filters.common import as_text, compile_regex, expect_pairs, make_getter, parse_path
+from agent.filters.literals import literal_prefixes, regex_gate
 
 Test = Callable[[Record], bool]
 
@@ -21,9 +22,27 @@ class GrepConfig(FilterConfig, tag_field="type", tag="grep"):
     or: any regex keeps, any exclude drops."""
 
 
+def _matcher(pattern: str, key: str) -> Callable[[str], bool]:
+    """``pattern``'s search as a yes/no, with a literal test first when the regex has one
+    (``^GET /healthz`` is a ``startswith``; most lines are ruled out without the regex)."""
+    regex = compile_regex(pattern, key)
+    search = regex.search
+    gate = regex_gate(regex)
+    if gate is None:
+        return lambda text: search(text) is not None
+    if gate.prefixes and not gate.needles:
+        prefixes = gate.prefixes
+        return lambda text: text.startswith(prefixes) and search(text) is not None
+    if len(gate.needles) == 1 and not gate.prefixes:
+        needle = gate.needles[0]
+        return lambda text: needle in text and search(text) is not None
+    passes = gate.passes
+    return lambda text: passes(text) and search(text) is not None
+
+
 def _make_test(field: str, pattern: str, key: str) -> Test:
     getter = make_getter(parse_path(field, f"{key}[0]"))
-    search = compile_regex(pattern, f"{key}[1]").search
+    matches = _matcher(pattern, f"{key}[1]")
 
     def test(record: Record) -> bool:
         value = getter(record)
@@ -31,7 +50,7 @@ def _make_test(field: str, pattern: str, key: str) -> Test:
             value = as_text(value)
             if value is None:
                 return False
-        return search(value) is not None
+        return matches(value)
 
     return test
 
@@ -58,8 +77,12 @@ class GrepFilter(RecordFilter):
         self._wanted = wanted
 
     @staticmethod
-    def _single_regex(config: GrepConfig) -> tuple[str, Any, bool] | None:
-        """(field, search, keep) for the common case of one rule on a top-level field."""
+    def _single_regex(
+        config: GrepConfig,
+    ) -> tuple[str, tuple[str, ...] | None, Callable[[str], bool], bool] | None:
+        """(field, prefixes, matches, keep) for the common case of one rule on a top-level
+        field; prefixes when the regex is an anchored literal (``^GET /healthz``), which
+        ``startswith`` decides alone."""
         rules = [(r, True) for r in config.regex] + [(r, False) for r in config.exclude]
         if len(rules) != 1:
             return None
@@ -67,19 +90,39 @@ class GrepFilter(RecordFilter):
         parts = parse_path(field, "regex[0]" if keep else "exclude[0]")
         if len(parts) != 1:
             return None
-        return parts[0], compile_regex(pattern, "regex[0]").search, keep
+        key = "regex[0]" if keep else "exclude[0]"
+        prefixes = literal_prefixes(compile_regex(pattern, key))
+        if prefixes is None:
+            return parts[0], None, _matcher(pattern, key), keep
+        starts = prefixes
+        return parts[0], prefixes, lambda text: text.startswith(starts), keep
 
     def apply(self, records: list[Record]) -> list[Record]:
-        if self._single is not None:
-            field, search, keep = self._single
-            out = []
-            for record in records:
-                value = record.get(field)
-                if value.__class__ is not str:
-                    value = as_text(value)
-                matched = value is not None and search(value) is not None
-                if matched is keep:
-                    out.append(record)
-            return out
-        wanted = self._wanted
-        return [record for record in records if wanted(record)]
+        if self._single is None:
+            wanted = self._wanted
+            return [record for record in records if wanted(record)]
+        field, prefixes, matches, keep = self._single
+
+        def slow(value: Any) -> bool:
+            """Whether a field that is not a string matches (numbers as JSON text)."""
+            text = as_text(value)
+            return text is not None and matches(text)
+
+        # One comprehension: the hot loop of the most common grep (one regex on one field).
+        if prefixes is not None:
+            return [
+                record
+                for record in records
+                if (
+                    value.startswith(prefixes)
+                    if (value := record.get(field)).__class__ is str
+                    else slow(value)
+                )
+                is keep
+            ]
+        return [
+            record
+            for record in records
+            if (matches(value) if (value := record.get(field)).__class__ is str else slow(value))
+            is keep
+        ]

@@ -223,8 +223,18 @@ class ModifyFilter(RecordFilter):
     def apply(self, records: list[Record]) -> list[Record]:
         if self._fast_set is not None:
             values = self._fast_set
-            for record in records:
-                record.update(values)
+            if len(values) == 2:  # the usual "cluster and environment": two stores beat update
+                (key1, value1), (key2, value2) = values.items()
+                for record in records:
+                    record[key1] = value1
+                    record[key2] = value2
+            elif len(values) == 1:
+                ((key1, value1),) = values.items()
+                for record in records:
+                    record[key1] = value1
+            else:
+                for record in records:
+                    record.update(values)
             return records
         rules, conditions = self._rules, self._conditions
         for record in records:

@@ -86,13 +86,13 @@ class RewriteTagFilter(Filter):
             if isinstance(keep, str) and keep.lower() in ("true", "false"):
                 keep = keep.lower() == "true"
             if not isinstance(keep, bool):
-                raise ValueError(f"{key}: keep must be true or false, got {keep!r}")
+                raise ValueError(f"{key}[3]: keep must be true or false, got {keep!r}")
             if not isinstance(new_tag, str) or not new_tag:
-                raise ValueError(f"{key}: the new tag must be a non-empty string")
-            regex = compile_regex(pattern, key)
-            getter = make_getter(parse_path(field, key))
+                raise ValueError(f"{key}[2]: the new tag must be a non-empty string")
+            regex = compile_regex(pattern, f"{key}[1]")
+            getter = make_getter(parse_path(field, f"{key}[0]"))
             self._rules.append(
-                (getter, regex.search, compile_new_tag(new_tag, key, regex.groups), keep)
+                (getter, regex.search, compile_new_tag(new_tag, f"{key}[2]", regex.groups), keep)
             )
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
