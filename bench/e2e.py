@@ -21,14 +21,17 @@ measurable share of CPU per record that no production scrape interval would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,26 +62,87 @@ class Result:
 
 def messages(count: int, start: int = 0) -> list[bytes]:
     """Numbered messages, alternating RFC 5424 (Docker rfc5424micro) and RFC 3164 (Docker's
-    default format, no hostname), ~200 bytes each."""
+    default format, no hostname), ~200 bytes each. Clients, paths, statuses, times and request
+    ids vary (seeded) so compression sees log-like entropy, not one line repeated."""
+    rng = random.Random(start)
+    paths = [b"/api/v1/items", b"/api/v1/orders", b"/healthz", b"/login", b"/static/app.js"]
+    statuses = [b"200", b"200", b"200", b"201", b"304", b"404", b"500"]
     out = []
     for n in range(start, start + count):
+        second = n // 50_000 % 60
         if n % 2:
             out.append(
-                b"<30>1 2026-11-29T21:00:00.123456Z node-1 nginx/web/5a6e1c8e6f3b 812 - - "
-                b'10.0.0.7 - - [29/Nov/2026:21:00:00 +0000] "GET /api/v1/items?page=2 HTTP/1.1" '
-                b"200 512 seq=%d" % n
+                b"<30>1 2026-11-29T21:00:%02d.%06dZ node-1 nginx/web/5a6e1c8e6f3b 812 - - "
+                b'10.0.%d.%d - - [29/Nov/2026:21:00:%02d +0000] "GET %s?page=%d HTTP/1.1" '
+                b'%s %d "-" "Mozilla/5.0 (X11; Linux x86_64) curl/8.%d" seq=%d'
+                % (
+                    second,
+                    rng.randrange(1_000_000),
+                    rng.randrange(256),
+                    rng.randrange(256),
+                    second,
+                    rng.choice(paths),
+                    rng.randrange(100),
+                    rng.choice(statuses),
+                    rng.randrange(100, 90_000),
+                    rng.randrange(10),
+                    n,
+                )
             )
         else:
             out.append(
-                b'<27>Nov 29 21:00:00 5a6e1c8e6f3b[812]: level=error msg="upstream timed out '
-                b'while reading response header" upstream=10.0.3.4:8080 request_id=7f3a9c seq=%d'
-                % n
+                b'<27>Nov 29 21:00:%02d 5a6e1c8e6f3b[812]: level=error msg="upstream timed out '
+                b'while reading response header" upstream=10.0.3.%d:8080 request_id=%08x '
+                b"server=api.internal.svc.cluster.local seq=%d"
+                % (second, rng.randrange(256), rng.getrandbits(32), n)
             )
     return out
 
 
+OUTPUT_KEYS = {
+    "file": 'path = "{out}"',
+    "null": "",
+    # Objects close every second or at 50 MiB: the run measures the pipeline, not a timer.
+    "s3": 'bucket = "bench"\nregion = "us-east-1"\nendpoint_url = "{peer}"\n'
+    'compression = "gzip"\nupload_timeout = "1s"\nhealthcheck = false',
+    "elasticsearch": 'hosts = ["{peer}"]\nindex = "bench-%Y.%m.%d"\nworkers = 4',
+}
+
+
+@contextlib.contextmanager
+def destination(output: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The peer an output writes to, started for the run: (its URL, environment for the agent).
+    S3 is moto's server, Elasticsearch a real OpenSearch node (tests/peers, Java needed)."""
+    if output == "s3":
+        from tests.peers.moto import CREDENTIALS, MotoServer
+
+        with MotoServer() as moto:
+            moto.client().create_bucket(Bucket="bench")
+            yield (
+                moto.url,
+                {
+                    **CREDENTIALS,
+                    "AWS_CONFIG_FILE": os.devnull,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                    "AWS_EC2_METADATA_DISABLED": "true",
+                },
+            )
+    elif output == "elasticsearch":
+        from tests.peers.opensearch import OpenSearchNode
+
+        with OpenSearchNode(heap="1g") as node:
+            yield node.url, {}
+    else:
+        yield "", {}
+
+
 def bench_config(
-    mode: str, output: str, workdir: Path, buffer: str, receive_buffer: str = "32MiB"
+    mode: str,
+    output: str,
+    workdir: Path,
+    buffer: str,
+    receive_buffer: str = "32MiB",
+    peer: str = "",
 ) -> tuple[str, dict[str, object]]:
     port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
     sock_path = str(workdir / "agent.sock")
@@ -86,7 +150,7 @@ def bench_config(
     extra_input = (
         f'receive_buffer_bytes = "{receive_buffer}"' if mode in ("udp", "unix_dgram") else ""
     )
-    out = f'path = "{workdir / "out.ndjson"}"' if output == "file" else ""
+    out = OUTPUT_KEYS[output].format(out=workdir / "out.ndjson", peer=peer)
     config = f"""
 [agent]
 data_dir = "{workdir / "data"}"
@@ -175,12 +239,27 @@ def run_one(
     poll: float = 0.1,
     receive_buffer: str = "32MiB",
 ) -> Result:
+    with destination(output) as (peer, env):
+        return _run_one(mode, output, records, rate, buffer, poll, receive_buffer, peer, env)
+
+
+def _run_one(
+    mode: str,
+    output: str,
+    records: int,
+    rate: float,
+    buffer: str,
+    poll: float,
+    receive_buffer: str,
+    peer: str,
+    env: dict[str, str],
+) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-{output}-"))
     payload = messages(records)
-    config, where = bench_config(mode, output, workdir, buffer, receive_buffer)
+    config, where = bench_config(mode, output, workdir, buffer, receive_buffer, peer)
     target = Target(mode, int(where["port"]), str(where["path"]))  # type: ignore[call-overload]
     out_path = Path(str(where["out"]))
-    agent = AgentProcess(workdir, config).start()
+    agent = AgentProcess(workdir, config).start(env)
     output_name = f"{output}.0"
     try:
         cpu_before = agent.cpu_seconds()
@@ -223,7 +302,7 @@ def run_one(
             send_rate=None if mode in ("tcp", "unix_stream") else rate,
             lost=records - int(delivered),
             kernel_drops=kernel,
-            extra={"send_seconds": round(sent_at - started, 3)},
+            extra=_extra(agent, output, round(sent_at - started, 3)),
         )
     finally:
         agent.stop()
@@ -309,18 +388,37 @@ retry_max = "1s"
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _extra(agent: AgentProcess, output: str, send_seconds: float) -> dict[str, object]:
+    extra: dict[str, object] = {"send_seconds": send_seconds}
+    if output == "s3":
+        raw = agent.metric("output_s3_bytes_total", stage="uncompressed")
+        packed = agent.metric("output_s3_bytes_total", stage="compressed")
+        extra["s3_objects"] = int(agent.metric("output_s3_objects_total"))
+        extra["compression_ratio"] = round(raw / packed, 2) if packed else None
+    return extra
+
+
 def table(results: list[Result]) -> str:
     head = (
-        f"| {'mode':<11} | {'output':<14} | {'records':>9} | {'records/s':>9} | "
-        f"{'CPU µs/rec':>10} | {'peak RSS MiB':>12} | {'lost':>6} |"
+        f"| {'mode':<11} | {'output':<13} | {'records':>9} | {'records/s':>9} | "
+        f"{'CPU µs/rec':>10} | {'peak RSS MiB':>12} | {'lost':>6} | {'notes':<26} |"
     )
     rule = "|" + "|".join("-" * (len(cell)) for cell in head.split("|")[1:-1]) + "|"
     rows = [head, rule]
     for r in results:
-        rate = f" (at {r.send_rate:,.0f}/s)" if r.send_rate else ""
+        notes = []
+        if r.send_rate:
+            notes.append(f"sent at {r.send_rate:,.0f}/s")
+        if r.kernel_drops:
+            notes.append(f"{r.kernel_drops:,} kernel drops")
+        if r.extra.get("compression_ratio"):
+            notes.append(f"gzip ratio {r.extra['compression_ratio']}")
+        if "queued_mib" in r.extra:
+            notes.append(f"{r.extra['queued_mib']} MiB queued")
         rows.append(
-            f"| {r.mode:<11} | {r.output:<14} | {r.records:>9,} | {r.records_per_second:>9,} | "
-            f"{r.cpu_us_per_record:>10.2f} | {r.peak_rss_mib:>12.1f} | {r.lost:>6,} |{rate}"
+            f"| {r.mode:<11} | {r.output:<13} | {r.records:>9,} | {r.records_per_second:>9,} | "
+            f"{r.cpu_us_per_record:>10.2f} | {r.peak_rss_mib:>12.1f} | {r.lost:>6,} | "
+            f"{', '.join(notes):<26} |"
         )
     return "\n".join(rows)
 

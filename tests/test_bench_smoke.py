@@ -1,0 +1,67 @@
+"""The other benchmarks run as tiny smoke runs and write their JSON (numbers are not checked:
+speed belongs in the benchmarks, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, agent_env
+
+
+def _run(module: str, out: Path, *args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--smoke", "--json", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=agent_env(),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result: dict[str, object] = json.loads(out.read_text())
+    return result
+
+
+def test_e2e_smoke_every_socket_kind_and_output(tmp_path: Path) -> None:
+    result = _run(
+        "bench.e2e",
+        tmp_path / "e2e.json",
+        "--modes",
+        "tcp,unix_stream,udp,unix_dgram",
+        "--outputs",
+        "null,file",
+    )
+    rows = result["results"]
+    assert isinstance(rows, list)
+    assert {(r["mode"], r["output"]) for r in rows} == {
+        (m, o) for m in ("tcp", "unix_stream", "udp", "unix_dgram") for o in ("null", "file")
+    }
+    for row in rows:
+        assert row["records"] == 2000 and row["records_per_second"] > 0
+        assert row["cpu_us_per_record"] > 0 and row["peak_rss_mib"] > 0
+    stream = [r for r in rows if r["mode"] in ("tcp", "unix_stream")]
+    assert all(r["lost"] == 0 for r in stream)
+
+
+@pytest.mark.s3
+def test_e2e_smoke_into_s3_reports_compression(tmp_path: Path) -> None:
+    rows = _run("bench.e2e", tmp_path / "s3.json", "--modes", "tcp", "--outputs", "s3")["results"]
+    assert isinstance(rows, list) and rows[0]["lost"] == 0
+    assert rows[0]["extra"]["compression_ratio"] > 1
+
+
+def test_e2e_backlog_smoke_reports_rss_with_queue(tmp_path: Path) -> None:
+    rows = _run("bench.e2e", tmp_path / "backlog.json", "--scenario", "backlog")["results"]
+    assert isinstance(rows, list)
+    assert rows[0]["extra"]["queued_mib"] > 0 and rows[0]["peak_rss_mib"] > 0
+
+
+@pytest.mark.parametrize("module", ["bench.buffer", "bench.filters", "bench.s3"])
+def test_component_benchmark_smoke(tmp_path: Path, module: str) -> None:
+    result = _run(module, tmp_path / "out.json")
+    assert result
