@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,15 @@ import pytest
 
 from bench.harness import REPO, AgentProcess, free_port
 
-__all__ = ["REPO", "agent_command", "agent_env", "free_port", "read_ndjson", "wait_for"]
+__all__ = [
+    "REPO",
+    "agent_command",
+    "agent_env",
+    "check_config",
+    "free_port",
+    "read_ndjson",
+    "wait_for",
+]
 
 
 def wait_for(
@@ -41,6 +50,18 @@ def agent_env(**extra: str) -> dict[str, str]:
 
 def agent_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
+
+
+def check_config(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m agent --config path --check``, as a user runs it."""
+    return subprocess.run(
+        agent_command("--config", str(path), "--check"),
+        env=agent_env(**env),
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=60,
+    )
 
 
 # ----------------------------------------------------------------------------- agent processes

@@ -3,14 +3,13 @@ was expected; ${ENV} interpolation; units."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, load_config, parse_config
 from outputs.base import parse_duration, parse_size
-from tests.conftest import REPO, agent_command, agent_env
+from tests.conftest import check_config
 
 ISSUE_EXAMPLE = """
 [agent]
@@ -132,14 +131,7 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
 def test_cli_check_prints_pipeline(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(ISSUE_EXAMPLE)
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 0, result.stderr
     assert f"config OK: {path}" in result.stdout
     assert "input syslog.0: syslog udp 127.0.0.1:5514 tag='syslog'" in result.stdout
@@ -149,14 +141,7 @@ def test_cli_check_prints_pipeline(tmp_path: Path) -> None:
 def test_cli_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(ISSUE_EXAMPLE.replace("[agent]", "[agent]\nlog_levl = 'info'"))
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 2
     assert f"{path}: agent.log_levl: unknown key" in result.stderr
 
@@ -164,14 +149,7 @@ def test_cli_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
 def test_cli_warns_about_unrouted_tags(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(ISSUE_EXAMPLE.replace('match = "*"', 'match = "docker.*"'))
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 0
     assert "no output matches tag 'syslog'" in result.stdout
 
@@ -190,14 +168,7 @@ def test_lower_case_placeholders_are_left_for_record_field_templates(
 def test_component_that_rejects_its_config_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(ISSUE_EXAMPLE + '\n[[filters]]\ntype = "grep"\nregex = [["message", "("]]\n')
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 2, result.stdout
     expected = f"{path}: filters[0] (grep) 'grep.0': regex[0][1]: invalid regular expression"
     assert expected in result.stderr

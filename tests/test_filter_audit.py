@@ -3,49 +3,18 @@ files, retagging, stateful bursts, bad rules."""
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from agent.filters.audit import AuditFilter, default_rules_text, load_rules_text
-from agent.filters.base import FilterContext
-from agent.filters.chain import build_filter
-from agent.filters.registry import FILTER_TYPES
-from outputs.base import config_dec_hook
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counts[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.filter_helpers import Clock, make_audit
 
 
 def make(**config: Any) -> AuditFilter:
-    cfg = msgspec.convert(
-        {"type": "audit", **config}, FILTER_TYPES["audit"][0], dec_hook=config_dec_hook
-    )
-    context = FilterContext(name="audit.0", logger=logging.getLogger("test"), metrics=Metrics())
-    f = build_filter(0, cfg, context)
+    f = make_audit(**config)
     assert isinstance(f, AuditFilter)
-    f.clock = Clock()
     return f
 
 

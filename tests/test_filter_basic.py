@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from typing import Any
 
 import msgspec
 import pytest
 
-from agent.filters.base import Filter, FilterContext
-from agent.filters.chain import build_filter
-from agent.filters.registry import FILTER_TYPES
-from outputs.base import config_dec_hook
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counts[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-    def get(self, name: str, **labels: str) -> float:
-        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def make(kind: str, **config: Any) -> Filter:
-    cfg = msgspec.convert({"type": kind, **config}, FILTER_TYPES[kind][0], dec_hook=config_dec_hook)
-    context = FilterContext(name=f"{kind}.0", logger=logging.getLogger("test"), metrics=Metrics())
-    return build_filter(0, cfg, context)
-
-
-def run(f: Filter, records: list[dict[str, Any]], tag: str = "syslog") -> list[dict[str, Any]]:
-    batches = f.process(tag, records)
-    return [r for _, recs in batches for r in recs]
-
+from tests.filter_helpers import make, run
 
 # ------------------------------------------------------------------------------------- grep
 

@@ -3,51 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import Any
 
-import msgspec
 import pytest
 
-from agent.filters.base import FilterConfig, FilterContext
-from agent.filters.chain import FilterChain, merge_batches
-from agent.filters.registry import FILTER_TYPES
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counts[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-    def get(self, name: str, **labels: str) -> float:
-        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def chain(*configs: dict[str, Any]) -> tuple[FilterChain, list[Metrics]]:
-    pairs: list[tuple[FilterConfig, FilterContext]] = []
-    metrics: list[Metrics] = []
-    for index, raw in enumerate(configs):
-        cls = FILTER_TYPES[raw["type"]][0]
-        from outputs.base import config_dec_hook
-
-        config = msgspec.convert(raw, cls, dec_hook=config_dec_hook)
-        m = Metrics()
-        metrics.append(m)
-        pairs.append(
-            (
-                config,
-                FilterContext(
-                    name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=m
-                ),
-            )
-        )
-    return FilterChain(pairs), metrics
+from agent.filters.chain import merge_batches
+from tests.filter_helpers import chain
 
 
 def rec(ident: str, message: str, host: str = "node-1") -> dict[str, Any]:

@@ -4,25 +4,20 @@ the audit filter marks the same records with its literal screen as without it.""
 
 from __future__ import annotations
 
-import logging
 import re
 import tomllib
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.filters import audit as audit_module
-from agent.filters.base import FilterContext
-from agent.filters.chain import build_filter
 from agent.filters.common import compile_regex
 from agent.filters.literals import Gate, groups_always_set, literal_prefixes, regex_gate
-from agent.filters.registry import FILTER_TYPES
 from bench.filters import sample_records
-from outputs.base import config_dec_hook
-from tests.test_filter_audit import CASES, Clock, Metrics
+from tests.filter_helpers import make_audit
+from tests.test_filter_audit import CASES
 
 
 def _default_regexes() -> list[str]:
@@ -125,13 +120,7 @@ def test_groups_always_set(pattern: str, always: bool) -> None:
 
 
 def _audit(**config: Any) -> Any:
-    cfg = msgspec.convert(
-        {"type": "audit", **config}, FILTER_TYPES["audit"][0], dec_hook=config_dec_hook
-    )
-    context = FilterContext(name="audit.0", logger=logging.getLogger("test"), metrics=Metrics())
-    filter_ = build_filter(0, cfg, context)
-    filter_.clock = Clock()  # type: ignore[attr-defined]
-    return filter_
+    return make_audit(**config)
 
 
 def _records() -> list[dict[str, Any]]:

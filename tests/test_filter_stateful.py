@@ -4,52 +4,14 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from agent.filters.base import Filter, FilterContext
-from agent.filters.chain import build_filter
-from agent.filters.registry import FILTER_TYPES
-from outputs.base import config_dec_hook
 from parsers.body import compile_body_regex, parse_json, parse_logfmt, parse_regex
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counts[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-    def get(self, name: str, **labels: str) -> float:
-        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(kind: str, **config: Any) -> Any:
-    cfg = msgspec.convert({"type": kind, **config}, FILTER_TYPES[kind][0], dec_hook=config_dec_hook)
-    context = FilterContext(name=f"{kind}.0", logger=logging.getLogger("test"), metrics=Metrics())
-    return build_filter(0, cfg, context)
-
-
-def run(f: Filter, records: list[dict[str, Any]], tag: str = "syslog") -> list[dict[str, Any]]:
-    return [r for _, recs in f.process(tag, records) for r in recs]
-
+from tests.filter_helpers import Clock, make, run
 
 # ---------------------------------------------------------------------------------- throttle
 

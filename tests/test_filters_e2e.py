@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.harness import AgentProcess
-from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
+from tests.conftest import check_config, free_port, read_ndjson, wait_for
 
 CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
 
@@ -223,14 +223,7 @@ def test_check_rejects_an_invalid_regex_naming_file_and_filter(
     config = _config(tmp_path, port).split("[[filters]]", 1)[0] + filter_block
     config += '[[outputs]]\ntype = "null"\nmatch = "*"\n'
     path.write_text(config)
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{path}: {expected}" in result.stderr, result.stderr
 
@@ -246,14 +239,7 @@ def test_check_rejects_an_invalid_audit_rules_file(tmp_path: Path) -> None:
     config += f'[[filters]]\ntype = "audit"\nname = "mine"\nrules_file = "{rules}"\n'
     config += '[[outputs]]\ntype = "null"\nmatch = "*"\n'
     path.write_text(config)
-    result = subprocess.run(
-        agent_command("--config", str(path), "--check"),
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{path}: filters[0] (audit) 'mine': rules_file {rules}: rule[0].when[0].regex" in (
         result.stderr

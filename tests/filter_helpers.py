@@ -1,0 +1,80 @@
+"""What the filter tests share: a metrics recorder, a controllable clock, and building filters
+and chains from raw config dicts exactly as the agent does (msgspec conversion, build_filter)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from agent.filters.base import Filter, FilterConfig, FilterContext
+from agent.filters.chain import FilterChain, build_filter
+from agent.filters.registry import FILTER_TYPES
+from outputs.base import config_dec_hook
+
+
+class Metrics:
+    """Records counters by name and labels (the ``outputs.base.Metrics`` protocol)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        self.counts[(name, tuple(sorted(labels.items())))] += value
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def set(self, name: str, value: float, **labels: str) -> None: ...
+
+    def get(self, name: str, **labels: str) -> float:
+        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def filter_config(raw: dict[str, Any]) -> FilterConfig:
+    config: FilterConfig = msgspec.convert(
+        raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook
+    )
+    return config
+
+
+def make(kind: str, metrics: Metrics | None = None, **config: Any) -> Any:
+    """One filter of ``kind`` built from ``config`` (typed Any: tests reach its extras)."""
+    context = FilterContext(
+        name=f"{kind}.0", logger=logging.getLogger("test"), metrics=metrics or Metrics()
+    )
+    return build_filter(0, filter_config({"type": kind, **config}), context)
+
+
+def make_audit(**config: Any) -> Any:
+    """The audit filter on a controllable clock (burst rules count within windows)."""
+    audit = make("audit", **config)
+    audit.clock = Clock()
+    return audit
+
+
+def chain(*configs: dict[str, Any]) -> tuple[FilterChain, list[Metrics]]:
+    pairs: list[tuple[FilterConfig, FilterContext]] = []
+    metrics: list[Metrics] = []
+    for index, raw in enumerate(configs):
+        recorder = Metrics()
+        metrics.append(recorder)
+        context = FilterContext(
+            name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=recorder
+        )
+        pairs.append((filter_config(raw), context))
+    return FilterChain(pairs), metrics
+
+
+def run(f: Filter, records: list[dict[str, Any]], tag: str = "syslog") -> list[dict[str, Any]]:
+    """The records that come out of one filter, whatever their tags."""
+    return [r for _, recs in f.process(tag, records) for r in recs]
