@@ -205,6 +205,35 @@ class _Group:
         """Chunks whose data could not be read (left out of the object): id -> reason."""
 
 
+class _Unreadable:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _read_and_compress(chunk: Chunk, compressor: Compressor) -> bytes | _Unreadable:
+    """The compressed piece of ``chunk``'s data; run in a thread for large chunks (reading a
+    chunk back from disk and zlib/zstd release the GIL). The raw data is not kept."""
+    try:
+        data = chunk.data()
+    except Exception as error:
+        return _Unreadable(repr(error))
+    return compressor.compress(data)
+
+
+def _drop_cached_data(chunk: Chunk) -> None:
+    """Let the buffer drop its in-memory copy of a chunk this output has compressed.
+
+    This output holds a chunk for the whole life of its object (up to ``upload_timeout``, then
+    the upload), and the buffer keeps a taken chunk's data in memory until it is acknowledged:
+    without this, every open and uploading object would cost its raw size. The disk buffer's
+    chunks offer ``unload`` (they read their file again if asked, as a retry does); it is not
+    part of ``outputs.base.Chunk``, hence the duck typing. Chunks without it (the memory
+    buffer's) and resident ones (the buffer's recent, budgeted copies) are left alone."""
+    unload = getattr(chunk, "unload", None)
+    if callable(unload) and not getattr(chunk, "resident", False):
+        unload()
+
+
 class S3Output(Output):
     type_name: ClassVar[str] = "s3"
     config: S3Config
@@ -373,23 +402,27 @@ class S3Output(Output):
     async def _compress_after(
         group: _Group, previous: asyncio.Task[None] | None, chunk: Chunk
     ) -> None:
-        """Compress ``chunk`` into ``group`` after the chunk before it (one stream, in order)."""
+        """Compress ``chunk`` into ``group`` after the chunk before it (one stream, in order).
+
+        Only the compressed piece stays in the group: the raw data is dropped as soon as it is
+        compressed (see ``_read_and_compress``), so an open or uploading object costs about its
+        compressed size, not ``total_file_size``. A failed upload is rebuilt from the chunks,
+        which the buffer reads again from disk."""
         if previous is not None:
             await previous
-        try:
-            data = chunk.data()
-        except Exception as error:
+        if chunk.size >= THREAD_COMPRESS_BYTES:
+            piece = await asyncio.to_thread(_read_and_compress, chunk, group.compressor)
+        else:
+            piece = _read_and_compress(chunk, group.compressor)
+        if isinstance(piece, _Unreadable):
             # Leave this chunk out (its send fails alone) rather than fail the whole object.
-            group.unreadable[chunk.id] = repr(error)
+            group.unreadable[chunk.id] = piece.reason
             group.chunks.remove(chunk)
             group.size -= chunk.size
             group.records -= chunk.records
             return
-        if len(data) >= THREAD_COMPRESS_BYTES:
-            piece = await asyncio.to_thread(group.compressor.compress, data)
-        else:
-            piece = group.compressor.compress(data)
         group.pieces.append(piece)
+        _drop_cached_data(chunk)
 
     def _seal(self, group: _Group) -> None:
         if group.sealed:
@@ -432,7 +465,8 @@ class S3Output(Output):
             await group.tail
         if not group.chunks:
             return
-        body = b"".join(group.pieces) + group.compressor.finish()
+        group.pieces.append(group.compressor.finish())
+        body = b"".join(group.pieces)
         group.pieces.clear()
         chunk_ids = [chunk.id for chunk in group.chunks]
         digest = group_digest(chunk_ids)

@@ -286,6 +286,67 @@ def test_unreadable_chunk_fails_alone(
     assert sequence_counts(stored(s3, bucket)) == expected_sequences(good)
 
 
+class Unloadable(TestChunk):
+    """Like the disk buffer's chunks: data cached in memory until ``unload``, then read back
+    (counted) when asked again; ``resident`` ones are the buffer's budgeted copies."""
+
+    def __init__(self, chunk: TestChunk, resident: bool = False) -> None:
+        super().__init__(chunk.tag, chunk.lines(), chunk_id=chunk.id, created=chunk.created)
+        self.stored = self._data
+        self.cached: bytes | None = self._data
+        self.resident = resident
+        self.loads = 0
+
+    def data(self) -> bytes:
+        if self.cached is None:
+            self.loads += 1
+            self.cached = self.stored
+        return self.cached
+
+    def unload(self) -> None:
+        self.cached = None
+
+
+def test_open_objects_hold_compressed_data_and_retries_read_chunks_again(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    # Large chunks are compressed in a thread, small ones inline: both drop the cached data.
+    plain = [*make_chunks(3, 2000, payload=100, created=T0), *make_chunks(2, 5, created=T0)]
+    assert plain[0].size >= 128 * 1024 > plain[-1].size
+    chunks = [Unloadable(chunk) for chunk in plain[:-1]]
+    resident = Unloadable(plain[-1], resident=True)
+    with FaultProxy(moto.url) as proxy:
+        config = s3_config(proxy.url, bucket, upload_timeout="60s")
+
+        async def scenario() -> None:
+            async with running(config, tmp_path) as output:
+                proxy.respond(
+                    500,
+                    b"<Error><Code>InternalError</Code></Error>",
+                    times=1,
+                    when=lambda r: r.method == "PUT",
+                )
+                sending = asyncio.create_task(deliver(output, [*chunks, resident]))
+                # The group stays open (upload_timeout 60s) holding compressed pieces only.
+                await asyncio.to_thread(
+                    wait_for, lambda: all(chunk.cached is None for chunk in chunks), 30
+                )
+                assert resident.cached is not None, "the buffer's resident copies stay"
+                assert not sending.done()
+                await output.flush()
+                # The first PUT failed; the retry rebuilds the object from the chunks, which
+                # are read again.
+                result = await sending
+                assert not result.fatal and result.retryable
+                assert sorted(result.delivered) == sorted(c.id for c in [*chunks, resident])
+
+        run(scenario())
+    assert all(chunk.loads == 1 for chunk in chunks)
+    objects = stored(s3, bucket)
+    assert len(objects) == 1
+    assert sequence_counts(objects) == expected_sequences(plain)
+
+
 # --------------------------------------------------------------------------- failures
 
 
