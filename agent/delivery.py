@@ -73,6 +73,14 @@ class Dispatcher:
             except FatalError as exc:
                 self._dead_letter(chunk, f"rejected: {exc}")
                 return
+            except FileNotFoundError as exc:
+                # when_full = "drop_oldest" deleted the chunk while it was being sent: its
+                # records are already counted as dropped by the buffer; retrying cannot help.
+                log.warning(
+                    "output %s: chunk %s left the buffer while being sent (%s); not retrying",
+                    self.name, chunk.id, exc,
+                )
+                return
             except (RetryableError, Exception) as exc:  # a bug in an output is retried too
                 if not isinstance(exc, RetryableError):
                     log.exception(
@@ -106,7 +114,15 @@ class Dispatcher:
             return
 
     def _dead_letter(self, chunk: Chunk, reason: str) -> None:
-        path = self.buffer.dead_letter(chunk, self.name, reason)
+        try:
+            path = self.buffer.dead_letter(chunk, self.name, reason)
+        except OSError as exc:
+            log.error(
+                "output %s: chunk %s (%d records) could not be dead-lettered (%s); it stays "
+                "in the buffer for the next start. Reason it was refused: %s",
+                self.name, chunk.id, chunk.records, exc, reason,
+            )
+            return
         self.metrics.inc("output_dead_lettered_records_total", chunk.records, reason="chunk")
         log.error(
             "output %s: chunk %s (%d records, tag %r) moved to %s: %s",
