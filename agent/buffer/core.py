@@ -207,7 +207,8 @@ class ChunkBuffer(Buffer):
             sealed.unload()
         # else: over budget (chunks held for a slower output fill it), but an output is waiting
         # for this very chunk: it takes the bytes still in memory instead of reading them back
-        # from disk, and ``ack`` drops them. Memory stays bounded by the outputs' concurrency.
+        # from disk, and ``ack`` drops them. Only chunks sealed before the waiter wakes (normally
+        # this one) are kept this way.
         self._enqueue(sealed, acked=())
 
     def _enqueue(self, chunk: BufferChunk, acked: tuple[str, ...] | set[str]) -> bool:
