@@ -10,6 +10,7 @@ retryable error: the data waits in the buffer until the path works again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 
 from outputs.base import Chunk, Output, OutputConfig, RetryableError
@@ -46,7 +47,8 @@ class FileOutput(Output):
         self._fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
-        self._writing: asyncio.Future[None] | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writing: concurrent.futures.Future[None] | None = None
 
     def _open(self) -> int:
         if self._fd is not None:
@@ -86,10 +88,16 @@ class FileOutput(Output):
                 if len(data) < 256 * 1024:
                     self._write(data)
                 else:
-                    # Shielded: a cancelled send (shutdown, reload) must not leave the thread
-                    # writing while stop() closes the descriptor under it.
-                    self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, data))
-                    await asyncio.shield(self._writing)
+                    # The thread's future is awaited directly (no to_thread task, no shield):
+                    # each wrapper costs an event-loop iteration per chunk, and a busy loop
+                    # spends a whole input read on each. A cancelled send (shutdown, reload)
+                    # leaves the thread writing; stop() waits for it before closing the fd.
+                    if self._writer is None:
+                        self._writer = concurrent.futures.ThreadPoolExecutor(
+                            1, thread_name_prefix=f"file-output-{self.config.name}"
+                        )
+                    self._writing = self._writer.submit(self._write, data)
+                    await asyncio.wrap_future(self._writing)
             except OSError as exc:
                 if self._fd is not None:
                     os.close(self._fd)
@@ -98,7 +106,10 @@ class FileOutput(Output):
 
     async def stop(self) -> None:
         if self._writing is not None and not self._writing.done():
-            await asyncio.wait([self._writing])
+            await asyncio.wait([asyncio.wrap_future(self._writing)])
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -774,3 +774,53 @@ def test_stuck_output_with_drop_oldest_keeps_memory_bounded(tmp_path: Path, kind
         await buffer.close()
 
     run(scenario())
+
+
+def test_waiting_output_gets_a_chunk_over_the_resident_budget_from_memory(tmp_path: Path) -> None:
+    """The resident budget is full (held for a slower output), yet an output already waiting in
+    ``take`` gets a just-sealed chunk's bytes from memory, not read back from disk; its ack
+    drops them while the slow output has not taken the chunk yet."""
+
+    async def scenario() -> None:
+        cfg = BufferConfig(flush_interval=1000.0)  # type: ignore[arg-type]
+        buffer = DiskBuffer(cfg, str(tmp_path), RecordingMetrics(), LOG, resident_bytes=0)
+        await buffer.open(routes_to("fast", "slow"))
+        waiting = asyncio.ensure_future(buffer.take("fast"))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        buffer.append("t", *records(0, 5))
+        buffer.seal_due(1e12)
+        # Reading the chunk back from disk now fails: only the in-memory bytes can serve it.
+        (path,) = chunk_files(tmp_path)
+        saved = path.read_bytes()
+        path.unlink()
+        chunk = await asyncio.wait_for(waiting, 10)
+        assert numbers(chunk) == list(range(5))
+        buffer.ack(chunk, "fast")
+        assert isinstance(chunk, BufferChunk) and not chunk.loaded
+        # The slow output, not waiting at sealing time, reads the chunk back from its file.
+        path.write_bytes(saved)
+        slow = await take_now(buffer, "slow")
+        assert numbers(slow) == list(range(5))
+        buffer.ack(slow, "slow")
+        await buffer.close()
+
+    run(scenario())
+
+
+def test_chunk_over_the_resident_budget_is_unloaded_when_no_output_waits(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        cfg = BufferConfig(flush_interval=1000.0)  # type: ignore[arg-type]
+        buffer = DiskBuffer(cfg, str(tmp_path), RecordingMetrics(), LOG, resident_bytes=0)
+        await buffer.open(routes_to("out"))
+        buffer.append("t", *records(0, 5))
+        buffer.seal_due(1e12)
+        assert buffer.stats().memory_bytes == 0
+        chunk = await take_now(buffer, "out")
+        assert numbers(chunk) == list(range(5))
+        buffer.ack(chunk, "out")
+        await buffer.close()
+
+    run(scenario())

@@ -100,6 +100,8 @@ class ChunkBuffer(Buffer):
         self._queues: dict[str, list[tuple[str, BufferChunk]]] = {}
         """Per output: a heap by chunk id (creation order) of chunks to hand out."""
         self._ready: dict[str, asyncio.Event] = {}
+        self._idle: dict[str, int] = {}
+        """Per output: how many ``take`` calls are waiting for a chunk (its queue is empty)."""
         self._pending: dict[str, int] = {}
         self._stale: dict[str, int] = {}
         self._bytes = 0
@@ -201,8 +203,12 @@ class ChunkBuffer(Buffer):
         if sealed.path is None or sealed.loaded_bytes <= budget_left:
             sealed.resident = True
             self._resident_bytes += sealed.loaded_bytes
-        else:
+        elif not any(self._idle.get(name) for name in self._routes(sealed.tag)):
             sealed.unload()
+        # else: over budget (chunks held for a slower output fill it), but an output is waiting
+        # for this very chunk: it takes the bytes still in memory instead of reading them back
+        # from disk, and ``ack`` drops them. Only chunks sealed before the waiter wakes (normally
+        # this one) are kept this way.
         self._enqueue(sealed, acked=())
 
     def _enqueue(self, chunk: BufferChunk, acked: tuple[str, ...] | set[str]) -> bool:
@@ -262,7 +268,11 @@ class ChunkBuffer(Buffer):
                 return chunk
             event = self._ready_event(output)
             event.clear()
-            await event.wait()
+            self._idle[output] = self._idle.get(output, 0) + 1
+            try:
+                await event.wait()
+            finally:
+                self._idle[output] -= 1
 
     def ack(self, chunk: Chunk, output: str) -> None:
         current = self._chunks.get(chunk.id)
