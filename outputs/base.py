@@ -162,6 +162,12 @@ class Chunk(Protocol):
 
     def data(self) -> bytes: ...
 
+    def release_cache(self) -> None:
+        """The output holds the chunk only to acknowledge it later (S3 keeps it until its
+        object is uploaded) and will not read it for a while: the chunk may free its in-memory
+        copy. Reading it again afterwards is allowed and reads it back."""
+        ...
+
 
 # ---------------------------------------------------------------------------------- errors
 

@@ -220,20 +220,6 @@ def _read_and_compress(chunk: Chunk, compressor: Compressor) -> bytes | _Unreada
     return compressor.compress(data)
 
 
-def _drop_cached_data(chunk: Chunk) -> None:
-    """Let the buffer drop its in-memory copy of a chunk this output has compressed.
-
-    This output holds a chunk for the whole life of its object (up to ``upload_timeout``, then
-    the upload), and the buffer keeps a taken chunk's data in memory until it is acknowledged:
-    without this, every open and uploading object would cost its raw size. The disk buffer's
-    chunks offer ``unload`` (they read their file again if asked, as a retry does); it is not
-    part of ``outputs.base.Chunk``, hence the duck typing. Chunks without it (the memory
-    buffer's) and resident ones (the buffer's recent, budgeted copies) are left alone."""
-    unload = getattr(chunk, "unload", None)
-    if callable(unload) and not getattr(chunk, "resident", False):
-        unload()
-
-
 class S3Output(Output):
     type_name: ClassVar[str] = "s3"
     config: S3Config
@@ -422,7 +408,9 @@ class S3Output(Output):
             group.records -= chunk.records
             return
         group.pieces.append(piece)
-        _drop_cached_data(chunk)
+        # Held until its object is uploaded: without this every open and uploading object
+        # would cost its raw size in the buffer's cache as well as its compressed size here.
+        chunk.release_cache()
 
     def _seal(self, group: _Group) -> None:
         if group.sealed:

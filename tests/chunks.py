@@ -59,6 +59,9 @@ class TestChunk:
     def lines(self) -> Sequence[bytes]:
         return self._lines
 
+    def release_cache(self) -> None:
+        """Nothing to free: the data is the chunk (like the memory buffer's chunks)."""
+
     def times(self) -> Sequence[float]:
         return self._times
 

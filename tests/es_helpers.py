@@ -47,6 +47,9 @@ class MemoryChunk:
     def lines(self) -> Sequence[bytes]:
         return self._lines
 
+    def release_cache(self) -> None:
+        """Nothing to free: the data is the chunk."""
+
     def times(self) -> Sequence[float]:
         return self._times
 

@@ -287,7 +287,7 @@ def test_unreadable_chunk_fails_alone(
 
 
 class Unloadable(TestChunk):
-    """Like the disk buffer's chunks: data cached in memory until ``unload``, then read back
+    """Like the disk buffer's chunks: data cached in memory until ``release_cache``, then read back
     (counted) when asked again; ``resident`` ones are the buffer's budgeted copies."""
 
     def __init__(self, chunk: TestChunk, resident: bool = False) -> None:
@@ -303,8 +303,9 @@ class Unloadable(TestChunk):
             self.cached = self.stored
         return self.cached
 
-    def unload(self) -> None:
-        self.cached = None
+    def release_cache(self) -> None:
+        if not self.resident:
+            self.cached = None
 
 
 def test_open_objects_hold_compressed_data_and_retries_read_chunks_again(

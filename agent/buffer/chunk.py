@@ -302,6 +302,12 @@ class BufferChunk:
             self._times = None
             self._lines = None
 
+    def release_cache(self) -> None:
+        """``outputs.base.Chunk.release_cache``: resident chunks (the buffer's budgeted recent
+        copies) keep their data; the others drop it and read their file again if asked."""
+        if not self.resident:
+            self.unload()
+
     def release(self) -> None:
         """The chunk left the buffer: drop its data whether or not a file backs it."""
         self._data = None
