@@ -5,7 +5,6 @@ recorder and an output context that collects dead letters."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,46 +14,21 @@ import msgspec
 
 from outputs.base import Chunk, OutputContext
 from outputs.elasticsearch import ElasticsearchConfig, ElasticsearchOutput
+from tests.chunks import TestChunk
 
 
-class MemoryChunk:
+class MemoryChunk(TestChunk):
+    """Records encoded once with msgspec and their event times beside them, as the buffer
+    builds a chunk."""
+
     def __init__(self, tag: str, records: Sequence[dict[str, Any]], chunk_id: str = "") -> None:
-        self._id = chunk_id or uuid.uuid4().hex
-        self._tag = tag
-        self._lines = [msgspec.json.encode(record) for record in records]
-        self._times = [datetime.fromisoformat(r["time"]).timestamp() for r in records]
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def tag(self) -> str:
-        return self._tag
-
-    @property
-    def created(self) -> float:
-        return 0.0
-
-    @property
-    def records(self) -> int:
-        return len(self._lines)
-
-    @property
-    def size(self) -> int:
-        return sum(len(line) + 1 for line in self._lines)
-
-    def lines(self) -> Sequence[bytes]:
-        return self._lines
-
-    def release_cache(self) -> None:
-        """Nothing to free: the data is the chunk."""
-
-    def times(self) -> Sequence[float]:
-        return self._times
-
-    def data(self) -> bytes:
-        return b"".join(line + b"\n" for line in self._lines)
+        super().__init__(
+            tag,
+            [msgspec.json.encode(record) for record in records],
+            chunk_id=chunk_id or None,
+            created=0.0,
+            times=[datetime.fromisoformat(r["time"]).timestamp() for r in records],
+        )
 
 
 class RecordingMetrics:
