@@ -627,9 +627,6 @@ def test_relp_snippet_keeps_what_the_node_logs_while_the_receiver_is_down(
         shutil.rmtree(config.parent, ignore_errors=True)
 
 
-@pytest.mark.rsyslog
-@pytest.mark.slow
-@needs_rsyslog
 # ------------------------------------------------------------------- the node installer
 
 
