@@ -10,8 +10,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from typing import Any, cast
 
 import msgspec
 
@@ -31,6 +32,47 @@ _NAN = float("nan")
 WRITE_RETRY_SECONDS = 1.0
 
 
+_get: Callable[[Record, str], Any] = dict.get
+
+
+def _stamps(records: list[Record]) -> list[Any]:
+    """Each record's ``time`` (None where missing), in C: no per-record bytecode."""
+    return list(map(_get, records, repeat("time")))
+
+
+def _epoch_of(stamp: object) -> float:
+    return rfc3339_to_epoch(stamp) if isinstance(stamp, str) else _NAN
+
+
+def event_times(records: list[Record], known: dict[str, float] | None = None) -> list[float]:
+    """Each record's event time (seconds since the epoch) from its ``time`` text, NaN where it
+    is missing or not RFC 3339.
+
+    ``known``: epochs already computed for time texts (the parser's, for the batch that went
+    into the filter chain). A record whose ``time`` a filter left alone then costs a dict
+    lookup instead of a parse; one that a filter set or changed is parsed from its text. Both
+    give the same number: the parser's epochs are exactly ``rfc3339_to_epoch`` of its texts."""
+    stamps = _stamps(records)
+    if not known:
+        return [_epoch_of(stamp) for stamp in stamps]
+    lookup: Callable[[Any], float | None] = known.get
+    try:
+        found = list(map(lookup, stamps))
+    except TypeError:  # a filter made some `time` a list or dict: unhashable, parsed below
+        found = [None] * len(stamps)
+    if None not in found:
+        return cast("list[float]", found)
+    return [
+        epoch if epoch is not None else _epoch_of(stamp)
+        for epoch, stamp in zip(found, stamps, strict=True)
+    ]
+
+
+def known_times(records: list[Record], times: list[float]) -> dict[str, float]:
+    """The parser's epochs by time text, for ``event_times`` after the filter chain."""
+    return dict(zip(_stamps(records), times, strict=True))
+
+
 class Store:
     """Encodes records once and appends them to the buffer, per tag. Records whose tag no output
     takes are counted and dropped here, with one warning per tag."""
@@ -47,16 +89,22 @@ class Store:
         """monotonic time before which inputs should not submit again after a write error."""
         self._error_logged_at = -math.inf
 
-    def put(self, batches: list[Batch]) -> None:
+    def put(self, batches: list[Batch], known: dict[str, float] | None = None) -> None:
         """Records whose ``time`` may have changed since parsing (filters ran): their epochs
-        are computed from the text."""
+        come from their text, looked up in ``known`` first (see ``event_times``)."""
         for tag, records in batches:
             if records:
-                self.put_with_times(tag, records, None)
+                self.put_with_times(tag, records, None, known)
 
-    def put_with_times(self, tag: str, records: list[Record], times: list[float] | None) -> None:
+    def put_with_times(
+        self,
+        tag: str,
+        records: list[Record],
+        times: list[float] | None,
+        known: dict[str, float] | None = None,
+    ) -> None:
         """``times``: each record's event time as the parser computed it, or None to compute
-        it from ``record["time"]``."""
+        it from ``record["time"]`` (with ``known``, as ``event_times`` does)."""
         if not records:
             return
         if not self._router.routes(tag):
@@ -66,10 +114,7 @@ class Store:
                 log.warning("no output matches tag %r: its records are dropped (counted)", tag)
             return
         if times is None:
-            times = [
-                rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else _NAN
-                for record in records
-            ]
+            times = event_times(records, known)
         total = sum(times)  # NaN if any is: one C loop instead of a test per record
         if total != total:  # a filter removed or broke `time`
             now = time.time()
@@ -156,7 +201,8 @@ class IngestSink:
             if self._chain is None:
                 self._store.put_with_times(self._tag, records, times)
             else:
-                self._store.put(self._chain.process(self._tag, records))
+                known = known_times(records, times)
+                self._store.put(self._chain.process(self._tag, records), known)
             return
         render = self._tag_template
         grouped: dict[str, tuple[list[Record], list[float]]] = {}
@@ -171,8 +217,11 @@ class IngestSink:
                 self._store.put_with_times(tag, recs, recs_times)
         else:
             chain = self._chain
-            self._store.put([out for tag, (recs, _) in grouped.items()
-                             for out in chain.process(tag, recs)])
+            known = known_times(records, times)
+            self._store.put(
+                [out for tag, (recs, _) in grouped.items() for out in chain.process(tag, recs)],
+                known,
+            )
 
     def has_room(self) -> bool:
         return self._buffer.has_room() and time.monotonic() >= self._store.retry_at

@@ -1,0 +1,145 @@
+"""Event times after the filter chain: the buffer gets each record's epoch from its ``time``
+text, whether the parser's epoch is reused (a filter left ``time`` alone) or the text is parsed
+again (a filter set, changed, removed or broke it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from agent.buffer.base import BufferConfig
+from agent.buffer.memory import MemoryBuffer
+from agent.filters.base import FilterContext
+from agent.filters.chain import FilterChain
+from agent.filters.registry import FILTER_TYPES
+from agent.ingest import IngestSink, Store, event_times, known_times
+from agent.inputs.syslog import SyslogInputConfig
+from agent.metrics import Registry
+from agent.router import Router, TagMatcher
+from outputs.base import config_dec_hook
+from parsers.syslog import SyslogParser
+from parsers.timeutil import rfc3339_to_epoch
+
+LOG = logging.getLogger("test.ingest.times")
+FRAMES = [
+    b"<30>1 2026-11-29T21:00:01.25Z node-a web 10 - - plain line",
+    b"<30>Nov 29 21:00:02 node-a kubelet[7]: set my time",
+    b"<30>1 2026-11-29T21:00:03.5Z node-a web 10 - - drop my time",
+    b"<30>1 2026-11-29T21:00:04Z node-a web 10 - - break my time",
+    b"<30>1 2026-11-29T21:00:05Z node-a web 10 - - listify my time",
+    b"not syslog at all",
+]
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(
+        x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _edited(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What filters may do to ``time``: set it, remove it, make it invalid or unhashable."""
+    for record in records:
+        message = record["message"]
+        if message == "set my time":
+            record["time"] = "2030-01-01T00:00:00.5Z"
+        elif message == "drop my time":
+            del record["time"]
+        elif message == "break my time":
+            record["time"] = "yesterday"
+        elif message == "listify my time":
+            record["time"] = ["2026-11-29T21:00:05Z"]
+    return records
+
+
+def test_event_times_equal_parsing_every_text() -> None:
+    records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
+    assert times == [rfc3339_to_epoch(record["time"]) for record in records]
+    known = known_times(records, times)
+    edited = _edited(records)
+    expected = [
+        rfc3339_to_epoch(t) if isinstance(t := record.get("time"), str) else math.nan
+        for record in edited
+    ]
+    got = event_times(edited, known)
+    assert _same(got, expected)
+    assert got[0] == rfc3339_to_epoch("2026-11-29T21:00:01.25Z")
+    assert got[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
+    assert [math.isnan(t) for t in got[2:5]] == [True, True, True]
+    assert _same(event_times(edited), expected)  # without the parser's epochs: the same
+
+
+def test_event_times_of_unedited_records_are_the_parsers() -> None:
+    records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
+    known = known_times(records, times)
+    kept = records[::-1]  # a filter may reorder and drop
+    assert event_times(kept, known) == times[::-1]
+
+
+def test_a_wrong_known_epoch_would_show() -> None:
+    """The lookup is by text, so a stale table would be visible: this guards the test above
+    from passing whatever ``event_times`` returned."""
+    records = [{"time": "2026-11-29T21:00:01Z"}]
+    assert event_times(records, {"2026-11-29T21:00:01Z": 1.0}) == [1.0]
+
+
+def _chain() -> FilterChain:
+    raw = {"type": "python", "function": "tests.test_ingest_times:edit_times"}
+    config = msgspec.convert(raw, FILTER_TYPES["python"][0], dec_hook=config_dec_hook)
+    context = FilterContext(name="edit", logger=LOG, metrics=Registry().component("f", "python"))
+    return FilterChain([(config, context)])
+
+
+def edit_times(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The python filter the sink test runs."""
+    return _edited(records)
+
+
+@pytest.mark.parametrize("tag", ["syslog", "app.${ident}"])
+def test_sink_buffers_each_records_time_after_the_chain(tag: str, tmp_path: Path) -> None:
+    registry = Registry()
+    buffer = MemoryBuffer(
+        BufferConfig(type="memory"), str(tmp_path), registry.component("buffer", "memory"), LOG
+    )
+    router = Router([("out", TagMatcher("*"))])
+    store = Store(buffer, router, registry.component("router", "router"))
+    sink = IngestSink(
+        SyslogInputConfig(tag=tag, mode="tcp", listen="127.0.0.1:5514"),
+        buffer,
+        _chain(),
+        store,
+        registry.component("in", "syslog"),
+    )
+
+    async def scenario() -> list[tuple[dict[str, Any], float]]:
+        await buffer.open(router.routes)
+        before = time.time()
+        assert sink.submit(list(FRAMES))
+        after = time.time()
+        buffer.seal_due(math.inf)
+        pairs = []
+        while buffer.pending("out"):
+            chunk = await buffer.take("out")
+            lines = [msgspec.json.decode(line) for line in chunk.data().splitlines()]
+            pairs.extend(zip(lines, chunk.times(), strict=True))
+            buffer.ack(chunk, "out")
+        await buffer.close()
+        for record, epoch in pairs:
+            stamp = record.get("time")
+            parsed = rfc3339_to_epoch(stamp) if isinstance(stamp, str) else math.nan
+            # A record without a usable time is stored at the time it arrived.
+            assert epoch == parsed if parsed == parsed else before <= epoch <= after, record
+        return pairs
+
+    pairs = asyncio.run(scenario())
+    by_message = {record["message"]: epoch for record, epoch in pairs}
+    assert len(pairs) == len(FRAMES)
+    assert by_message["plain line"] == rfc3339_to_epoch("2026-11-29T21:00:01.25Z")
+    assert by_message["set my time"] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
