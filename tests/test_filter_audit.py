@@ -308,6 +308,8 @@ def test_ssh_burst_fires_at_threshold_per_source_within_window() -> None:
     assert fired([fail(f"198.51.100.{i}") for i in range(4)]) == [False] * 4
     ((_, [fifth]),) = f.process("syslog", [fail("203.0.113.50")])
     assert fifth["audit"]["fields"] == {
+        "method": "password",
+        "user": "root",
         "src_ip": "203.0.113.50",
         "count": 5,
         "window_seconds": 60.0,
@@ -397,3 +399,47 @@ def test_duplicate_rule_id_in_one_file(tmp_path: Path) -> None:
     bad.write_text(rule + rule)
     with pytest.raises(ValueError, match=r"rule\[1\]\.id: 'x' is defined twice"):
         make(rules_file=str(bad))
+
+
+def test_rules_sharing_a_regex_each_judge_every_record(tmp_path: Path) -> None:
+    """Two rules with one regex (run once a record for both) still decide per record: a record
+    whose text changed, or a new record with the same text, is matched afresh."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        """
+[[rule]]
+id = "deploy-burst"
+severity = "high"
+description = "three deploys by one user"
+threshold = 3
+group_by = ["user"]
+when = [{ field = "message", regex = '^deploy by (?P<user>\\w+)$' }]
+
+[[rule]]
+id = "deploy"
+severity = "low"
+description = "a deploy"
+when = [{ field = "message", regex = '^deploy by (?P<user>\\w+)$' }]
+"""
+    )
+    f = make(rules_file=str(rules), default_rules=False, retag=False)
+    ((_, out),) = f.process("t", [{"message": "deploy by bob"}, {"message": "noise"}])
+    assert [r.get("audit", {}).get("rule") for r in out] == ["deploy", None]
+    assert out[0]["audit"]["fields"] == {"user": "bob"}
+    first = {"message": "deploy by ann"}
+    ((_, out),) = f.process("t", [first])
+    assert out[0]["audit"]["fields"] == {"user": "ann"}
+    # The same record object again with another text: the remembered answer is not reused.
+    del first["audit"]
+    first["message"] = "deploy by bob"
+    ((_, out),) = f.process("t", [first])
+    assert out[0]["audit"]["fields"] == {"user": "bob"}
+    # bob's third deploy fires the burst rule, which also counted through the shared regex.
+    ((_, out),) = f.process("t", [{"message": "deploy by bob"}])
+    assert out[0]["audit"]["rule"] == "deploy-burst"
+    assert out[0]["audit"]["fields"] == {"user": "bob", "count": 3, "window_seconds": 60.0}
+    assert out[0]["audit"]["matched"] == ["deploy-burst", "deploy"]
+    first["message"] = "noise"
+    del first["audit"]
+    ((_, out),) = f.process("t", [first])
+    assert "audit" not in out[0]

@@ -127,8 +127,74 @@ def _gate_key(gate: Gate) -> tuple[int, int, int]:
     return (min(gate.score, 6), -cost, gate.score)
 
 
+def _capture(regex: re.Pattern[str], gate: Gate | None, top: str | None, parts: Any) -> Capture:
+    """The regex test of a condition: its named groups when it matches (``_NO_FIELDS`` for a
+    regex without any), None when not. The literal gate runs first, in its cheapest form:
+    startswith, one ``in``, or the general test."""
+    search = regex.search
+    named = bool(regex.groupindex)
+    always_set = groups_always_set(regex)
+    gate_prefixes: tuple[str, ...] | None = None
+    gate_needle: str | None = None
+    gate_passes: Callable[[str], bool] | None = None
+    if gate is not None:
+        if not gate.needles:
+            gate_prefixes = gate.prefixes
+        elif not gate.prefixes and len(gate.needles) == 1:
+            gate_needle = gate.needles[0]
+        else:
+            gate_passes = gate.passes
+
+    def capture(r: Record) -> dict[str, Any] | None:
+        v = r.get(top) if top is not None else get_field(r, parts)
+        t = v if v.__class__ is str else as_text(v)
+        if t is None:
+            return None
+        if gate_prefixes is not None:
+            if not t.startswith(gate_prefixes):
+                return None
+        elif gate_needle is not None:
+            if gate_needle not in t:
+                return None
+        elif gate_passes is not None and not gate_passes(t):
+            return None
+        match = search(t)
+        if match is None:
+            return None
+        if not named:
+            return _NO_FIELDS
+        found = match.groupdict()
+        if always_set or None not in found.values():
+            return found
+        return {k: g for k, g in found.items() if g is not None}  # drop groups not taken
+
+    return capture
+
+
+SharedCaptures = dict[tuple[str, str], "Capture | None"]
+"""The (field, regex) pairs that more than one rule of a filter tests, each with its capture
+once built: rules that share a regex (the SSH burst and failure rules) run it once a record."""
+
+
+def _remember_last(capture: Capture, field: str) -> Capture:
+    """``capture`` that answers again for the same record and text without running the regex:
+    the rules sharing it run back to back on each record. The answer depends on the text alone,
+    and holding both objects keeps their identities from being reused."""
+    last: list[Any] = [None, None, None]  # record, its text, the answer
+
+    def remembered(r: Record) -> dict[str, Any] | None:
+        text = r.get(field)
+        if r is last[0] and text is last[1]:
+            return cast("dict[str, Any] | None", last[2])
+        found = capture(r)
+        last[0], last[1], last[2] = r, text, found
+        return found
+
+    return remembered
+
+
 def _check(
-    condition: AuditCondition, key: str
+    condition: AuditCondition, key: str, shared: SharedCaptures | None = None
 ) -> tuple[list[Check], list[Capture], list[FieldGate]]:
     """Cheap checks (existence, equality, membership, substring), regex checks, and the literal
     gates the field's text must pass for the condition to hold.
@@ -178,47 +244,16 @@ def _check(
             gates.append((top, Gate((), (needle,))))
     if condition.regex is not None:
         regex = compile_regex(condition.regex, f"{key}.regex")
-        search = regex.search
-        named = bool(regex.groupindex)
-        always_set = groups_always_set(regex)
         gate = regex_gate(regex)
         if gate is not None and top is not None:
             gates.append((top, gate))
-        # The gate inlined in its cheapest form: startswith, one ``in``, or the general test.
-        gate_prefixes: tuple[str, ...] | None = None
-        gate_needle: str | None = None
-        gate_passes: Callable[[str], bool] | None = None
-        if gate is not None:
-            if not gate.needles:
-                gate_prefixes = gate.prefixes
-            elif not gate.prefixes and len(gate.needles) == 1:
-                gate_needle = gate.needles[0]
-            else:
-                gate_passes = gate.passes
-
-        def capture(r: Record) -> dict[str, Any] | None:
-            v = r.get(top) if top is not None else get_field(r, parts)
-            t = v if v.__class__ is str else as_text(v)
-            if t is None:
-                return None
-            if gate_prefixes is not None:
-                if not t.startswith(gate_prefixes):
-                    return None
-            elif gate_needle is not None:
-                if gate_needle not in t:
-                    return None
-            elif gate_passes is not None and not gate_passes(t):
-                return None
-            match = search(t)
-            if match is None:
-                return None
-            if not named:
-                return _NO_FIELDS
-            found = match.groupdict()
-            if always_set or None not in found.values():
-                return found
-            return {k: g for k, g in found.items() if g is not None}  # drop groups not taken
-
+        pair = (condition.field, condition.regex)
+        if shared is not None and top is not None and pair in shared:
+            capture = shared[pair]
+            if capture is None:
+                capture = shared[pair] = _remember_last(_capture(regex, gate, top, parts), top)
+        else:
+            capture = _capture(regex, gate, top, parts)
         costly.append(capture)
     if condition.not_regex is not None:
         avoid_regex = compile_regex(condition.not_regex, f"{key}.not_regex")
@@ -241,8 +276,34 @@ def _check(
     return cheap, costly, gates
 
 
+GroupKey = Callable[[Record, dict[str, Any]], tuple[Any, ...]]
+
+
+def _group_key(names: list[tuple[str, Callable[[Record], Any]]]) -> GroupKey:
+    """A stateful rule's group: each ``group_by`` name is a named group the regex captured or
+    else a field of the record. One and two names (``host``, ``src_ip``) get their own
+    function: this runs for every counted match, as often as a brute force sends lines."""
+    if len(names) == 1:
+        ((n1, g1),) = names
+        return lambda r, f: (f[n1] if n1 in f else as_text(g1(r)),)
+    if len(names) == 2:
+        (n1, g1), (n2, g2) = names
+        return lambda r, f: (
+            f[n1] if n1 in f else as_text(g1(r)),
+            f[n2] if n2 in f else as_text(g2(r)),
+        )
+    return lambda r, f: tuple([f[n] if n in f else as_text(g(r)) for n, g in names])
+
+
 class CompiledRule:
-    def __init__(self, rule: AuditRule, order: int, key: str, max_groups: int) -> None:
+    def __init__(
+        self,
+        rule: AuditRule,
+        order: int,
+        key: str,
+        max_groups: int,
+        shared: SharedCaptures | None = None,
+    ) -> None:
         if not _RULE_ID.match(rule.id):
             raise ValueError(f"{key}.id: {rule.id!r} must be letters, digits, '-' or '_'")
         if not rule.when:
@@ -274,7 +335,7 @@ class CompiledRule:
                     for name in ("contains", "regex", "not_regex", "exists")
                 ):
                     continue
-            c, r, g = _check(condition, ckey)
+            c, r, g = _check(condition, ckey, shared)
             cheap.extend(c)
             costly.extend(r)
             gates.extend(g)
@@ -290,10 +351,13 @@ class CompiledRule:
             raise ValueError(f"{key}.threshold: cannot be negative")
         if rule.group_by and not rule.threshold:
             raise ValueError(f"{key}.group_by: only used with threshold")
-        self._group: list[tuple[str, Callable[[Record], Any]]] = [
-            (name, make_getter(parse_path(name, f"{key}.group_by[{i}]")))
-            for i, name in enumerate(rule.group_by)
-        ]
+        self._group_of = _group_key(
+            [
+                (name, make_getter(parse_path(name, f"{key}.group_by[{i}]")))
+                for i, name in enumerate(rule.group_by)
+            ]
+        )
+        """``group_of(record, fields)``: the group a match counts in."""
         self._groups: dict[tuple[Any, ...], deque[float]] = {}
         self._max_groups = max_groups
         self.now = 0.0
@@ -355,12 +419,7 @@ class CompiledRule:
         return fields
 
     def _count(self, record: Record, fields: dict[str, Any], now: float) -> dict[str, Any] | None:
-        group = tuple(
-            [
-                fields[name] if name in fields else as_text(getter(record))
-                for name, getter in self._group
-            ]
-        )
+        group = self._group_of(record, fields)
         times = self._groups.pop(group, None)  # re-inserted below: LRU order
         if times is None:
             times = deque()
@@ -404,8 +463,8 @@ class _Screen:
             self.by_first[prefix[0]] = (*self.by_first.get(prefix[0], ()), prefix)
         self.needles = tuple(sorted({n for gate in self._gated.values() for n in gate.needles}))
         self.quiet: _Pick = self._pick((), ())
-        self._cache: dict[tuple[str | int, ...], _Pick] = {}
-        """By the literals a text hit: the prefixes, their count, the needles."""
+        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], _Pick] = {}
+        """By the literals a text hit: the prefixes, the needles."""
 
     def _pick(self, prefixes: tuple[str, ...], needles: tuple[str, ...]) -> _Pick:
         rules = tuple(
@@ -419,25 +478,22 @@ class _Screen:
 
     def pick(self, text: str) -> _Pick:
         """The rules left for a text that passed the screen (rare: a few percent of lines)."""
-        hits: list[str | int] = []
         prefixes = self.by_first.get(text[:1])
+        hit: tuple[str, ...] = ()
         if prefixes is not None:
             for prefix in prefixes:
                 if text.startswith(prefix):
-                    hits.append(prefix)
-        starts = len(hits)
-        hits.append(starts)  # where the prefixes end and the needles start
+                    hit += (prefix,)
+        found: tuple[str, ...] = ()
         for needle in self.needles:
             if needle in text:
-                hits.append(needle)
-        key = tuple(hits)
+                found += (needle,)
+        key = (hit, found)
         picked = self._cache.get(key)
         if picked is None:
             if len(self._cache) > 256:
                 self._cache.clear()
-            picked = self._cache[key] = self._pick(
-                cast("tuple[str, ...]", key[:starts]), cast("tuple[str, ...]", key[starts + 1 :])
-            )
+            picked = self._cache[key] = self._pick(hit, found)
         return picked
 
 
@@ -494,8 +550,15 @@ class AuditFilter(Filter):
             for rule, key in rules.values()
             if rule.id not in config.disable and (config.only is None or rule.id in config.only)
         ]
+        uses: dict[tuple[str, str], int] = {}
+        for rule, _ in enabled:
+            for condition in rule.when:
+                if condition.regex is not None:
+                    pair = (condition.field, condition.regex)
+                    uses[pair] = uses.get(pair, 0) + 1
+        shared: SharedCaptures = {pair: None for pair, count in uses.items() if count > 1}
         self.rules = [
-            CompiledRule(rule, order, key, config.max_groups)
+            CompiledRule(rule, order, key, config.max_groups, shared)
             for order, (rule, key) in enumerate(enabled)
         ]
         self._stateful = [rule for rule in self.rules if rule.threshold]
