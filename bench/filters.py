@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from agent.filters.registry import FILTER_TYPES
+from agent.metrics import Registry
 from outputs.base import config_dec_hook
 
 
@@ -136,13 +137,14 @@ CHAINS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def build(configs: list[dict[str, Any]]) -> FilterChain:
+def build(configs: list[dict[str, Any]], registry: Registry | None = None) -> FilterChain:
+    """The chain, counting into ``registry`` as the agent's filters do (no counting without)."""
     pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(configs):
         config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
-        context = FilterContext(
-            name=f"{raw['type']}.{index}", logger=logging.getLogger("bench"), metrics=NullMetrics()
-        )
+        name = f"{raw['type']}.{index}"
+        metrics = NullMetrics() if registry is None else registry.component(name, raw["type"])
+        context = FilterContext(name=name, logger=logging.getLogger("bench"), metrics=metrics)
         pairs.append((config, context))
     return FilterChain(pairs)
 

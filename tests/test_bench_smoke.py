@@ -48,6 +48,33 @@ def test_e2e_smoke_every_socket_kind_and_output(tmp_path: Path) -> None:
     assert all(r["lost"] == 0 for r in stream)
 
 
+def test_e2e_smoke_with_the_typical_chain_on_node_lines(tmp_path: Path) -> None:
+    """The chain drops kubelet's /healthz lines and copies the audit-marked ones under
+    audit.<rule>: the run waits for exactly what the same filters give in-process."""
+    result = _run(
+        "bench.e2e",
+        tmp_path / "chain.json",
+        "--modes",
+        "tcp",
+        "--outputs",
+        "file",
+        "--chain",
+        "none,typical",
+        "--payload",
+        "node",
+    )
+    rows = result["results"]
+    assert isinstance(rows, list)
+    by_chain = {r["chain"]: r for r in rows}
+    assert set(by_chain) == {"none", "typical"}
+    bare, chained = by_chain["none"], by_chain["typical"]
+    assert bare["payload"] == chained["payload"] == "node"
+    assert bare["lost"] == chained["lost"] == 0
+    assert bare["delivered"] == 2000
+    # 10% /healthz lines dropped, 7% auth lines copied: fewer out than in, but not by much.
+    assert 1700 < chained["delivered"] < 2000
+
+
 @pytest.mark.s3
 def test_e2e_smoke_into_s3_reports_compression(tmp_path: Path) -> None:
     rows = _run("bench.e2e", tmp_path / "s3.json", "--modes", "tcp", "--outputs", "s3")["results"]

@@ -28,7 +28,7 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
     assert set(rows) == {
         (shape, mode)
         for shape in shapes
-        for mode in ("parse", "parse+encode", "parse+encode+chain")
+        for mode in ("parse", "parse+encode", "parse+encode+chain", "ingest", "ingest+chain")
     }
     for row in rows.values():
         assert row["records"] == 3000
@@ -36,4 +36,8 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
         assert 150 < row["avg_bytes"] < 260  # shaped like Docker's lines, ~200 bytes
     assert "records/s" in done.stdout
     assert set(result["chain_cost"]) == set(shapes)
+    for bases in result["chain_cost"].values():
+        assert set(bases) == {"parse+encode", "ingest"}
+        for share in bases.values():
+            assert -1 < share["throughput_cost"] < 1
     assert [f["type"] for f in result["chain"]["filters"]] == ["grep", "modify", "audit"]
