@@ -88,10 +88,7 @@ class RelpConnection(StreamConnection):
                 self.source,
                 error,
             )
-            self._closing = True
-            if self.transport is not None:
-                # Unanswered commands are resent by the client on its next session.
-                self.transport.abort()
+            self._drop_session()
             return
         self._buffer = buffer[consumed:]
         if frames:
@@ -235,11 +232,16 @@ class RelpConnection(StreamConnection):
                 self.source,
                 error,
             )
-            self._closing = True
-            if self.transport is not None:
-                self.transport.abort()
+            self._drop_session()
         finally:
             self._committer = None
+
+    def _drop_session(self) -> None:
+        """Close at once, answering nothing more: the client resends every unanswered command
+        on its next session."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def _flush(self) -> None:
         answers = self._answers

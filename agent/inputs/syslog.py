@@ -169,15 +169,20 @@ class SyslogInput(Input):
             os.chmod(config.path, parse_socket_mode(config.socket_mode))
         self._running = True
 
-    async def stop(self) -> None:
-        """Close the listener and every connection. RELP sessions first get the answers for
-        what was committed and a ``serverclose``."""
+    def _stop_listening(self) -> None:
+        """No new datagrams or connections; the stream server object stays for ``stop`` to wait
+        on its closing."""
         self._running = False
         if self._datagram is not None:
             self._datagram.close()
             self._datagram = None
         if self._server is not None:
             self._server.close()
+
+    async def stop(self) -> None:
+        """Close the listener and every connection. RELP sessions first get the answers for
+        what was committed and a ``serverclose``."""
+        self._stop_listening()
         connections = list(self._connections)
         await asyncio.gather(*(c.shutdown() for c in connections), return_exceptions=True)
         if self._server is not None:
@@ -189,13 +194,8 @@ class SyslogInput(Input):
     def abort(self) -> None:
         """Drop the listener and every connection at once, answering nothing: what a crash
         looks like to the peers (used by crash-safety tests)."""
-        self._running = False
-        if self._datagram is not None:
-            self._datagram.close()
-            self._datagram = None
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._stop_listening()
+        self._server = None
         for connection in list(self._connections):
             connection.abort()
         self._remove_socket_file()

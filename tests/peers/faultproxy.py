@@ -24,11 +24,11 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiohttp import ClientSession, ClientTimeout, web
 
 from tests.conftest import free_port
+from tests.peers.base import Peer
 
 Predicate = Callable[[web.Request], bool]
 HOP_BY_HOP = frozenset(
@@ -73,7 +73,7 @@ def always(_request: web.Request) -> bool:
     return True
 
 
-class FaultProxy:
+class FaultProxy(Peer):
     def __init__(self, target: str, port: int | None = None) -> None:
         self.target = target.rstrip("/")
         self.port = port or free_port()
@@ -253,14 +253,3 @@ class FaultProxy:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
             self._loop.close()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

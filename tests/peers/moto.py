@@ -19,10 +19,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.conftest import free_port
+from tests.peers.base import Peer
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 REGION = "us-east-1"
@@ -42,7 +42,7 @@ def use_fake_credentials() -> None:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
-class MotoServer:
+class MotoServer(Peer):
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
@@ -138,14 +138,3 @@ class MotoServer:
             aws_secret_access_key="testing",
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
         )
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

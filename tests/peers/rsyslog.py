@@ -20,7 +20,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.peers.base import Peer
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 LOGGER = shutil.which("logger") or "/usr/bin/logger"
@@ -37,7 +38,7 @@ def available() -> bool:
     return os.path.exists(RSYSLOGD) and os.path.exists(LOGGER)
 
 
-class Rsyslog:
+class Rsyslog(Peer):
     def __init__(self, directory: Path, snippet: str, name: str = "rsyslog") -> None:
         self.directory = Path(directory) / name
         self.workdir = self.directory / "work"
@@ -89,17 +90,6 @@ class Rsyslog:
                 process.wait(10)
             except ProcessLookupError:
                 pass
-
-    def __enter__(self) -> Rsyslog:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def output(self) -> str:
         try:
