@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.filters.chain import merge_batches
+from agent.filters.chain import merge_batches, unshare
 from tests.filter_helpers import chain
 
 
@@ -123,3 +123,45 @@ def test_merge_batches() -> None:
         ("x", [a, b]),
         ("y", [a]),
     ]
+
+
+def test_shared_records_are_copied_before_later_filters_only() -> None:
+    """rewrite_tag (keep) and audit (keep_original) send one record object out under two tags.
+    A later filter changing one of them, nested fields included, must not change the other;
+    after the last filter nothing changes records, so they stay shared (no copy)."""
+
+    def record() -> dict[str, Any]:
+        return {**rec("sshd", "Accepted password for alice from 198.51.100.7 port 22 ssh2"),
+                "sd": {"origin": {"ip": "10.0.0.1"}}}  # fmt: skip
+
+    c, _ = chain(
+        {"type": "rewrite_tag", "rules": [["ident", "^(sshd)$", "copy.$1", True]]},
+        {"type": "modify", "match": "copy.*", "rules": [["set", "sd.origin.ip", "changed"]]},
+        {"type": "audit", "match": "syslog"},
+        {"type": "modify", "match": "audit.*", "rules": [["set", "alert", True]]},
+    )
+    out = dict(c.process("syslog", [record()]))
+    assert set(out) == {"syslog", "copy.sshd", "audit.ssh-login"}
+    (kept,), (copied,), (alert,) = out["syslog"], out["copy.sshd"], out["audit.ssh-login"]
+    assert kept["sd"] == {"origin": {"ip": "10.0.0.1"}} and "alert" not in kept
+    assert copied["sd"] == {"origin": {"ip": "changed"}} and "audit" not in copied
+    assert alert["alert"] is True and alert["audit"]["rule"] == "ssh-login"
+    assert kept["audit"] == alert["audit"] and kept["audit"] is not alert["audit"]
+    assert alert["sd"] == {"origin": {"ip": "10.0.0.1"}}
+
+    last, _ = chain({"type": "audit"})
+    out = dict(last.process("syslog", [record()]))
+    assert out["syslog"][0] is out["audit.ssh-login"][0]
+
+
+def test_unshare_copies_every_later_appearance() -> None:
+    a, b = {"n": 1, "tags": ["x"]}, {"n": 2}
+    batches = [("one", [a, b, a]), ("two", [b])]
+    out = unshare(batches)
+    assert [(t, [r["n"] for r in rs]) for t, rs in out] == [("one", [1, 2, 1]), ("two", [2])]
+    assert out[0][1][0] is a and out[0][1][1] is b
+    assert out[0][1][2] is not a and out[1][1][0] is not b
+    out[0][1][2]["tags"].append("y")
+    assert a["tags"] == ["x"]
+    alone = [("one", [a]), ("two", [b])]
+    assert unshare(alone) == alone and unshare(alone)[0][1] is alone[0][1]

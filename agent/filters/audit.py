@@ -5,7 +5,7 @@ secrets, user and group changes).
 Rules come from the default set shipped beside this module (``audit_rules.toml``) and an
 optional ``rules_file``; docs/filters.md describes the format. A matching record gets
 ``audit = {rule, severity, description[, fields][, matched]}`` for its most severe matching
-rule, and (``retag``) a copy goes out under the tag ``audit.<rule id>``.
+rule, and (``retag``) it also goes out under the tag ``audit.<rule id>``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import msgspec
 
 from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
-from agent.filters.common import as_text, compile_regex, copy_record, make_getter, parse_path
+from agent.filters.common import as_text, compile_regex, make_getter, parse_path
 from agent.filters.literals import Gate, groups_always_set, regex_gate
 from agent.router import TagMatcher
 from outputs.base import Duration, config_dec_hook
@@ -507,15 +507,6 @@ _TagRules = tuple[dict[str, _Candidates], _Candidates, bool]
 whether any rule applies to the tag at all."""
 
 
-def _copy_mark(mark: dict[str, Any]) -> dict[str, Any]:
-    twin = dict(mark)
-    if "fields" in twin:
-        twin["fields"] = dict(twin["fields"])
-    if "matched" in twin:
-        twin["matched"] = list(twin["matched"])
-    return twin
-
-
 class AuditFilter(Filter):
     def __init__(self, config: AuditConfig, context: FilterContext) -> None:
         super().__init__(config, context)
@@ -565,6 +556,9 @@ class AuditFilter(Filter):
         self._field = self._screen_field()
         self._retag = {rule.id: f"{config.tag_prefix}.{rule.id}" for rule in self.rules}
         self._per_tag: dict[str, _TagRules] = {}
+        # A record kept in its stream and sent out under its audit tag is one object in two
+        # batches: the chain copies it only if a later filter could change one of them.
+        self.shares_records = config.retag and config.keep_original
 
     def _screen_field(self) -> str:
         """The field most rules have a literal gate on (``message`` with the defaults)."""
@@ -660,12 +654,8 @@ class AuditFilter(Filter):
             if len(matched) > 1:
                 mark["matched"] = matched
             marked += 1
-            if retag is not None and stay is None:
-                # Copied before marking, so the copy's mark is rebuilt flat, not walked.
-                twin = copy_record(record)
-                twin[mark_field] = _copy_mark(mark)
-                moved.setdefault(retag[top.id], []).append(twin)
-            elif retag is not None:
+            if retag is not None:
+                # With keep_original the record stays in ``records`` too: shared, see __init__.
                 moved.setdefault(retag[top.id], []).append(record)
             record[mark_field] = mark
         if marked:

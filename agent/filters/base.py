@@ -5,6 +5,11 @@ the batches that come out, as (tag, records) pairs: usually one pair with the sa
 that re-tags records (``rewrite_tag``, ``audit``) may return several, and the filters after it
 and the router see the new tags. A filter that holds records back (``multiline``) returns them
 later from ``flush``, which the agent calls at least every ``flush_interval``.
+
+Every filter owns the records it is given. A filter that keeps a record under its tag and also
+sends it out under another one returns the same record object in both batches and says so with
+``shares_records``: the chain copies it only if a later filter could see it (copying is most of
+the cost of such a record, and after the last filter nothing changes records any more).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class Filter(abc.ABC):
     counts_drops: ClassVar[bool] = True
     """Fewer records out than in means records were dropped (counted). False for filters that
     join records (multiline), where fewer out is not a loss."""
+    shares_records: bool = False
+    """The batches ``process`` returns may hold one record object more than once; the chain
+    gives each later filter its own copies (see the module's docstring)."""
 
     def __init__(self, config: Any, context: FilterContext) -> None:
         self.config = config

@@ -5,6 +5,8 @@ tag. Records a filter held back (``multiline``) come out of ``flush``/``close`` 
 the filters after it. Per filter, the chain counts records in and out and those dropped
 (``filter_records_total{direction}``, ``filter_dropped_records_total``); a filter that raises
 despite its contract is counted (``filter_errors_total``) and its batch passes on unchanged.
+After a filter that shares records (``Filter.shares_records``), a record that comes out more
+than once is copied before any later filter sees it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Sequence
 
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
+from agent.filters.common import copy_record
 from agent.filters.registry import FILTER_TYPES, type_name
 from agent.router import TagMatcher
 
@@ -20,13 +23,14 @@ _log = logging.getLogger(__name__)
 
 
 class _Stage:
-    __slots__ = ("context", "counts_drops", "filter", "matches")
+    __slots__ = ("context", "counts_drops", "filter", "matches", "shares_records")
 
     def __init__(self, filter_: Filter, context: FilterContext, matcher: TagMatcher) -> None:
         self.filter = filter_
         self.context = context
         self.matches = matcher.matches
         self.counts_drops = filter_.counts_drops
+        self.shares_records = filter_.shares_records
 
 
 def build_filter(index: int, config: FilterConfig, context: FilterContext) -> Filter:
@@ -43,6 +47,28 @@ def build_filter(index: int, config: FilterConfig, context: FilterContext) -> Fi
         return filter_class(config, context)
     except ValueError as exc:
         raise ValueError(f"{label}: {exc}") from None
+
+
+def unshare(batches: list[Batch]) -> list[Batch]:
+    """The batches with every record object after its first appearance replaced by a copy, so
+    no two places hold one record that a filter may change."""
+    seen: set[int] = set()
+    out: list[Batch] = []
+    for tag, records in batches:
+        ids = list(map(id, records))
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+            seen.update(ids)
+            out.append((tag, records))
+            continue
+        own: list[Record] = []
+        for record, key in zip(records, ids, strict=True):
+            if key in seen:
+                record = copy_record(record)
+            else:
+                seen.add(key)
+            own.append(record)
+        out.append((tag, own))
+    return out
 
 
 def merge_batches(batches: list[Batch]) -> list[Batch]:
@@ -84,6 +110,8 @@ class FilterChain:
         out: list[Batch] = []
         for index, stage in enumerate(self._stages):
             released = self._call(stage, "flush", now)
+            if released and stage.shares_records:
+                released = unshare(released)
             if released:
                 out.extend(self._run(index + 1, released))
         return merge_batches(out)
@@ -93,6 +121,8 @@ class FilterChain:
         out: list[Batch] = []
         for index, stage in enumerate(self._stages):
             released = self._call(stage, "close", None)
+            if released and stage.shares_records:
+                released = unshare(released)
             if released:
                 out.extend(self._run(index + 1, released))
         return merge_batches(out)
@@ -113,7 +143,9 @@ class FilterChain:
         return released
 
     def _run(self, start: int, batches: list[Batch]) -> list[Batch]:
-        for stage in self._stages[start:]:
+        last = len(self._stages) - 1
+        for index in range(start, last + 1):
+            stage = self._stages[index]
             out: list[Batch] = []
             for tag, records in batches:
                 if not stage.matches(tag):
@@ -139,4 +171,6 @@ class FilterChain:
             batches = merge_batches(out)
             if not batches:
                 return []
+            if stage.shares_records and index < last:
+                batches = unshare(batches)
         return batches

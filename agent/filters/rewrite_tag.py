@@ -14,14 +14,7 @@ from typing import Any
 
 from agent.fields import get_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
-from agent.filters.common import (
-    as_text,
-    compile_regex,
-    copy_record,
-    expect_pairs,
-    make_getter,
-    parse_path,
-)
+from agent.filters.common import as_text, compile_regex, expect_pairs, make_getter, parse_path
 
 _TAG_PIECE = re.compile(r"\$TAG\[(\d+)\]|\$TAG|\$(\d)|\$\{([^}]+)\}")
 
@@ -94,6 +87,9 @@ class RewriteTagFilter(Filter):
             self._rules.append(
                 (getter, regex.search, compile_new_tag(new_tag, f"{key}[2]", regex.groups), keep)
             )
+        # A kept record goes out under both tags as one object: the chain copies it only if a
+        # later filter could change one of them.
+        self.shares_records = any(keep for *_, keep in self._rules)
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         stay: list[Record] = []
@@ -113,8 +109,7 @@ class RewriteTagFilter(Filter):
                     stay.append(record)
                     break
                 if keep:
-                    stay.append(record)
-                    record = copy_record(record)
+                    stay.append(record)  # and under the new tag: shared, see __init__
                 moved.setdefault(new_tag, []).append(record)
                 break
             else:
