@@ -52,25 +52,35 @@ def event_times(records: list[Record], known: dict[str, float] | None = None) ->
     into the filter chain). A record whose ``time`` a filter left alone then costs a dict
     lookup instead of a parse; one that a filter set or changed is parsed from its text. Both
     give the same number: the parser's epochs are exactly ``rfc3339_to_epoch`` of its texts."""
+    if known:
+        try:
+            found = list(map(known.get, map(_get, records, repeat("time"))))
+            # A None (a text the parser did not give) fails the sum: one C loop, where a
+            # `None in` test compares every float with None.
+            sum(cast("list[float]", found))
+            return cast("list[float]", found)
+        except TypeError:  # that, or a filter made some `time` a list or dict (unhashable)
+            pass
     stamps = _stamps(records)
     if not known:
         return [_epoch_of(stamp) for stamp in stamps]
-    lookup: Callable[[Any], float | None] = known.get
-    try:
-        found = list(map(lookup, stamps))
-    except TypeError:  # a filter made some `time` a list or dict: unhashable, parsed below
-        found = [None] * len(stamps)
-    if None not in found:
-        return cast("list[float]", found)
+    lookup = known.get
     return [
-        epoch if epoch is not None else _epoch_of(stamp)
-        for epoch, stamp in zip(found, stamps, strict=True)
+        epoch if (epoch := _lookup(lookup, stamp)) is not None else _epoch_of(stamp)
+        for stamp in stamps
     ]
+
+
+def _lookup(lookup: Callable[[Any], float | None], stamp: object) -> float | None:
+    try:
+        return lookup(stamp)
+    except TypeError:  # unhashable
+        return None
 
 
 def known_times(records: list[Record], times: list[float]) -> dict[str, float]:
     """The parser's epochs by time text, for ``event_times`` after the filter chain."""
-    return dict(zip(_stamps(records), times, strict=True))
+    return dict(zip(map(_get, records, repeat("time")), times, strict=True))
 
 
 class Store:
