@@ -83,6 +83,33 @@ def known_times(records: list[Record], times: list[float]) -> dict[str, float]:
     return dict(zip(map(_get, records, repeat("time")), times, strict=True))
 
 
+class ChainTimes:
+    """The parser's event times for the records a filter chain returns; made before the chain
+    runs.
+
+    When no filter of the chain may change ``time`` (``FilterChain.keeps``) and the chain
+    returned its input list itself (nothing dropped, nothing moved away), those are the
+    parser's times as they are. Otherwise each ``time`` text is looked up among the parser's
+    (``known_times``, ``event_times``), or parsed if a filter set or changed it."""
+
+    __slots__ = ("_keeps_time", "_known", "_records", "_times")
+
+    def __init__(self, records: list[Record], times: list[float], keeps_time: bool) -> None:
+        self._records = records
+        self._times = times
+        self._keeps_time = keeps_time
+        # Made before the chain runs if a filter may change `time` (in place): the table must
+        # hold the parser's texts. If none may, only when needed.
+        self._known = None if keeps_time else known_times(records, times)
+
+    def of(self, out: list[Record]) -> list[float]:
+        if self._keeps_time and out is self._records:
+            return self._times
+        if self._known is None:
+            self._known = known_times(self._records, self._times)
+        return event_times(out, self._known)
+
+
 class Store:
     """Encodes records once and appends them to the buffer, per tag. Records whose tag no output
     takes are counted and dropped here, with one warning per tag."""
@@ -99,22 +126,16 @@ class Store:
         """monotonic time before which inputs should not submit again after a write error."""
         self._error_logged_at = -math.inf
 
-    def put(self, batches: list[Batch], known: dict[str, float] | None = None) -> None:
-        """Records whose ``time`` may have changed since parsing (filters ran): their epochs
-        come from their text, looked up in ``known`` first (see ``event_times``)."""
+    def put(self, batches: list[Batch], parsed: ChainTimes | None = None) -> None:
+        """What a filter chain returned: epochs from ``parsed`` (the parser's, for the batch
+        that went in), or else from each record's ``time`` text."""
         for tag, records in batches:
             if records:
-                self.put_with_times(tag, records, None, known)
+                self.put_with_times(tag, records, None if parsed is None else parsed.of(records))
 
-    def put_with_times(
-        self,
-        tag: str,
-        records: list[Record],
-        times: list[float] | None,
-        known: dict[str, float] | None = None,
-    ) -> None:
+    def put_with_times(self, tag: str, records: list[Record], times: list[float] | None) -> None:
         """``times``: each record's event time as the parser computed it, or None to compute
-        it from ``record["time"]`` (with ``known``, as ``event_times`` does)."""
+        it from ``record["time"]``."""
         if not records:
             return
         if not self._router.routes(tag):
@@ -124,7 +145,7 @@ class Store:
                 log.warning("no output matches tag %r: its records are dropped (counted)", tag)
             return
         if times is None:
-            times = event_times(records, known)
+            times = event_times(records)
         total = sum(times)  # NaN if any is: one C loop instead of a test per record
         if total != total:  # a filter removed or broke `time`
             now = time.time()
@@ -165,6 +186,7 @@ class IngestSink:
         self._parser = SyslogParser(config.format, config.timezone, config.tag_pattern)
         self._buffer = buffer
         self._chain = chain
+        self._chain_keeps_time = chain is not None and chain.keeps("time")
         self._store = store
         self._metrics = metrics
         self._source_key = config.source_key
@@ -211,8 +233,8 @@ class IngestSink:
             if self._chain is None:
                 self._store.put_with_times(self._tag, records, times)
             else:
-                known = known_times(records, times)
-                self._store.put(self._chain.process(self._tag, records), known)
+                parsed = ChainTimes(records, times, self._chain_keeps_time)
+                self._store.put(self._chain.process(self._tag, records), parsed)
             return
         render = self._tag_template
         grouped: dict[str, tuple[list[Record], list[float]]] = {}
@@ -227,11 +249,9 @@ class IngestSink:
                 self._store.put_with_times(tag, recs, recs_times)
         else:
             chain = self._chain
-            known = known_times(records, times)
-            self._store.put(
-                [out for tag, (recs, _) in grouped.items() for out in chain.process(tag, recs)],
-                known,
-            )
+            for tag, (recs, recs_times) in grouped.items():
+                parsed = ChainTimes(recs, recs_times, self._chain_keeps_time)
+                self._store.put(chain.process(tag, recs), parsed)
 
     def has_room(self) -> bool:
         return self._buffer.has_room() and time.monotonic() >= self._store.retry_at

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.buffer.base import BufferConfig
 from agent.buffer.disk import DiskBuffer
 from agent.filters.chain import FilterChain
-from agent.ingest import IngestSink, Store, event_times, known_times
+from agent.ingest import ChainTimes, IngestSink, Store
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
@@ -227,14 +227,15 @@ def _run(
     start_cpu = time.process_time()
     start = time.perf_counter()
     # What agent/ingest.py does per batch: records and their epochs from the parser, one
-    # encode_lines per batch; after a chain, epochs from each record's `time` text, with the
-    # parser's epochs looked up for the texts the filters left alone.
+    # encode_lines per batch; after a chain, the epochs of the records that came out: the
+    # parser's where no filter may change `time` (ChainTimes).
     if chain is not None:
+        keeps_time = chain.keeps("time")
         for batch in batches:
             records, times = parse(batch, received)
-            known = known_times(records, times)
+            parsed = ChainTimes(records, times, keeps_time)
             for _tag, kept in chain.process("syslog.node", records):
-                event_times(kept, known)
+                parsed.of(kept)
                 encode_lines(kept)
     elif encode:
         for batch in batches:

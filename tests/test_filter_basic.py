@@ -24,6 +24,10 @@ def test_grep_legacy_keeps_matching_and_drops_excluded() -> None:
         {"ident": "cron", "message": "job"},
     ]
     assert run(f, records) == [records[0]]
+    # Nothing dropped: the list itself comes back (the agent then reuses the parsed times).
+    kept = records[:1]
+    assert f.process("syslog", kept) == [("syslog", kept)] and f.process("s", kept)[0][1] is kept
+    assert make("grep", exclude=[["message", "^GET /healthz"]]).writes == frozenset()
 
 
 def test_grep_nested_path_and_non_string_values() -> None:

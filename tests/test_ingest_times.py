@@ -19,7 +19,7 @@ from agent.buffer.memory import MemoryBuffer
 from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain
 from agent.filters.registry import FILTER_TYPES
-from agent.ingest import IngestSink, Store, event_times, known_times
+from agent.ingest import ChainTimes, IngestSink, Store, event_times, known_times
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
@@ -90,11 +90,22 @@ def test_a_wrong_known_epoch_would_show() -> None:
     assert event_times(records, {"2026-11-29T21:00:01Z": 1.0}) == [1.0]
 
 
-def _chain() -> FilterChain:
-    raw = {"type": "python", "function": "tests.test_ingest_times:edit_times"}
-    config = msgspec.convert(raw, FILTER_TYPES["python"][0], dec_hook=config_dec_hook)
-    context = FilterContext(name="edit", logger=LOG, metrics=Registry().component("f", "python"))
-    return FilterChain([(config, context)])
+def _chain(*raws: dict[str, Any]) -> FilterChain:
+    """The python filter editing times, or the filters given."""
+    pairs = []
+    for index, raw in enumerate(raws or [{"type": "python", "function": f"{__name__}:edit_times"}]):
+        config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
+        metrics = Registry().component(f"f{index}", raw["type"])
+        pairs.append((config, FilterContext(name=f"f{index}", logger=LOG, metrics=metrics)))
+    return FilterChain(pairs)
+
+
+TYPICAL = (
+    {"type": "grep", "exclude": [["message", "^drop"]]},
+    {"type": "modify", "rules": [["set", "cluster", "prod"], ["rename", "pid", "process"]]},
+    {"type": "audit"},
+)
+"""Filters that may not change `time`: the sink reuses the parser's epochs."""
 
 
 def edit_times(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,8 +113,31 @@ def edit_times(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return _edited(records)
 
 
-@pytest.mark.parametrize("tag", ["syslog", "app.${ident}"])
-def test_sink_buffers_each_records_time_after_the_chain(tag: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tag", "filters", "frames"),
+    [
+        ("syslog", (), FRAMES),
+        ("app.${ident}", (), FRAMES),
+        # Drops (grep), re-tagged records (audit), and the input list itself: each its time.
+        ("syslog", TYPICAL, None),
+        ("app.${ident}", TYPICAL, None),
+        ("syslog", TYPICAL[1:], None),  # nothing dropped: the input list comes out
+    ],
+)
+def test_sink_buffers_each_records_time_after_the_chain(
+    tag: str, filters: tuple[dict[str, Any], ...], frames: list[bytes] | None, tmp_path: Path
+) -> None:
+    if frames is None:
+        frames = [
+            f"<{pri}>1 2026-11-29T21:00:{i:02d}.{i}Z node-a {app} {i} - - {text}".encode()
+            for i, (pri, app, text) in enumerate(
+                [(30, "web", "drop this"), (30, "web", "keep this")] * 5
+                + [(38, "sshd", "Accepted password for bob from 10.0.0.9 port 22 ssh2")] * 3
+                + [(30, "web", "drop that"), (30, "sudo", "x"), (30, "web", "keep")]
+            )
+        ]
+        frames.insert(4, b"not syslog at all")  # stamped when it arrived
+    assert not filters or _chain(*filters).keeps("time")
     registry = Registry()
     buffer = MemoryBuffer(
         BufferConfig(type="memory"), str(tmp_path), registry.component("buffer", "memory"), LOG
@@ -113,7 +147,7 @@ def test_sink_buffers_each_records_time_after_the_chain(tag: str, tmp_path: Path
     sink = IngestSink(
         SyslogInputConfig(tag=tag, mode="tcp", listen="127.0.0.1:5514"),
         buffer,
-        _chain(),
+        _chain(*filters),
         store,
         registry.component("in", "syslog"),
     )
@@ -121,7 +155,7 @@ def test_sink_buffers_each_records_time_after_the_chain(tag: str, tmp_path: Path
     async def scenario() -> list[tuple[dict[str, Any], float]]:
         await buffer.open(router.routes)
         before = time.time()
-        assert sink.submit(list(FRAMES))
+        assert sink.submit(list(frames))
         after = time.time()
         buffer.seal_due(math.inf)
         pairs = []
@@ -139,7 +173,39 @@ def test_sink_buffers_each_records_time_after_the_chain(tag: str, tmp_path: Path
         return pairs
 
     pairs = asyncio.run(scenario())
+    if filters:
+        # 6 dropped by grep, 3 audit copies; the check that matters ran per record above.
+        assert len(pairs) == len(frames) - (6 if filters[0]["type"] == "grep" else 0) + 3
+        assert sum("audit" in record for record, _ in pairs) == 6
+        return
     by_message = {record["message"]: epoch for record, epoch in pairs}
     assert len(pairs) == len(FRAMES)
     assert by_message["plain line"] == rfc3339_to_epoch("2026-11-29T21:00:01.25Z")
     assert by_message["set my time"] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
+
+
+def test_chain_times_reuse_the_parsers_list_only_for_the_input_list() -> None:
+    records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
+    parsed = ChainTimes(records, times, keeps_time=True)
+    assert parsed.of(records) is times
+    assert parsed.of(records[1::2]) == times[1::2]
+    assert ChainTimes(records, times, keeps_time=False).of(records) is not times
+
+
+def test_chain_times_without_the_chain_keeping_time_uses_the_texts_from_before() -> None:
+    records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
+    parsed = ChainTimes(records, times, keeps_time=False)
+    edited = _edited(records)  # in place, after the table was made
+    assert parsed.of(edited)[0] == times[0]
+    assert parsed.of(edited)[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
+
+
+def test_which_chains_keep_time() -> None:
+    assert _chain(*TYPICAL).keeps("time") and not _chain(*TYPICAL).keeps("cluster")
+    assert not _chain(*TYPICAL).keeps("pid") and not _chain(*TYPICAL).keeps("audit")
+    assert not _chain({"type": "modify", "rules": [["set", "time.x", "1"]]}).keeps("time")
+    assert not _chain({"type": "modify", "rules": [["remove_regex", "^x"]]}).keeps("time")
+    assert not _chain({"type": "audit", "field": "time"}).keeps("time")
+    assert not _chain().keeps("time")  # python: may change anything
+    assert _chain({"type": "throttle", "rate": 5}, {"type": "rewrite_tag", "rules": [
+        ["ident", "x", "y", True]]}).keeps("time")  # fmt: skip

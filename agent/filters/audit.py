@@ -559,6 +559,7 @@ class AuditFilter(Filter):
         # A record kept in its stream and sent out under its audit tag is one object in two
         # batches: the chain copies it only if a later filter could change one of them.
         self.shares_records = config.retag and config.keep_original
+        self.writes = frozenset([config.field])
 
     def _screen_field(self) -> str:
         """The field most rules have a literal gate on (``message`` with the defaults)."""

@@ -45,6 +45,10 @@ class Filter(abc.ABC):
     """Fewer records out than in means records were dropped (counted). False for filters that
     join records (multiline), where fewer out is not a loss."""
     shares_records: bool = False
+    writes: frozenset[str] | None = None
+    """The top-level fields this filter may set, change or remove in the records it is given;
+    None: it may change anything. The agent reuses the parser's event times for records whose
+    ``time`` no filter of the chain may change (``FilterChain.keeps``)."""
     """The batches ``process`` returns may hold one record object more than once; the chain
     gives each later filter its own copies (see the module's docstring)."""
 

@@ -96,6 +96,13 @@ class FilterChain:
     def __len__(self) -> int:
         return len(self._stages)
 
+    def keeps(self, field: str) -> bool:
+        """No filter of the chain may set, change or remove the top-level ``field``."""
+        return all(
+            stage.filter.writes is not None and field not in stage.filter.writes
+            for stage in self._stages
+        )
+
     @property
     def filters(self) -> list[Filter]:
         return [stage.filter for stage in self._stages]

@@ -56,6 +56,7 @@ def _make_test(field: str, pattern: str, key: str) -> Test:
 
 
 class GrepFilter(RecordFilter):
+    writes = frozenset()
     def __init__(self, config: GrepConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         expect_pairs(config.regex, "regex", 2)
@@ -98,6 +99,11 @@ class GrepFilter(RecordFilter):
         return parts[0], prefixes, lambda text: text.startswith(starts), keep
 
     def apply(self, records: list[Record]) -> list[Record]:
+        kept = self._kept(records)
+        # Nothing dropped: the same list, which lets the agent reuse the batch's parsed times.
+        return records if len(kept) == len(records) else kept
+
+    def _kept(self, records: list[Record]) -> list[Record]:
         if self._single is None:
             wanted = self._wanted
             return [record for record in records if wanted(record)]

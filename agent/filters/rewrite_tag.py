@@ -66,6 +66,7 @@ def compile_new_tag(template: str, key: str, groups: int) -> Render:
 
 
 class RewriteTagFilter(Filter):
+    writes = frozenset()
     def __init__(self, config: RewriteTagConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         if not config.rules:

@@ -64,6 +64,7 @@ class _Window:
 
 
 class ThrottleFilter(Filter):
+    writes = frozenset()
     def __init__(self, config: ThrottleConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         self.clock: Callable[[], float] = time.monotonic
