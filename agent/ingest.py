@@ -11,13 +11,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any, cast
 
 import msgspec
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
+from agent.filters.base import Subset
 from agent.filters.chain import FilterChain
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
@@ -83,14 +84,19 @@ def known_times(records: list[Record], times: list[float]) -> dict[str, float]:
     return dict(zip(map(_get, records, repeat("time")), times, strict=True))
 
 
+_FEW = 8
+"""An output batch this many times smaller than the input gets its times from its texts."""
+
+
 class ChainTimes:
     """The parser's event times for the records a filter chain returns; made before the chain
     runs.
 
     When no filter of the chain may change ``time`` (``FilterChain.keeps``) and the chain
-    returned its input list itself (nothing dropped, nothing moved away), those are the
-    parser's times as they are. Otherwise each ``time`` text is looked up among the parser's
-    (``known_times``, ``event_times``), or parsed if a filter set or changed it."""
+    returned its input list itself, those are the parser's times as they are; for a ``Subset``
+    of it (grep dropped some), the times its mask keeps. Otherwise each ``time`` text is looked
+    up among the parser's (``known_times``, ``event_times``), or parsed if a filter set or
+    changed it."""
 
     __slots__ = ("_keeps_time", "_known", "_records", "_times")
 
@@ -103,11 +109,26 @@ class ChainTimes:
         self._known = None if keeps_time else known_times(records, times)
 
     def of(self, out: list[Record]) -> list[float]:
-        if self._keeps_time and out is self._records:
-            return self._times
+        if self._keeps_time:
+            found = self._by_place(out)
+            if found is not None:
+                return found
+            if self._known is None and len(out) * _FEW < len(self._records):
+                return event_times(out)  # a few (audit's copies): cheaper than the table
         if self._known is None:
             self._known = known_times(self._records, self._times)
         return event_times(out, self._known)
+
+    def _by_place(self, out: list[Record]) -> list[float] | None:
+        """The times of the input list itself, or of a ``Subset`` of it (of a Subset...)."""
+        if out is self._records:
+            return self._times
+        if out.__class__ is Subset:  # exactly: a subclass could mean something else
+            assert isinstance(out, Subset)
+            times = self._by_place(out.source)
+            if times is not None and len(out.mask) == len(times):
+                return list(compress(times, out.mask))
+        return None
 
 
 class Store:

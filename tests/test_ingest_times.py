@@ -16,7 +16,7 @@ import pytest
 
 from agent.buffer.base import BufferConfig
 from agent.buffer.memory import MemoryBuffer
-from agent.filters.base import FilterContext
+from agent.filters.base import FilterContext, Subset
 from agent.filters.chain import FilterChain
 from agent.filters.registry import FILTER_TYPES
 from agent.ingest import ChainTimes, IngestSink, Store, event_times, known_times
@@ -190,6 +190,28 @@ def test_chain_times_reuse_the_parsers_list_only_for_the_input_list() -> None:
     assert parsed.of(records) is times
     assert parsed.of(records[1::2]) == times[1::2]
     assert ChainTimes(records, times, keeps_time=False).of(records) is not times
+
+
+def test_chain_times_of_subsets_follow_their_masks() -> None:
+    records, times = SyslogParser().parse_batch_with_times(FRAMES * 3, 1_795_000_000.0)
+    parsed = ChainTimes(records, times, keeps_time=True)
+    mask = [i % 3 != 1 for i in range(len(records))]
+    kept = Subset(records, mask)
+    assert list(kept) == [r for r, m in zip(records, mask, strict=True) if m]
+    assert parsed.of(kept) == [t for t, m in zip(times, mask, strict=True) if m]
+    inner = Subset(kept, [i % 2 == 0 for i in range(len(kept))])
+    assert parsed.of(inner) == [times[i] for i in range(len(records)) if mask[i]][::2]
+    # A subset of some other list: its records' times by their texts, the same numbers.
+    other = [dict(r) for r in records]
+    assert _same(parsed.of(Subset(other, mask)), parsed.of(kept))
+    assert parsed.of(records[:2]) == times[:2]  # a few records: from their texts
+
+
+def test_grep_returns_a_subset_of_its_input() -> None:
+    (_, out), = _chain(TYPICAL[0]).process("syslog", records := [
+        {"message": "drop me"}, {"message": "keep me"}, {"message": "drop too"}])  # fmt: skip
+    assert isinstance(out, Subset) and out.source is records and out.mask == [False, True, False]
+    assert out == [records[1]]
 
 
 def test_chain_times_without_the_chain_keeping_time_uses_the_texts_from_before() -> None:

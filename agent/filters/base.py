@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from itertools import compress
 from typing import Any, ClassVar
 
 import msgspec
@@ -24,6 +25,21 @@ from outputs.base import Metrics
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
+
+
+class Subset(list[Record]):
+    """The records of ``source`` whose ``mask`` entry is true, in their order: what ``grep``
+    returns when it drops some. When no filter of the chain may change ``time`` (see
+    ``Filter.writes``), the agent finds their parsed event times through the mask instead of
+    looking each record's text up. Filters that declare ``writes`` never change a list they
+    were given or return (its records, yes)."""
+
+    __slots__ = ("mask", "source")
+
+    def __init__(self, source: list[Record], mask: list[bool]) -> None:
+        super().__init__(compress(source, mask))
+        self.source = source
+        self.mask = mask
 
 
 class FilterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -45,12 +61,12 @@ class Filter(abc.ABC):
     """Fewer records out than in means records were dropped (counted). False for filters that
     join records (multiline), where fewer out is not a loss."""
     shares_records: bool = False
+    """The batches ``process`` returns may hold one record object more than once; the chain
+    gives each later filter its own copies (see the module's docstring)."""
     writes: frozenset[str] | None = None
     """The top-level fields this filter may set, change or remove in the records it is given;
     None: it may change anything. The agent reuses the parser's event times for records whose
     ``time`` no filter of the chain may change (``FilterChain.keeps``)."""
-    """The batches ``process`` returns may hold one record object more than once; the chain
-    gives each later filter its own copies (see the module's docstring)."""
 
     def __init__(self, config: Any, context: FilterContext) -> None:
         self.config = config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
+from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter, Subset
 from agent.filters.common import as_text, compile_regex, expect_pairs, make_getter, parse_path
 from agent.filters.literals import literal_prefixes, regex_gate
 
@@ -99,14 +99,15 @@ class GrepFilter(RecordFilter):
         return parts[0], prefixes, lambda text: text.startswith(starts), keep
 
     def apply(self, records: list[Record]) -> list[Record]:
-        kept = self._kept(records)
-        # Nothing dropped: the same list, which lets the agent reuse the batch's parsed times.
-        return records if len(kept) == len(records) else kept
+        mask = self._mask(records)
+        if all(mask):  # the same list: the agent reuses the batch's parsed times as they are
+            return records
+        return Subset(records, mask)  # the agent finds the kept records' times by the mask
 
-    def _kept(self, records: list[Record]) -> list[Record]:
+    def _mask(self, records: list[Record]) -> list[bool]:
         if self._single is None:
             wanted = self._wanted
-            return [record for record in records if wanted(record)]
+            return [wanted(record) for record in records]
         field, prefixes, matches, keep = self._single
 
         def slow(value: Any) -> bool:
@@ -117,18 +118,16 @@ class GrepFilter(RecordFilter):
         # One comprehension: the hot loop of the most common grep (one regex on one field).
         if prefixes is not None:
             return [
-                record
-                for record in records
-                if (
+                (
                     value.startswith(prefixes)
                     if (value := record.get(field)).__class__ is str
                     else slow(value)
                 )
                 is keep
+                for record in records
             ]
         return [
-            record
-            for record in records
-            if (matches(value) if (value := record.get(field)).__class__ is str else slow(value))
+            (matches(value) if (value := record.get(field)).__class__ is str else slow(value))
             is keep
+            for record in records
         ]
