@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -291,23 +292,37 @@ def bench(
                     "us_per_record": round(cpu / len(frames) * 1e6, 3),
                     "wall_records_per_s": round(len(frames) / wall),
                     "wall_us_per_record": round(wall / len(frames) * 1e6, 3),
+                    "cpu_seconds_per_run": [round(run[0], 6) for run in runs[mode]],
                 }
             )
     return rows
 
 
-def _chain_share(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+def _chain_share(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per shape and base (parse+encode, ingest): the chain's CPU time per record, and the
-    share of throughput it costs (1 - records/s with the chain / records/s without)."""
+    share of throughput it costs (1 - records/s with the chain / records/s without): from the
+    best runs, and the median over the repeats of each pair of runs that took turns (robust
+    to a busy spell that spoils one run of a pair, or makes one best run look too good)."""
     by_key = {(row["shape"], row["mode"]): row for row in rows}
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for shape in dict.fromkeys(row["shape"] for row in rows):
         out[shape] = {}
         for base in ("parse+encode", "ingest"):
             bare, full = by_key[(shape, base)], by_key[(shape, base + "+chain")]
+            paired = sorted(
+                1 - b / f
+                for b, f in zip(
+                    bare["cpu_seconds_per_run"], full["cpu_seconds_per_run"], strict=True
+                )
+            )
             out[shape][base] = {
                 "chain_us_per_record": round(full["us_per_record"] - bare["us_per_record"], 3),
                 "throughput_cost": round(1 - full["records_per_s"] / bare["records_per_s"], 3),
+                "throughput_cost_median": round(statistics.median(paired), 3),
+                "throughput_cost_quartiles": [
+                    round(paired[len(paired) // 4], 3),
+                    round(paired[(3 * len(paired) - 1) // 4], 3),
+                ],
             }
     return out
 
@@ -317,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--records", type=int, default=200_000, help="records per shape")
     args.add_argument("--batch", type=int, default=256, help="frames per parse_batch call")
-    args.add_argument("--repeat", type=int, default=5, help="runs per row; the best is kept")
+    args.add_argument(
+        "--repeat", type=int, default=7, help="runs per row: the best is kept, pairs compared"
+    )
     args.add_argument("--json", type=Path, default=default_json, help="where to write results")
     args.add_argument("--smoke", action="store_true", help="tiny run (checks it works)")
     args.add_argument(
@@ -346,12 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     print("records/s and us/rec are per CPU second of this process (best of --repeat runs);")
     print("wall columns include time the process waited for a core.")
     print("the typical chain (grep + modify + audit): CPU time it adds per record, and the")
-    print("share of the throughput it costs, against parse+encode and the agent's ingest path:")
+    print("share of the throughput it costs, against parse+encode and the agent's ingest path")
+    print(f"(best runs; median and quartiles of the {options.repeat} paired runs):")
     for shape, bases in chain_share.items():
         for base, share in bases.items():
+            low, high = share["throughput_cost_quartiles"]
             print(
                 f"  {shape:<8} {base:<13} {share['chain_us_per_record']:.3f} us/record, "
-                f"{share['throughput_cost']:.0%} of the throughput"
+                f"{share['throughput_cost']:.0%} of the throughput; paired median "
+                f"{share['throughput_cost_median']:.0%} ({low:.0%}..{high:.0%})"
             )
     result = {
         "benchmark": "parse",

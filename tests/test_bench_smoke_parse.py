@@ -40,4 +40,7 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
         assert set(bases) == {"parse+encode", "ingest"}
         for share in bases.values():
             assert -1 < share["throughput_cost"] < 1
+            assert -1 < share["throughput_cost_median"] < 1
+            low, high = share["throughput_cost_quartiles"]
+            assert low <= share["throughput_cost_median"] <= high
     assert [f["type"] for f in result["chain"]["filters"]] == ["grep", "modify", "audit"]
