@@ -6,6 +6,7 @@ Shared by the benchmarks and the end-to-end tests.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,13 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def write_result(path: Path, result: dict[str, object]) -> None:
+    """A benchmark's JSON, where ``--json`` says (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

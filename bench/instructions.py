@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import write_result
 
 CHAINS = ("none", "typical")
 _REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
@@ -140,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{shape:<6} {bare:>10,.0f} {chained:>10,.0f} {share:>8.1%}")
     result = {"benchmark": "instructions", "records": options.records, "rows": rows}
-    options.json.parent.mkdir(parents=True, exist_ok=True)
-    options.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {options.json}")
+    write_result(options.json, result)
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import platform
@@ -45,6 +44,7 @@ from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
 from bench.filters import CHAINS, build
+from bench.harness import write_result
 from parsers.syslog import SyslogParser
 
 START = 1795986000  # 2026-11-29T21:00:00Z
@@ -388,9 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "chain_cost": chain_share,
     }
-    options.json.parent.mkdir(parents=True, exist_ok=True)
-    options.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {options.json}")
+    write_result(options.json, result)
     return 0
 
 
