@@ -11,8 +11,6 @@ agent's code), to know which records each frame holds.
 
 from __future__ import annotations
 
-import collections
-import re
 import socket
 import struct
 import zlib
@@ -24,22 +22,9 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, wait_for
+from tests.numbered import SEQ, numbered_lines, numbers_in
 
-SEQ = re.compile(rb"seq=(\d+) end")
 BATCHES, PER_BATCH = 60, 25
-
-
-def _message(n: int) -> bytes:
-    return b"<14>1 2026-11-29T21:00:00.000001Z node app 42 - - payload-%s seq=%d end\n" % (
-        b"x" * 100,
-        n,
-    )
-
-
-def _numbers(path: Path) -> collections.Counter[int]:
-    if not path.exists():
-        return collections.Counter()
-    return collections.Counter(int(m) for m in SEQ.findall(path.read_bytes()))
 
 
 class Frame(msgspec.Struct):
@@ -126,7 +111,7 @@ def _buffer_records_while_output_fails(
     with socket.create_connection(("127.0.0.1", port)) as conn:
         for batch in range(BATCHES):
             first = batch * PER_BATCH
-            conn.sendall(b"".join(_message(n) for n in range(first, first + PER_BATCH)))
+            conn.sendall(numbered_lines(first, first + PER_BATCH))
             wait_for(_took(agent, first + PER_BATCH))
     wait_for(lambda: agent.metric("output_retries_total") >= 1)
     assert agent.stop() == 0
@@ -182,9 +167,9 @@ def test_damaged_frames_and_header_are_reported_moved_aside_and_the_rest_deliver
 
     blocker.unlink()  # the output recovers
     agent = start_agent(config, workdir=workdir)
-    wait_for(lambda: len(_numbers(out)) >= len(expected), timeout=60)
+    wait_for(lambda: len(numbers_in(out)) >= len(expected), timeout=60)
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
-    delivered = _numbers(out)
+    delivered = numbers_in(out)
     assert set(delivered) == expected
     assert kept_in_damaged <= set(delivered)  # every frame before the damage
     assert max(delivered.values()) == 1

@@ -3,9 +3,7 @@ outage, a full buffer, dead letters."""
 
 from __future__ import annotations
 
-import collections
 import json
-import re
 import socket
 import threading
 import time
@@ -16,27 +14,12 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, read_ndjson, wait_for
+from tests.numbered import numbered_lines, numbers_in
 
 pytestmark = pytest.mark.slow
 
-SEQ = re.compile(r"seq=(\d+)")
+WIDE = b"payload-" + b"x" * 120
 
-
-def numbered(start: int, stop: int) -> bytes:
-    return b"".join(
-        b"<14>1 2026-11-29T21:00:00.000001Z node app 42 - - payload-%s seq=%d\n" % (b"x" * 120, n)
-        for n in range(start, stop)
-    )
-
-
-def seqs(path: Path) -> collections.Counter[int]:
-    counter: collections.Counter[int] = collections.Counter()
-    if path.exists():
-        for line in path.read_bytes().splitlines():
-            match = SEQ.search(line.decode())
-            if match:
-                counter[int(match.group(1))] += 1
-    return counter
 
 
 def _config(tmp_path: Path, port: int, out: Path, buffer: str = "", output: str = "") -> str:
@@ -86,7 +69,7 @@ def test_kill_9_under_load_loses_nothing_the_agent_took(
                 if stop_sending.is_set():
                     return
                 try:
-                    conn.sendall(numbered(first, min(first + 1000, total)))
+                    conn.sendall(numbered_lines(first, min(first + 1000, total), payload=WIDE))
                 except OSError:
                     return
 
@@ -101,15 +84,15 @@ def test_kill_9_under_load_loses_nothing_the_agent_took(
     agent.kill()
     stop_sending.set()
     sender.join(30)
-    delivered_before_restart = sum(seqs(out).values())
+    delivered_before_restart = sum(numbers_in(out).values())
 
     agent = start_agent(config, workdir=workdir)
     stop_sending.clear()
     send(taken)
     deadline = time.monotonic() + 120
-    while len(seqs(out)) < total and time.monotonic() < deadline:
+    while len(numbers_in(out)) < total and time.monotonic() < deadline:
         time.sleep(0.2)
-    counts = seqs(out)
+    counts = numbers_in(out)
     missing = sorted(set(range(total)) - set(counts))
     assert not missing, (
         f"{len(missing)} numbers never arrived, first {missing[:5]} last {missing[-5:]}; "
@@ -132,14 +115,14 @@ def test_output_outage_buffers_on_disk_then_delivers_everything(
     out = blocker / "out.ndjson"
     agent = start_agent(_config(tmp_path, port, out))
     with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.sendall(numbered(0, 20_000))
+        conn.sendall(numbered_lines(0, 20_000, payload=WIDE))
     wait_for(lambda: agent.metric("input_records_total") == 20_000)
     wait_for(lambda: agent.metric("output_retries_total") >= 2)
     wait_for(lambda: agent.metric("buffer_bytes", location="disk") > 1_000_000)
     assert agent.readyz()[0] == 200  # an output retrying is not a reason to refuse traffic
 
     blocker.unlink()  # the destination recovers
-    wait_for(lambda: len(seqs(out)) == 20_000, timeout=60)
+    wait_for(lambda: len(numbers_in(out)) == 20_000, timeout=60)
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
     assert agent.metric("output_records_total") >= 20_000
 
@@ -182,7 +165,7 @@ retry_limit = "unlimited"
 
     def send_tcp() -> None:
         with socket.create_connection(("127.0.0.1", tcp_port)) as conn:
-            conn.sendall(numbered(0, total_tcp))
+            conn.sendall(numbered_lines(0, total_tcp, payload=WIDE))
         done.set()
 
     sender = threading.Thread(target=send_tcp)
@@ -196,9 +179,8 @@ retry_limit = "unlimited"
     udp_sent = 2_000
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for n in range(udp_sent):
-            sock.sendto(
-                b"<14>Nov 29 21:00:00 host udp: seq=%d" % (1_000_000 + n), ("127.0.0.1", udp_port)
-            )
+            line = b"<14>Nov 29 21:00:00 host udp: seq=%d end" % (1_000_000 + n)
+            sock.sendto(line, ("127.0.0.1", udp_port))
     wait_for(
         lambda: (
             agent.metric("input_dropped_records_total", name="udp-in", reason="buffer_full")
@@ -213,8 +195,8 @@ retry_limit = "unlimited"
     blocker.unlink()
     sender.join(120)
     assert done.is_set()
-    wait_for(lambda: sum(1 for n in seqs(out) if n < total_tcp) == total_tcp, timeout=120)
-    udp_arrived = sum(1 for n in seqs(out) if n >= 1_000_000)
+    wait_for(lambda: sum(1 for n in numbers_in(out) if n < total_tcp) == total_tcp, timeout=120)
+    udp_arrived = sum(1 for n in numbers_in(out) if n >= 1_000_000)
     kernel = agent.metric("input_kernel_drops_total", name="udp-in")
     assert udp_arrived + udp_dropped + kernel == udp_sent
 
@@ -230,7 +212,7 @@ def test_past_retry_limit_a_chunk_goes_to_dead_letter_with_reason(
     )
     agent = start_agent(config)
     with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.sendall(numbered(0, 100))
+        conn.sendall(numbered_lines(0, 100, payload=WIDE))
     dead = tmp_path / "data" / "dead-letter"
     wait_for(lambda: list(dead.glob("*.json")), timeout=30)
     reason = json.loads(next(dead.glob("*.json")).read_text())

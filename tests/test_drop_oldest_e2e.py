@@ -8,7 +8,6 @@ newest records are among what arrived and only older ones are missing."""
 
 from __future__ import annotations
 
-import collections
 import re
 import socket
 import threading
@@ -19,29 +18,16 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, wait_for
+from tests.numbered import numbered_lines, numbers_in
 
 pytestmark = pytest.mark.slow
 
 TOTAL = 40_000
-SEQ = re.compile(rb"seq=(\d+) end")
 CHUNK_BYTES = 256 * 1024
 MAX_BYTES = 2 * 1024 * 1024
 """Several chunks fit in the buffer. A TCP read (one batch, never split) can be up to 256 KiB: a
 max_bytes of about one batch would leave nothing but the chunk in flight after each drop."""
 DROP_LOG = re.compile(r"dropping oldest chunk (\S+) \(tag '[^']*', (\d+) records\)")
-
-
-def _message(n: int) -> bytes:
-    return b"<14>1 2026-11-29T21:00:00.000001Z node app 42 - - payload-%s seq=%d end\n" % (
-        b"x" * 100,
-        n,
-    )
-
-
-def _numbers(path: Path) -> collections.Counter[int]:
-    if not path.exists():
-        return collections.Counter()
-    return collections.Counter(int(m) for m in SEQ.findall(path.read_bytes()))
 
 
 def test_drop_oldest_never_blocks_and_counts_every_record_it_drops(
@@ -80,7 +66,7 @@ retry_limit = "unlimited"
     def send() -> None:
         with socket.create_connection(("127.0.0.1", port)) as conn:
             for first in range(0, TOTAL, 500):
-                conn.sendall(b"".join(_message(n) for n in range(first, first + 500)))
+                conn.sendall(numbered_lines(first, first + 500))
         sent.set()
 
     sender = threading.Thread(target=send)
@@ -108,7 +94,7 @@ retry_limit = "unlimited"
 
     blocker.unlink()  # the output recovers
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=60)
-    arrived = _numbers(out)
+    arrived = numbers_in(out)
     assert max(arrived.values()) == 1, "no duplicates without a crash"
     assert agent.metric("buffer_dropped_records_total", reason="drop_oldest") == dropped
     assert len(arrived) + dropped == TOTAL

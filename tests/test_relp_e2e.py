@@ -22,9 +22,7 @@ window when it rebinds. Without ``rebindInterval`` it resends them (these tests)
 
 from __future__ import annotations
 
-import collections
 import os
-import re
 import signal
 import socket
 import threading
@@ -36,6 +34,7 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, wait_for
+from tests.numbered import numbered_lines, numbers_in
 from tests.peers.rsyslog import Rsyslog, available
 
 pytestmark = [
@@ -45,18 +44,6 @@ pytestmark = [
 ]
 
 TOTAL = 100_000
-SEQ = re.compile(rb"seq=(\d+) end")
-"""A number counts only with its terminator: a line torn by a kill cannot fake a short number."""
-
-
-def _message(n: int) -> bytes:
-    return b"<14>1 2026-11-29T21:00:00.000001Z node relp-app 42 - - payload seq=%d end\n" % n
-
-
-def _numbers(path: Path) -> collections.Counter[int]:
-    if not path.exists():
-        return collections.Counter()
-    return collections.Counter(int(m) for m in SEQ.findall(path.read_bytes()))
 
 
 def _rsyslog_snippet(tcp_port: int, relp_port: int) -> str:
@@ -112,7 +99,9 @@ def _send_to_rsyslog(
                 time.sleep(0.05)
         with conn:
             for first in range(0, total, 1000):
-                conn.sendall(b"".join(_message(n) for n in range(first, first + 1000)))
+                conn.sendall(
+                    numbered_lines(first, first + 1000, app="relp-app", payload=b"payload")
+                )
         done.set()
     except BaseException as exc:  # reported by the test thread
         errors.append(exc)
@@ -164,7 +153,7 @@ def test_relp_agent_stopped_twice_during_the_stream_loses_nothing(
             else:
                 os.kill(agent.pid, signal.SIGHUP)
                 wait_for(_reloaded(agent, round_ + 1), timeout=60)
-            arrived = _numbers(out)
+            arrived = numbers_in(out)
             stops.append({"distinct_arrived": len(arrived), "lines": sum(arrived.values())})
             assert len(arrived) < TOTAL, "the stream ended before the kill: nothing was proven"
             if stop != "sighup":
@@ -174,11 +163,11 @@ def test_relp_agent_stopped_twice_during_the_stream_loses_nothing(
         sender.join(120)
         assert not errors, errors
         assert sent.is_set()
-        wait_for(lambda: len(_numbers(out)) >= TOTAL, timeout=120)
+        wait_for(lambda: len(numbers_in(out)) >= TOTAL, timeout=120)
         rsyslog_output = peer.output()
     elapsed = time.monotonic() - started
 
-    counts = _numbers(out)
+    counts = numbers_in(out)
     missing = sorted(set(range(TOTAL)) - set(counts))
     assert not missing, (
         f"{len(missing)} numbers never arrived, first {missing[:5]}; stops {stops}\n"
@@ -231,9 +220,9 @@ def test_relp_full_buffer_holds_rsyslog_back_across_a_kill_9(
         sender.join(120)
         assert not errors, errors
         assert sent.is_set()
-        wait_for(lambda: len(_numbers(out)) >= total, timeout=120)
+        wait_for(lambda: len(numbers_in(out)) >= total, timeout=120)
         rsyslog_output = peer.output()
-    counts = _numbers(out)
+    counts = numbers_in(out)
     assert set(counts) == set(range(total)), rsyslog_output
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
     print(
