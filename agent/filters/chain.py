@@ -5,8 +5,8 @@ tag. Records a filter held back (``multiline``) come out of ``flush``/``close`` 
 the filters after it. Per filter, the chain counts records in and out and those dropped
 (``filter_records_total{direction}``, ``filter_dropped_records_total``); a filter that raises
 despite its contract is counted (``filter_errors_total``) and its batch passes on unchanged.
-After a filter that shares records (``Filter.shares_records``), a record that comes out more
-than once is copied before any later filter sees it.
+After a filter that shares records (``Filter.shares_records``), a record its ``process``
+returns more than once is copied before any later filter sees it.
 """
 
 from __future__ import annotations
@@ -114,22 +114,16 @@ class FilterChain:
 
     def flush(self, now: float) -> list[Batch]:
         """Held-back records whose time has come, through the rest of the chain."""
-        out: list[Batch] = []
-        for index, stage in enumerate(self._stages):
-            released = self._call(stage, "flush", now)
-            if released and stage.shares_records:
-                released = unshare(released)
-            if released:
-                out.extend(self._run(index + 1, released))
-        return merge_batches(out)
+        return self._release("flush", now)
 
     def close(self) -> list[Batch]:
         """Everything held back, through the rest of the chain (which is closed after)."""
+        return self._release("close", None)
+
+    def _release(self, method: str, now: float | None) -> list[Batch]:
         out: list[Batch] = []
         for index, stage in enumerate(self._stages):
-            released = self._call(stage, "close", None)
-            if released and stage.shares_records:
-                released = unshare(released)
+            released = self._call(stage, method, now)
             if released:
                 out.extend(self._run(index + 1, released))
         return merge_batches(out)
