@@ -545,11 +545,14 @@ def fsyncs(metrics: RecordingMetrics) -> int:
     return len(metrics.observations.get("buffer_fsync_seconds", []))
 
 
-def test_sync_none_never_fsyncs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sync", "expected"), [("none", 0), ("always", 5)])
+def test_sync_none_never_fsyncs_and_always_fsyncs_every_append(
+    tmp_path: Path, sync: str, expected: int
+) -> None:
     metrics = RecordingMetrics()
 
     async def scenario() -> None:
-        buffer = make(tmp_path, metrics, sync="none")
+        buffer = make(tmp_path, metrics, sync=sync)
         await buffer.open(routes_to("out"))
         for start in range(0, 50, 10):
             buffer.append("t", *records(start, 10))
@@ -557,21 +560,7 @@ def test_sync_none_never_fsyncs(tmp_path: Path) -> None:
         await buffer.close()
 
     run(scenario())
-    assert fsyncs(metrics) == 0
-
-
-def test_sync_always_fsyncs_every_append(tmp_path: Path) -> None:
-    metrics = RecordingMetrics()
-
-    async def scenario() -> None:
-        buffer = make(tmp_path, metrics, sync="always")
-        await buffer.open(routes_to("out"))
-        for start in range(0, 50, 10):
-            buffer.append("t", *records(start, 10))
-        await buffer.close()
-
-    run(scenario())
-    assert fsyncs(metrics) == 5
+    assert fsyncs(metrics) == expected
 
 
 def test_sync_batch_fsyncs_on_commit_coalesced_and_skips_when_clean(tmp_path: Path) -> None:
