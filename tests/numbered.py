@@ -26,6 +26,11 @@ def numbered_lines(start: int, stop: int, app: str = "app", payload: bytes = PAY
     return b"".join(numbered_line(n, app, payload) for n in range(start, stop))
 
 
+def numbered_datagram(n: int) -> bytes:
+    """An RFC 3164 line for UDP (one datagram, no newline)."""
+    return b"<14>Nov 29 21:00:00 host udp: seq=%d end" % n
+
+
 def numbers_in(path: Path) -> collections.Counter[int]:
     """How many times each number is in the file (empty if it does not exist yet)."""
     if not path.exists():

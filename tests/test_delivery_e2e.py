@@ -14,7 +14,7 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, read_ndjson, wait_for
-from tests.numbered import numbered_lines, numbers_in
+from tests.numbered import numbered_datagram, numbered_lines, numbers_in
 
 pytestmark = pytest.mark.slow
 
@@ -179,8 +179,7 @@ retry_limit = "unlimited"
     udp_sent = 2_000
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for n in range(udp_sent):
-            line = b"<14>Nov 29 21:00:00 host udp: seq=%d end" % (1_000_000 + n)
-            sock.sendto(line, ("127.0.0.1", udp_port))
+            sock.sendto(numbered_datagram(1_000_000 + n), ("127.0.0.1", udp_port))
     wait_for(
         lambda: (
             agent.metric("input_dropped_records_total", name="udp-in", reason="buffer_full")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.harness import AgentProcess
 from tests.conftest import free_port, wait_for
-from tests.test_delivery_e2e import numbered, seqs
+from tests.numbered import numbered_datagram, numbered_lines, numbers_in
 
 
 def test_write_errors_hold_streams_back_and_lose_nothing(
@@ -50,8 +50,9 @@ retry_max = "200ms"
     resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
     total = 20_000  # ~3.8 MB over one TCP connection
+    lines = numbered_lines(0, total)
     sender = threading.Thread(
-        target=lambda: socket.create_connection(("127.0.0.1", tcp_port)).sendall(numbered(0, total))
+        target=lambda: socket.create_connection(("127.0.0.1", tcp_port)).sendall(lines)
     )
     sender.start()
     wait_for(lambda: "cannot write to the buffer" in agent.log(), timeout=30)
@@ -61,18 +62,16 @@ retry_max = "200ms"
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for n in range(50):
-            sock.sendto(
-                b"<14>Nov 29 21:00:00 host udp: seq=%d" % (500_000 + n), ("127.0.0.1", udp_port)
-            )
+            sock.sendto(numbered_datagram(500_000 + n), ("127.0.0.1", udp_port))
 
     resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
     sender.join(60)
-    wait_for(lambda: sum(1 for n in seqs(out) if n < total) == total, timeout=120)
+    wait_for(lambda: sum(1 for n in numbers_in(out) if n < total) == total, timeout=120)
     wait_for(lambda: agent.readyz()[0] == 200, timeout=30)
     assert "buffer writable again" in agent.log()
 
     udp = agent.metric("input_records_total", name="udp-in")
     udp_dropped = agent.metric("input_dropped_records_total", name="udp-in")
     kernel = agent.metric("input_kernel_drops_total", name="udp-in")
-    wait_for(lambda: sum(1 for n in seqs(out) if n >= 500_000) == udp)
+    wait_for(lambda: sum(1 for n in numbers_in(out) if n >= 500_000) == udp)
     assert udp + udp_dropped + kernel == 50
