@@ -29,6 +29,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--check", action="store_true", help="validate the config, print the pipeline, exit"
     )
     parser.add_argument(
+        "--no-environment",
+        action="store_true",
+        help="with --check: check the config's structure without its environment; ${VAR} "
+        "placeholders are accepted as they are (${VAR:-default} takes its default)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -36,7 +42,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.no_environment and not args.check:
+        parser.error("--no-environment only goes with --check (a run needs its environment)")
+    return args
 
 
 def _selector(component: Any) -> str:
@@ -148,31 +157,71 @@ async def _serve(config: Any, config_path: str | None) -> None:
             return
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
-    runtime_dir = None
-    try:
-        if args.config:
-            config = load_config(args.config)
-            source = args.config
-        else:
-            runtime_dir = tempfile.mkdtemp(prefix="audit-agent-")
-            os.environ.setdefault("AGENT_RUNTIME_DIR", runtime_dir)
-            source = "<embedded default config>"
-            config = parse_config(default_config_text(), source)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        from agent.runtime import Agent
+def _load(args: argparse.Namespace, unresolved: list[str] | None = None) -> tuple[Any, str]:
+    """The config the command line names, or the embedded default; raises ConfigError."""
+    environment = not getattr(args, "no_environment", False)
+    if args.config:
+        config = load_config(args.config, environment=environment, unresolved=unresolved)
+        return config, args.config
+    source = "<embedded default config>"
+    text = default_config_text()
+    return parse_config(text, source, environment=environment, unresolved=unresolved), source
 
-        try:
-            Agent(config, source).build()
-        except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
-            return 2
-        print(describe(config, source))
-        return 0
+
+def _config_error(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    if len(exc.problems) > 1:
+        print(f"{len(exc.problems)} config errors", file=sys.stderr)
+    return 2
+
+
+def _print(text: str) -> None:
+    """Print to stdout; a reader that went away (``--check | head -1``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would report the failed flush at exit: point stdout at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def check(args: argparse.Namespace) -> int:
+    """``--check``: what the run would refuse (the config, its components, and on this machine
+    data_dir and the listen addresses), every problem at once; the pipeline when it is fine."""
+    from agent.preflight import preflight
+    from agent.runtime import Agent
+
+    unresolved: list[str] = []
+    try:
+        config, source = _load(args, unresolved)
+        Agent(config, source).build()
+        if not args.no_environment:
+            problems = preflight(config, source)
+            if problems:
+                raise ConfigError(problems)
+    except ConfigError as exc:
+        return _config_error(exc)
+    text = describe(config, source)
+    if args.no_environment:
+        text = text.replace("config OK:", "config structure OK (--no-environment):", 1)
+        text += "".join(f"\nnot checked: {item}" for item in unresolved)
+    _print(text)
+    return 0
+
+
+def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
+    """Run until SIGTERM/SIGINT (exit 0); a config the run would refuse exits 2."""
+    from agent.preflight import preflight
+
+    try:
+        config, source = _load(args)
+        problems = preflight(config, source)
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        return _config_error(exc)
 
     from agent.logs import setup_logging
 
@@ -186,15 +235,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(config, args.config))
     except ConfigError as exc:
-        log.error("config error: %s", exc)
+        for problem in exc.problems:
+            log.error("config error: %s", problem)
         return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    runtime_dir = None
+    if not args.config:
+        # The embedded default puts its sockets and data here; removed on the way out, whatever
+        # the way out is (--check included).
+        runtime_dir = tempfile.mkdtemp(prefix="audit-agent-")
+        os.environ.setdefault("AGENT_RUNTIME_DIR", runtime_dir)
+    try:
+        return check(args) if args.check else run(args, runtime_dir)
     finally:
         if runtime_dir:
             shutil.rmtree(runtime_dir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,41 @@ _OUTPUTS = {
 }
 
 
+_EXTRAS = {
+    "s3": ("s3", ("aiobotocore",)),
+    "elasticsearch": ("elasticsearch", ("aiohttp",)),
+    "opensearch": ("elasticsearch", ("aiohttp",)),
+}
+"""Output type -> (pip extra, the packages it brings that the output imports when it runs)."""
+
+
+def _install_hint(extra: str) -> str:
+    return f"pip install 'container-audit-agent[{extra}]'"
+
+
+def missing_extra(kind: str) -> str | None:
+    """What to install when the ``kind`` output's optional packages cannot be imported, as
+    ``--check`` and the start report it; None when they can."""
+    extra, modules = _EXTRAS.get(kind, ("", ()))
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return (
+                f"the {kind} output needs the {module} package, which cannot be imported "
+                f"({exc}): {_install_hint(extra)}"
+            )
+    return None
+
+
+def extra_hint(module: str) -> str | None:
+    """The message for a missing optional package ``module`` (None: not an extra of ours)."""
+    for extra, modules in _EXTRAS.values():
+        if module.split(".")[0] in modules:
+            return f"the {module} package is not installed: {_install_hint(extra)}"
+    return None
+
+
 def _load(table: dict[str, tuple[str, str, str]]) -> Registry:
     registry: Registry = {}
     for kind, (module_name, config_name, class_name) in table.items():

@@ -15,13 +15,12 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from agent.buffer.base import Buffer
 from agent.buffer.factory import build_buffer
 from agent.components import input_types, output_types
-from agent.config import ConfigError
+from agent.config import component_errors
 from agent.deadletter import DeadLetterDir
 from agent.delivery import Dispatcher
 from agent.filters.base import FilterContext
@@ -44,13 +43,15 @@ class Agent:
         self.source = source
         self.registry = Registry()
         self.node_name = config.agent.node_name or socket.gethostname()
-        self.router = Router.from_outputs(config.outputs)
-        self.buffer: Buffer = build_buffer(
-            config.buffer,
-            config.agent.data_dir,
-            self.registry.component("buffer", config.buffer.type),
-            logging.getLogger("agent.buffer"),
-        )
+        with component_errors(source, "outputs"):
+            self.router = Router.from_outputs(config.outputs)
+        with component_errors(source, "buffer"):
+            self.buffer: Buffer = build_buffer(
+                config.buffer,
+                config.agent.data_dir,
+                self.registry.component("buffer", config.buffer.type),
+                logging.getLogger("agent.buffer"),
+            )
         self.dead_letters = DeadLetterDir(f"{config.agent.data_dir}/dead-letter")
         self.outputs: dict[str, Output] = {}
         self.dispatchers: list[Dispatcher] = []
@@ -120,15 +121,10 @@ class Agent:
             with self._config_errors(where):
                 self.inputs.append(inputs[kind][1](in_config, input_context))
 
-    @contextlib.contextmanager
-    def _config_errors(self, where: str | None) -> Iterator[None]:
+    def _config_errors(self, where: str | None) -> contextlib.AbstractContextManager[None]:
         """A component that rejects its config (a bad regex, a missing extra) is a config error
-        naming the file and the component."""
-        try:
-            yield
-        except (ValueError, ImportError) as exc:
-            prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
-            raise ConfigError(prefix + str(exc)) from None
+        naming the file and the component: ``agent.config.component_errors``, the one path."""
+        return component_errors(self.source, where)
 
     def _partial_dead_letter(self, name: str, kind: str) -> Any:
         metrics = self.registry.component(name, kind)

@@ -94,6 +94,20 @@ def config_dec_hook(type_: type, obj: object) -> object:
     raise NotImplementedError(f"no config conversion for {type_!r}")
 
 
+def check_selector(match: str | None, match_regex: str | None) -> None:
+    """The tag selection of an output or a filter: ``match`` (a glob) or ``match_regex``, not
+    both, and a regular expression that compiles; ValueError phrased for the user."""
+    if match is not None and match_regex is not None:
+        raise ValueError("match_regex: give match or match_regex, not both")
+    if match_regex is not None:
+        try:
+            re.compile(match_regex)
+        except re.error as exc:
+            raise ValueError(
+                f"match_regex: invalid regular expression {match_regex!r}: {exc}"
+            ) from None
+
+
 class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Keys every output takes. Each output's own config subclasses this with
     ``tag_field="type"`` and its ``tag`` (the value of ``type`` in the TOML)."""
@@ -121,6 +135,14 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("retry_limit cannot be negative")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.retry_base <= 0:
+            raise ValueError("retry_base: must be more than 0 seconds")
+        if self.retry_max < self.retry_base:
+            raise ValueError(
+                f"retry_max: must be at least retry_base ({float(self.retry_base):g}s), "
+                f"got {float(self.retry_max):g}s"
+            )
+        check_selector(self.match, self.match_regex)
 
 
 # ------------------------------------------------------------------------------------- chunks

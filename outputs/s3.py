@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -87,6 +88,38 @@ CANNED_ACLS = frozenset(
 )
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PLACEHOLDER = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*\}$")
+
+
+def check_bucket_name(bucket: str) -> None:
+    """S3's bucket naming rules (3-63 characters: lower case letters, digits, dots, hyphens;
+    a letter or digit at each end; no "..", not an IP address); ValueError saying what to fix.
+    A ``${VAR}`` placeholder (``--check --no-environment``) is accepted as it is."""
+    if _PLACEHOLDER.match(bucket):
+        return
+    problem = None
+    if "://" in bucket or "/" in bucket:
+        problem = (
+            'give the bare bucket name, without "s3://" or a path (a key prefix goes in prefix)'
+        )
+    elif bucket != bucket.lower():
+        problem = "bucket names are lower case"
+    elif "_" in bucket:
+        problem = "bucket names cannot contain underscores (use hyphens)"
+    elif not 3 <= len(bucket) <= 63:
+        problem = "bucket names are 3 to 63 characters long"
+    elif not _BUCKET.match(bucket):
+        problem = (
+            "bucket names hold only lower case letters, digits, dots and hyphens, and begin and "
+            "end with a letter or digit"
+        )
+    elif ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+        problem = "bucket names cannot hold two dots in a row or look like an IP address"
+    if problem:
+        raise ValueError(f"bucket: {problem}; got {bucket!r}")
+
+
 class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_unknown_fields=True):
     """``[[outputs]] type = "s3"``; every key is described in docs/s3.md."""
 
@@ -130,6 +163,7 @@ class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_un
         super().__post_init__()
         if not self.bucket:
             raise ValueError("bucket must not be empty")
+        check_bucket_name(self.bucket)
         check_available(self.compression)
         check_level(self.compression, self.compression_level)
         KeyTemplate(self.template, ext=EXTENSIONS[self.compression], host="node")

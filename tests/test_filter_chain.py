@@ -113,7 +113,8 @@ def test_bad_config_names_position_and_type() -> None:
             {"type": "modify", "rules": [["set", "b", 1]]},
             {"type": "grep", "regex": [["message", "("]]},
         )
-    with pytest.raises(ValueError, match=r"^filters\[0\] \(grep\) 'g': invalid match_regex"):
+    # The selector is checked by the config struct itself (FilterConfig), before any build.
+    with pytest.raises(ValueError, match=r"^match_regex: invalid regular expression '\('"):
         chain({"type": "grep", "name": "g", "match_regex": "(", "regex": [["a", "b"]]})
 
 

@@ -34,7 +34,7 @@ def test_defaults() -> None:
 
 
 def test_units_are_parsed() -> None:
-    config = load(bucket="b", total_file_size="1MiB", upload_timeout="500ms")
+    config = load(bucket="bkt", total_file_size="1MiB", upload_timeout="500ms")
     assert config.total_file_size == 1024 * 1024
     assert config.upload_timeout == 0.5
 
@@ -62,7 +62,7 @@ def test_bad_config_names_the_key(values: dict[str, Any], message: str) -> None:
 
 
 def test_prefix_may_hold_the_host() -> None:
-    config = load(bucket="b", prefix="cluster-1/${host}", key_format="${tag}/${chunk_id}")
+    config = load(bucket="bkt", prefix="cluster-1/${host}", key_format="${tag}/${chunk_id}")
     assert config.template == "cluster-1/${host}/${tag}/${chunk_id}"
 
 
@@ -72,7 +72,7 @@ def test_zstd_missing_is_a_clear_config_error() -> None:
         "import msgspec\n"
         "from outputs.s3 import S3Config\n"
         "try:\n"
-        "    msgspec.convert({'type': 's3', 'bucket': 'b', 'compression': 'zstd'}, S3Config)\n"
+        "    msgspec.convert({'type': 's3', 'bucket': 'bkt', 'compression': 'zstd'}, S3Config)\n"
         "except msgspec.ValidationError as e:\n"
         "    print(e)\n"
     )
@@ -88,12 +88,12 @@ def test_config_imports_without_aiobotocore() -> None:
         "import sys; sys.modules['aiobotocore'] = None; sys.modules['botocore'] = None\n"
         "import msgspec\n"
         "from outputs.s3 import S3Config, S3Output\n"
-        "print(msgspec.convert({'type': 's3', 'bucket': 'b'}, S3Config).bucket)\n"
+        "print(msgspec.convert({'type': 's3', 'bucket': 'bkt'}, S3Config).bucket)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "b"
+    assert out.stdout.strip() == "bkt"
 
 
 def test_key_template_renders_placeholders_and_time() -> None:

@@ -37,6 +37,17 @@ class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """block: stream inputs stop reading, datagram inputs drop the newest. drop_oldest: the
     oldest sealed chunk is deleted (counted) to make room."""
 
+    def __post_init__(self) -> None:
+        if self.chunk_bytes < 1:
+            raise ValueError("chunk_bytes: must be at least 1 byte")
+        if self.max_bytes < self.chunk_bytes:
+            raise ValueError(
+                f"max_bytes: must be at least chunk_bytes ({int(self.chunk_bytes)} bytes), "
+                f"got {int(self.max_bytes)} bytes"
+            )
+        if self.flush_interval <= 0:
+            raise ValueError("flush_interval: must be more than 0 seconds")
+
 
 Routes = Callable[[str], Sequence[str]]
 """tag -> names of the outputs that take it."""

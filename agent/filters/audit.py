@@ -87,6 +87,7 @@ class AuditConfig(FilterConfig, tag_field="type", tag="audit"):
     """Groups a stateful rule tracks at most; the least recently seen is forgotten beyond."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.tag_prefix:
             raise ValueError("tag_prefix: cannot be empty")
         if self.max_groups < 1:

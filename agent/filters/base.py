@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from outputs.base import Metrics
+from outputs.base import Metrics, check_selector
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
@@ -48,6 +48,9 @@ class FilterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     match: str | None = None
     """Glob over tags; neither this nor match_regex means every tag."""
     match_regex: str | None = None
+
+    def __post_init__(self) -> None:
+        check_selector(self.match, self.match_regex)
 
 
 class FilterContext(msgspec.Struct, kw_only=True):

@@ -32,6 +32,7 @@ class MultilineConfig(FilterConfig, tag_field="type", tag="multiline"):
     max_bytes: Size = Size(1024 * 1024)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_lines < 1:
             raise ValueError("max_lines must be at least 1")
         if self.max_bytes < 1:

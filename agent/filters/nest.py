@@ -25,6 +25,7 @@ class NestConfig(FilterConfig, tag_field="type", tag="nest"):
     """Prefix removed from each moved key that starts with it."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.operation == "nest":
             if not self.wildcard:
                 raise ValueError('wildcard: required with operation = "nest"')

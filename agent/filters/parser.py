@@ -26,6 +26,7 @@ class ParserConfig(FilterConfig, tag_field="type", tag="parser"):
     """Put the parsed fields under this field instead of at the top level."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.format == "regex" and not self.regex:
             raise ValueError('regex: required with format = "regex"')
         if self.format != "regex" and self.regex is not None:

@@ -32,6 +32,7 @@ class ThrottleConfig(FilterConfig, tag_field="type", tag="throttle"):
     """Log one status line per window: records passed and dropped."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.rate < 1:
             raise ValueError("rate must be at least 1")
         if self.window <= 0:
