@@ -40,7 +40,8 @@ def test_unknown_key_names_file_and_key_path() -> None:
     text = ISSUE_EXAMPLE.replace('tag = "syslog"', 'tag = "syslog"\nlisten_port = 1')
     with pytest.raises(ConfigError) as err:
         parse_config(text, "/etc/agent.toml")
-    assert str(err.value) == "/etc/agent.toml: inputs[0].listen_port: unknown key; did you mean listen?"
+    expected = "/etc/agent.toml: inputs[0].listen_port: unknown key; did you mean listen?"
+    assert str(err.value) == expected
 
 
 def test_unknown_top_level_section() -> None:
