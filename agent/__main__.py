@@ -31,8 +31,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-environment",
         action="store_true",
-        help="with --check: check the config's structure without its environment; ${VAR} "
-        "placeholders are accepted as they are (${VAR:-default} takes its default)",
+        help="with --check: check the config alone, not this machine: a ${VAR} whose variable "
+        "is unset is accepted as written (for a CI job without the secrets), and data_dir and "
+        "the listen addresses are not probed",
     )
     parser.add_argument(
         "--loop",

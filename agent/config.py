@@ -75,9 +75,9 @@ _UNRESOLVED = re.compile(r"\$\{[A-Z_][A-Z0-9_]*\}")
 
 class _Interpolation:
     """``${VAR}`` and ``${var:-default}`` in every string value (not in keys, not in TOML
-    syntax, so an environment value can never change the config's structure). Without the
-    environment (``--no-environment``) a default is used where there is one and ``${VAR}`` is
-    left as written; ``unresolved`` holds the key paths left so."""
+    syntax, so an environment value can never change the config's structure). Without
+    ``environment`` (``--no-environment``) an unset variable is no error: ``${VAR}`` is left as
+    written, and ``unresolved`` holds the keys left so."""
 
     def __init__(self, source: str, environment: bool) -> None:
         self.source = source
@@ -102,7 +102,7 @@ class _Interpolation:
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1) or match.group(2)
             default = match.group(3) if match.group(2) else None
-            env = os.environ.get(name) if self.environment else None
+            env = os.environ.get(name)
             if env is not None and (env != "" or default is None):
                 return env
             if default is not None:
@@ -372,9 +372,10 @@ def parse_config(
 ) -> Any:
     """Validate a config text; raises ConfigError listing every problem for the user.
 
-    ``environment=False`` checks the structure without the environment (``--no-environment``):
-    ``${VAR}`` placeholders are accepted as they are, a key whose value holds one is checked
-    only for existing, and ``unresolved`` (if given) receives each such "key = value"."""
+    ``environment=False`` (``--no-environment``) checks a config whose variables may not be
+    set: a ``${VAR}`` whose variable is unset is accepted as written, a key whose value holds
+    one is checked only for existing (and its table's cross-key checks are skipped), and
+    ``unresolved`` (if given) receives each such key."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

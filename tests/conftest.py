@@ -52,10 +52,10 @@ def agent_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
 
 
-def check_config(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m agent --config path --check``, as a user runs it."""
+def check_config(path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m agent --config path --check [args]``, as a user runs it."""
     return subprocess.run(
-        agent_command("--config", str(path), "--check"),
+        agent_command("--config", str(path), "--check", *args),
         env=agent_env(**env),
         capture_output=True,
         text=True,

@@ -129,13 +129,20 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
         load_config(str(tmp_path / "nope.toml"))
 
 
+def _on_this_machine(tmp_path: Path) -> str:
+    """ISSUE_EXAMPLE with a data_dir and a port that --check finds usable here."""
+    return ISSUE_EXAMPLE.replace("/var/lib/container-audit-agent", str(tmp_path / "data")).replace(
+        "127.0.0.1:5514", "127.0.0.1:0"
+    )
+
+
 def test_cli_check_prints_pipeline(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(ISSUE_EXAMPLE)
+    path.write_text(_on_this_machine(tmp_path))
     result = check_config(path)
     assert result.returncode == 0, result.stderr
     assert f"config OK: {path}" in result.stdout
-    assert "input syslog.0: syslog udp 127.0.0.1:5514 tag='syslog'" in result.stdout
+    assert "input syslog.0: syslog udp 127.0.0.1:0 tag='syslog'" in result.stdout
     assert "-> file.0" in result.stdout
 
 
@@ -149,7 +156,7 @@ def test_cli_config_error_exits_2_naming_file_and_key(tmp_path: Path) -> None:
 
 def test_cli_warns_about_unrouted_tags(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(ISSUE_EXAMPLE.replace('match = "*"', 'match = "docker.*"'))
+    path.write_text(_on_this_machine(tmp_path).replace('match = "*"', 'match = "docker.*"'))
     result = check_config(path)
     assert result.returncode == 0
     assert "no output matches tag 'syslog'" in result.stdout

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO, check_config
 
 EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
-ENV = {"S3_BUCKET": "audit-logs", "ES_PASSWORD": "secret", "ES_HOST": "https://es.example:9200"}
+ENV = {"S3_BUCKET": "audit-logs", "ES_PASSWORD": "secret", "ES_URL": "https://es.example:9200"}
 
 
 def test_there_are_examples() -> None:
@@ -24,7 +24,18 @@ def test_there_are_examples() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_passes_check(path: Path) -> None:
-    result = check_config(path, **ENV)
+    """With every variable its comments ask for; --no-environment: whether this machine has
+    its data_dir and ports free is not the example's business."""
+    result = check_config(path, "--no-environment", **ENV)
     assert result.returncode == 0, result.stderr
-    assert "config OK" in result.stdout
+    assert "config structure OK" in result.stdout
+    assert "not checked" not in result.stdout  # every variable was given, every value checked
     assert "NO OUTPUT" not in result.stdout
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_structure_passes_check_without_its_secrets(path: Path) -> None:
+    """What a CI job without the secrets can check (``--check --no-environment``)."""
+    result = check_config(path, "--no-environment")
+    assert result.returncode == 0, result.stderr
+    assert "config structure OK (--no-environment)" in result.stdout
