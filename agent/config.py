@@ -386,7 +386,11 @@ def parse_config(
     parser.problems.extend(interpolate.problems)
     for key in raw:
         if key not in _TOP_LEVEL:
-            parser.problem(key, "unknown key" + _suggest(key, _TOP_LEVEL))
+            near = _suggest(key, _TOP_LEVEL)
+            for name in _TOP_LEVEL:  # as the user writes it: [buffer], [[inputs]]
+                shape = f"[{name}]" if name in _SECTIONS else f"[[{name}]]"
+                near = near.replace(f"mean {name}?", f"mean {shape}?")
+            parser.problem(key, "unknown key" + near)
     values: dict[str, Any] = {}
     for key, cls in _SECTIONS.items():
         values[key] = parser.table(raw.get(key, {}), key, None, cls)

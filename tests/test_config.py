@@ -45,7 +45,9 @@ def test_unknown_key_names_file_and_key_path() -> None:
 
 
 def test_unknown_top_level_section() -> None:
-    with pytest.raises(ConfigError, match=r"^x.toml: bufer: unknown key; did you mean buffer\?$"):
+    with pytest.raises(
+        ConfigError, match=r"^x.toml: bufer: unknown key; did you mean \[buffer\]\?$"
+    ):
         parse_config(ISSUE_EXAMPLE + "\n[bufer]\n", "x.toml")
 
 

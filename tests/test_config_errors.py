@@ -159,7 +159,7 @@ def test_every_problem_of_the_file_at_once(tmp_path: Path) -> None:
     assert_config_errors(
         result,
         tmp_path / "agent.toml",
-        "input: unknown key; did you mean inputs?",
+        "input: unknown key; did you mean [[inputs]]?",
         "agent.http_listen: ",
         "buffer.chunk_byte: unknown key; did you mean chunk_bytes?",
         "buffer.max_bytes: must be at least chunk_bytes",
