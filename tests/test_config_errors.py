@@ -6,6 +6,7 @@ would hit on this machine (missing optional packages, an unwritable data_dir, a 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, agent_command, agent_env, free_port
+from bench.harness import AgentProcess
+from tests.conftest import REPO, agent_command, agent_env, free_port, wait_for
 
 VALID = """
 [agent]
@@ -359,3 +361,39 @@ def test_no_environment_needs_check(tmp_path: Path) -> None:
     result = agent(tmp_path, config_text(tmp_path), "--no-environment")
     assert result.returncode == 2
     assert "--no-environment only goes with --check" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ reload
+
+
+def test_reload_with_a_config_error_keeps_the_running_agent(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """The cases that crashed a running agent on SIGHUP (traceback, exit 1): each is logged as
+    a config error and the running pipeline goes on."""
+    text = (
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\n[buffer]\ntype = "memory"\n'
+        '[[inputs]]\ntype = "syslog"\nmode = "udp"\nlisten = "127.0.0.1:0"\n'
+        '[[outputs]]\ntype = "null"\nmatch = "*"\n'
+    )
+    agent = start_agent(text)
+    valid = agent.config_path.read_text()
+    bad = {
+        "buffer.max_bytes: must be at least chunk_bytes": valid.replace(
+            '[buffer]\ntype = "memory"', '[buffer]\ntype = "memory"\nmax_bytes = 10'
+        ),
+        "outputs[0].match_regex: invalid regular expression": valid.replace(
+            'match = "*"', 'match_regex = "("'
+        ),
+        "outputs[0].match_regex: give match or match_regex, not both": valid.replace(
+            'match = "*"', 'match = "*"\nmatch_regex = "x"'
+        ),
+    }
+    for count, (expected, config) in enumerate(bad.items(), start=1):
+        agent.config_path.write_text(config)
+        os.kill(agent.pid, signal.SIGHUP)
+        wait_for(lambda n=count: agent.log().count("config not reloaded") >= n)
+        assert f"{agent.config_path}: {expected}" in agent.log()
+        assert "Traceback" not in agent.log()
+        assert agent.ready()
+    assert agent.stop() == 0
