@@ -412,10 +412,10 @@ def parse_config(
         values[family] = [
             parser.table(item, f"{family}[{i}]", family, None) for i, item in enumerate(items)
         ]
+    parser.problems.extend(_name_components(values, source))
     if parser.problems:
         raise ConfigError(_dedupe(parser.problems))
     config = config_type()(**values)
-    _name_components(config, source)
     if unresolved is not None:
         unresolved.extend(interpolate.unresolved)
         unresolved.extend(
@@ -442,12 +442,15 @@ def default_config_text() -> str:
     return resources.files("agent").joinpath("default.toml").read_text(encoding="utf-8")
 
 
-def _name_components(config: Any, source: str) -> None:
-    """Give every component its default name ("<type>.<position>") and reject duplicates."""
+def _name_components(values: dict[str, Any], source: str) -> list[str]:
+    """Give every component its default name ("<type>.<position>"); the problems of names
+    used twice in a family. A table that failed validation (None) is skipped."""
     problems = []
     for family in ("inputs", "filters", "outputs"):
         seen: dict[str, str] = {}
-        for position, component in enumerate(getattr(config, family)):
+        for position, component in enumerate(values[family]):
+            if component is None:
+                continue
             kind = component.__struct_config__.tag
             if not component.name:
                 component.name = f"{kind}.{position}"
@@ -458,8 +461,7 @@ def _name_components(config: Any, source: str) -> None:
                     f"{seen[component.name]}"
                 )
             seen[component.name] = where
-    if problems:
-        raise ConfigError(problems)
+    return problems
 
 
 @contextlib.contextmanager
