@@ -317,8 +317,9 @@ class _Parser:
         try:
             # strict=False lets "${WORKERS}"-style strings from the environment fill int fields.
             return msgspec.convert(raw, cls, strict=False, dec_hook=config_dec_hook)
-        except msgspec.ValidationError as exc:
-            first = exc
+        except msgspec.ValidationError:
+            pass
+        kept = raw
         if _holds_placeholder(raw):
             # Placeholders left as written (--no-environment, or a variable reported unset)
             # may not fit their key (a number, a URL): such keys take their defaults, so the
@@ -328,8 +329,8 @@ class _Parser:
             if kept != raw:
                 try:
                     return msgspec.convert(kept, cls, strict=False, dec_hook=config_dec_hook)
-                except msgspec.ValidationError as exc:
-                    first = exc
+                except msgspec.ValidationError:
+                    pass
             # Checks that combine keys may trip over a value that is still a placeholder: the
             # table's keys and types are checked, its cross-key checks are skipped (with the
             # environment, the unset variable is already reported; without, --check says so).
@@ -343,8 +344,27 @@ class _Parser:
                 if not self.environment:
                     self.skipped.append(path)
                 return table
-        self.problems.append(_friendly(first, cls, path, self.source))
+        self._every_problem(kept, cls, info, path)
         return None
+
+    def _every_problem(self, raw: dict[str, Any], cls: type, info: Any, path: str) -> None:
+        """Record the table's problems: msgspec stops at the first, so a key with a wrong value
+        is set aside (when it has a default) and the rest converted again, until the rest
+        converts or a check of the struct itself (which needs every key) refuses it."""
+        optional = {f.encode_name for f in info.fields if f.required is False}
+        candidate = dict(raw)
+        for _ in range(len(raw) + 1):
+            try:
+                msgspec.convert(candidate, cls, strict=False, dec_hook=config_dec_hook)
+                return
+            except msgspec.ValidationError as exc:
+                self.problems.append(_friendly(exc, cls, path, self.source))
+                located = _AT.match(str(exc))
+                where = (located.group("path") or "").lstrip(".") if located else ""
+                key = _SEGMENT.findall(where)[0] if where else None
+                if key is None or key not in optional or key not in candidate:
+                    return
+                del candidate[key]
 
 
 @cache

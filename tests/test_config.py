@@ -182,3 +182,34 @@ def test_component_that_rejects_its_config_is_a_config_error(tmp_path: Path) -> 
     assert result.returncode == 2, result.stdout
     expected = f"{path}: filters[0] (grep) 'grep.0': regex[0][1]: invalid regular expression"
     assert expected in result.stderr
+
+
+def test_every_wrong_value_of_one_table_is_reported() -> None:
+    """msgspec stops at a table's first problem; the loader reports each of them."""
+    text = ISSUE_EXAMPLE.replace(
+        'tag = "syslog"',
+        'tag = "syslog"\nmax_message_bytes = "lots"\nformat = "syslog"\nmax_connections = "many"',
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    assert err.value.problems == [
+        'a.toml: inputs[0].max_message_bytes: expected a size such as 65536, "64KiB", "2MiB" or '
+        "\"1GiB\", got 'lots'",
+        "a.toml: inputs[0].format: 'syslog' is not allowed; expected one of 'auto', 'rfc3164', "
+        "'rfc5424'",
+        "a.toml: inputs[0].max_connections: expected int, got str",
+    ]
+
+
+def test_problems_of_every_table_and_duplicate_names_together() -> None:
+    text = (
+        ISSUE_EXAMPLE.replace("[agent]", '[agent]\nlog_level = "loud"')
+        + '\n[[outputs]]\ntype = "null"\nname = "file.0"\n[buffer]\nsync = "sometimes"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    assert [p.split(":")[1].strip() for p in err.value.problems] == [
+        "agent.log_level",
+        "buffer.sync",
+        "outputs[1].name",
+    ]
