@@ -285,7 +285,7 @@ class _Parser:
         """One section or component table, every problem in it recorded; None if invalid."""
         if not isinstance(raw, dict):
             shape = "[[" + family + "]]" if family else "[" + path + "]"
-            self.problem(path, f"expected a table ({shape}), got {type(raw).__name__}")
+            self.problem(path, f"expected a table ({shape}), got {_toml_kind(raw)}")
             return None
         if family is not None:
             registry = _FAMILIES[family]()
@@ -373,6 +373,12 @@ def _unchecked(cls: type) -> type:
     return type(cls.__name__, (cls,), {"__post_init__": lambda self: None})
 
 
+def _toml_kind(value: Any) -> str:
+    kinds = [(bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string")]
+    kinds += [(list, "an array"), (dict, "a table")]
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a date or time")
+
+
 def _holds_placeholder(value: Any) -> bool:
     if isinstance(value, str):
         return _UNRESOLVED.search(value) is not None
@@ -424,9 +430,8 @@ def parse_config(
             values[family] = []
             continue
         if not isinstance(items, list):
-            parser.problem(
-                family, f"expected an array of tables ([[{family}]]), got {type(items).__name__}"
-            )
+            got = f"a table ([{family}])" if isinstance(items, dict) else _toml_kind(items)
+            parser.problem(family, f"expected an array of tables ([[{family}]]), got {got}")
             values[family] = []
             continue
         values[family] = [

@@ -213,3 +213,12 @@ def test_problems_of_every_table_and_duplicate_names_together() -> None:
         "buffer.sync",
         "outputs[1].name",
     ]
+
+
+def test_a_table_where_an_array_of_tables_belongs() -> None:
+    text = ISSUE_EXAMPLE.replace("[[inputs]]", "[inputs]")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    assert str(err.value) == (
+        "a.toml: inputs: expected an array of tables ([[inputs]]), got a table ([inputs])"
+    )
