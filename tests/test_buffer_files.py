@@ -111,6 +111,7 @@ def test_foreign_files_with_large_numeric_names_do_not_widen_chunk_ids(
     assert "99999999999999-000000000000.t.chunk: not a file of the buffer's" in text
     assert "notes.txt: not a file of the buffer's" in text
     assert "chunk id 9999999999999-000000000000 is not one this buffer makes" in text
+    assert "holds 2 files whose names are not the buffer's (e.g. 99999999999999-" in text
 
 
 # ------------------------------------------------------------------------ one agent a dir

@@ -169,10 +169,18 @@ class DiskBuffer(ChunkBuffer):
             corrupt = os.listdir(self.corrupt_dir)
         except OSError:
             corrupt = []
+        foreign = []
         for name in corrupt:
             chunk_id = name.split(".", 1)[0]
             if is_chunk_id(chunk_id):
                 result.ids.append(chunk_id)
+            else:
+                foreign.append(name)
+        if foreign:
+            self.logger.info(
+                "%s holds %d files whose names are not the buffer's (e.g. %s): left alone, not "
+                "taken into account for chunk ids", self.corrupt_dir, len(foreign), min(foreign),
+            )
         tightened = tighten_files(self.chunks_dir, names) + tighten_files(self.corrupt_dir, corrupt)
         if tightened:
             self.logger.warning("made %d files under %s and %s owner-only (0600)",
