@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.buffer.base import BufferConfig
-from agent.buffer.chunk import resync, scan_frames
+from agent.buffer.chunk import _candidates, resync, scan_frames
 from agent.buffer.disk import DiskBuffer
 from outputs.base import Chunk, Duration, Size
 
@@ -240,6 +240,11 @@ def test_resync_skips_text_at_c_speed_and_checks_the_frame(tmp_path: Path) -> No
     scan = scan_frames(data, 0, keep=True)
     assert scan.records == 1 and [c.reason for c in scan.cuts] == ["malformed"]
     assert scan.parts is not None and b"".join(scan.parts) == b'{"n": 7}\n'
+    # A run of zeros (what a lost write often leaves) offers no candidate either.
+    zeros = b"\0" * 4096 + frame
+    assert resync(zeros, 1) == 4096
+    candidates = [m.start() for m in _candidates(0).finditer(zeros)]
+    assert 4096 in candidates and min(candidates) > 4096 - 4  # only where the frame begins
 
 
 # ----------------------------------------------------------------------------- run time

@@ -292,9 +292,15 @@ def scan_frames(data: bytes, start: int, keep: bool) -> FrameScan:
 @functools.cache
 def _candidates(high: int) -> re.Pattern[bytes]:
     """Offsets where a frame may start: the top byte of its length, of its record count and
-    of its NDJSON length is at most ``high`` (all three are below the data's length)."""
+    of its NDJSON length is at most ``high`` (all three are below the data's length), its
+    length is at least 16 and its record count not 0 (so a run of zeros, what a lost write
+    often leaves, offers no candidate at all)."""
     top = b"[\\x00-\\x%02x]" % high
-    return re.compile(b"(?=.{3}" + top + b".{7}" + top + b".{3}" + top + b")", re.DOTALL)
+    return re.compile(
+        b"(?=(?![\\x00-\\x0f]\\x00\\x00\\x00).{3}" + top
+        + b".{4}(?!\\x00\\x00\\x00\\x00).{3}" + top + b".{3}" + top + b")",
+        re.DOTALL,
+    )
 
 
 def resync(data: bytes, start: int) -> int:

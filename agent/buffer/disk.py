@@ -528,18 +528,21 @@ class DiskBuffer(ChunkBuffer):
     # -------------------------------------------------------------------------- close
 
     async def close(self) -> None:
-        for chunk in list(self._open.values()):
-            self._seal(chunk)
-        while self._sync_task is not None:
-            with contextlib.suppress(OSError):
-                await asyncio.shield(self._sync_task)
-        if self._sync == "batch" and (self._dirty or self._to_close or self._dir_dirty):
-            self._sync_task = asyncio.ensure_future(self._sync_round())
-            await self._sync_task
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
-        self._update_gauges(force=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            for chunk in list(self._open.values()):
+                self._seal(chunk)
+            while self._sync_task is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(self._sync_task)
+            if self._sync == "batch" and (self._dirty or self._to_close or self._dir_dirty):
+                self._sync_task = asyncio.ensure_future(self._sync_round())
+                await self._sync_task
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+            self._update_gauges(force=True)
+        finally:
+            # Whatever failed above, the data_dir is free again (a reload opens it anew).
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
