@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import struct
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from agent.buffer.chunk import (
     decode_header,
     parse_chunk_file_name,
 )
-from agent.buffer.disk import DiskBuffer
+from agent.buffer.disk import DataDirInUse, DiskBuffer
 from agent.buffer.factory import build_buffer
 from agent.buffer.memory import MemoryBuffer
+from agent.config import ConfigError
 from outputs.base import Chunk, Size
 
 LOG = logging.getLogger("test.buffer")
@@ -249,8 +251,10 @@ def test_second_agent_on_same_data_dir_is_refused(tmp_path: Path) -> None:
     async def scenario() -> None:
         first = make(tmp_path)
         await first.open(routes_to("out"))
-        with pytest.raises(RuntimeError, match="in use"):
+        with pytest.raises(ConfigError, match="in use") as refused:
             await make(tmp_path).open(routes_to("out"))
+        assert isinstance(refused.value, DataDirInUse)
+        assert str(tmp_path) in str(refused.value) and f"pid {os.getpid()}" in str(refused.value)
         await first.close()
         second = make(tmp_path)
         await second.open(routes_to("out"))
@@ -365,25 +369,36 @@ def test_torn_tail_is_truncated_and_the_rest_delivered(tmp_path: Path) -> None:
         file.truncate(size - 37)  # mid-way through the last frame
     metrics = RecordingMetrics()
     assert recover(tmp_path, metrics) == list(range(40))
-    assert 0 < metrics.counter("buffer_truncated_bytes_total") < size
-    assert list((tmp_path / "corrupt").glob("*.tail-at-*"))
+    assert 0 < metrics.counter("buffer_cut_bytes_total", reason="torn") < size
+    assert metrics.counter("buffer_cut_frames_total", reason="torn") == 1
+    assert list((tmp_path / "corrupt").glob("*.cut-at-*"))
 
 
-def test_flipped_byte_cuts_that_frame_and_after(tmp_path: Path) -> None:
+def frame_spans(content: bytes) -> list[tuple[int, int]]:
+    """(offset, end) of each frame of an intact chunk file, read per docs/buffer.md."""
+    _, offset = decode_header(content)
+    spans = []
+    while offset < len(content):
+        (length,) = struct.unpack_from("<I", content, offset)
+        spans.append((offset, offset + 8 + length))
+        offset += 8 + length
+    return spans
+
+
+def test_flipped_byte_cuts_only_that_frame(tmp_path: Path) -> None:
     path = write_then_crash(tmp_path, batches=5)
     content = bytearray(path.read_bytes())
-    _, header_end = decode_header(bytes(content))
-    frame = (len(content) - header_end) // 5  # five frames of nearly equal size
-    flipped = header_end + 2 * frame + frame // 2  # inside the third frame
+    third = frame_spans(bytes(content))[2]
+    flipped = (third[0] + third[1]) // 2  # inside the third frame
     content[flipped] ^= 0xFF
     path.write_bytes(bytes(content))
     metrics = RecordingMetrics()
-    assert recover(tmp_path, metrics) == list(range(20))
-    (tail,) = (tmp_path / "corrupt").glob(path.name + ".tail-at-*")
-    offset = int(tail.name.rsplit("-", 1)[1])
-    assert header_end + frame < offset <= flipped
-    assert tail.read_bytes() == bytes(content[offset:])
-    assert metrics.counter("buffer_truncated_bytes_total") == len(content) - offset
+    assert recover(tmp_path, metrics) == list(range(20)) + list(range(30, 50))
+    (cut,) = (tmp_path / "corrupt").glob(path.name + ".cut-at-*")
+    assert cut.name.endswith(f".cut-at-{third[0]}")
+    assert cut.read_bytes() == bytes(content[third[0] : third[1]])
+    assert metrics.counter("buffer_cut_bytes_total", reason="checksum") == third[1] - third[0]
+    assert metrics.counter("buffer_cut_frames_total", reason="checksum") == 1
 
 
 def test_corrupt_header_moves_chunk_aside(tmp_path: Path) -> None:
@@ -693,6 +708,7 @@ import msgspec
 from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
 from agent.buffer.memory import MemoryBuffer
+from agent.config import ConfigError
 from outputs.base import Duration, Size
 
 class Metrics:
@@ -737,7 +753,7 @@ def test_failed_write_is_cut_back_and_raised_and_later_appends_still_land(tmp_pa
     metrics = RecordingMetrics()
     got = recover(tmp_path, metrics)
     assert sorted(got) == report["ok"]  # every acknowledged append, nothing from failed ones
-    assert metrics.counter("buffer_truncated_bytes_total") == 0  # the torn frames were cut
+    assert metrics.counter("buffer_cut_bytes_total", reason="torn") == 0  # torn frames were cut
     assert len(report["ok"]) > 13 * len(report["failed"])  # new chunks took over
 
 

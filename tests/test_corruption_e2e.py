@@ -2,8 +2,9 @@
 while the file output cannot write; the agent stops (SIGTERM, the chunks stay on disk); bytes are
 flipped inside a frame in the middle of one chunk file and inside the header of another; at the
 next start the agent logs both files by name, counts the damage in its metrics, moves the damaged
-bytes to ``data_dir/corrupt/`` (the cut tail of the first file, the whole second file) and
-delivers every record of every frame before the damage, and of every other chunk.
+bytes to ``data_dir/corrupt/`` (the damaged frame of the first file, the whole second file) and
+delivers every record of every other frame of the first file (before and after the damage: the
+buffer resynchronises on the next intact frame), and of every other chunk.
 
 The test reads the chunk files itself, from the layout documented in docs/buffer.md (not with the
 agent's code), to know which records each frame holds.
@@ -124,9 +125,9 @@ def test_damaged_frames_and_header_are_reported_moved_aside_and_the_rest_deliver
     tmp_path: Path, start_agent: Callable[..., AgentProcess], damage: str
 ) -> None:
     """Chunk A gets its damage: bytes flipped in the middle of a middle frame (a disk that changed
-    bytes), or of its first frame (nothing of A is left: the file goes), or its last frame cut in
-    half (what a crash in the middle of a write leaves). Chunk B gets a byte flipped in its
-    header. Everything else arrives."""
+    bytes), or of its first frame, or its last frame cut in half (what a crash in the middle of a
+    write leaves). Chunk B gets a byte flipped in its header. Everything else arrives, the frames
+    of A after the damaged one included."""
     config, workdir, blocker, out = _buffer_records_while_output_fails(tmp_path, start_agent)
     total = BATCHES * PER_BATCH
     chunks_dir = tmp_path / "data" / "chunks"
@@ -148,22 +149,22 @@ def test_damaged_frames_and_header_are_reported_moved_aside_and_the_rest_deliver
         cut_at = bad_frame.offset + (bad_frame.end - bad_frame.offset) // 2
         original_damaged = damaged.read_bytes()[:cut_at]
         damaged.write_bytes(original_damaged)
-        reason = f"torn frame at offset {bad_frame.offset}"
+        reason, label, cut_end = f"torn frame at offset {bad_frame.offset}", "torn", cut_at
     else:
         _flip(damaged, bad_frame.ndjson_offset + (bad_frame.end - bad_frame.ndjson_offset) // 2)
         original_damaged = damaged.read_bytes()
         reason = f"checksum mismatch in frame at offset {bad_frame.offset}"
-    cut_bytes = len(original_damaged) - bad_frame.offset
+        label, cut_end = "checksum", bad_frame.end
+    cut_bytes = cut_end - bad_frame.offset
     header_length = layouts[header_damaged][0]
     _flip(header_damaged, header_length // 2, count=1)
     original_header_damaged = header_damaged.read_bytes()
 
-    lost_in_tail = {seq for f in frames[bad[damage] :] for seq in f.seqs}
+    lost_in_frame = set(bad_frame.seqs)
     lost_with_header = {seq for f in layouts[header_damaged][1] for seq in f.seqs}
-    kept_in_damaged = {seq for f in frames[: bad[damage]] for seq in f.seqs}
-    assert lost_in_tail and lost_with_header
-    assert bool(kept_in_damaged) == (damage != "first-frame")
-    expected = set(range(total)) - lost_in_tail - lost_with_header
+    kept_in_damaged = {seq for f in frames if f is not bad_frame for seq in f.seqs}
+    assert lost_in_frame and lost_with_header and kept_in_damaged
+    expected = set(range(total)) - lost_in_frame - lost_with_header
 
     blocker.unlink()  # the output recovers
     agent = start_agent(config, workdir=workdir)
@@ -171,23 +172,24 @@ def test_damaged_frames_and_header_are_reported_moved_aside_and_the_rest_deliver
     wait_for(lambda: agent.metric("buffer_chunks") == 0, timeout=30)
     delivered = numbers_in(out)
     assert set(delivered) == expected
-    assert kept_in_damaged <= set(delivered)  # every frame before the damage
+    assert kept_in_damaged <= set(delivered)  # every frame before and after the damage
     assert max(delivered.values()) == 1
 
     # The log names both files and says what happened.
     log = (workdir / "agent.log").read_text()
-    assert f"chunk file {damaged}: {reason}; truncated {cut_bytes} bytes" in log
+    assert f"chunk file {damaged}: cut {cut_bytes} bytes in 1 span(s): {reason}: " in log
     assert f"chunk file {header_damaged} is unreadable (header checksum mismatch)" in log
 
     # The metrics count it.
-    assert agent.metric("buffer_truncated_bytes_total") == cut_bytes
+    assert agent.metric("buffer_cut_bytes_total", reason=label) == cut_bytes
+    assert agent.metric("buffer_cut_frames_total", reason=label) == 1
     assert agent.metric("buffer_corrupt_chunks_total") == 1
     assert agent.metric("buffer_recovered_records_total") == len(expected)
     assert agent.metric("output_records_total") == len(expected)
 
-    # The damage is kept under corrupt/: the cut tail byte for byte, the other file whole.
-    tail = corrupt_dir / f"{damaged.name}.tail-at-{bad_frame.offset}"
-    assert tail.read_bytes() == original_damaged[bad_frame.offset :]
+    # The damage is kept under corrupt/: the cut frame byte for byte, the other file whole.
+    tail = corrupt_dir / f"{damaged.name}.cut-at-{bad_frame.offset}"
+    assert tail.read_bytes() == original_damaged[bad_frame.offset : cut_end]
     assert (corrupt_dir / header_damaged.name).read_bytes() == original_header_damaged
     assert not damaged.exists() and not header_damaged.exists()  # delivered, or moved aside
     assert sorted(p.name for p in corrupt_dir.iterdir()) == sorted([tail.name, header_damaged.name])

@@ -13,8 +13,10 @@ split or re-joined per record on the way out.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import re
 import struct
 import sys
 import time
@@ -49,18 +51,31 @@ class CorruptChunk(Exception):
 # ------------------------------------------------------------------------------------ ids
 
 
+ID_PATTERN = re.compile(r"[0-9]{13}-[0-9]{12}")
+"""A chunk id: ``<start ms, 13 digits>-<sequence, 12 digits>``. Names that do not match are not
+the buffer's files (left alone, never taken into account for new ids)."""
+_MAX_STAMP = 10**13 - 1
+
+
+def is_chunk_id(text: str) -> bool:
+    return ID_PATTERN.fullmatch(text) is not None
+
+
 class ChunkIds:
     """Chunk ids ``<start ms, 13 digits>-<sequence, 12 digits>``: unique across restarts (each
-    start takes a stamp above every id already on disk), sortable by creation as strings."""
+    start takes a stamp above every id already on disk), sortable by creation as strings, and
+    always this width: ids of another shape, or so far in the future (year 2286) that the next
+    stamp would need a 14th digit, are ignored (``ignored`` lists them, for a log line)."""
 
     def __init__(self, existing: Sequence[str] = ()) -> None:
         stamp = int(time.time() * 1000)
+        self.ignored: list[str] = []
         for chunk_id in existing:
-            try:
-                stamp = max(stamp, int(chunk_id.split("-", 1)[0]) + 1)
-            except ValueError:
+            if not is_chunk_id(chunk_id) or int(chunk_id[:13]) >= _MAX_STAMP:
+                self.ignored.append(chunk_id)
                 continue
-        self.stamp = stamp
+            stamp = max(stamp, int(chunk_id[:13]) + 1)
+        self.stamp = min(stamp, _MAX_STAMP)
         self._sequence = itertools.count()
 
     def next(self) -> str:
@@ -78,11 +93,12 @@ def chunk_file_name(chunk_id: str, tag: str) -> str:
 
 
 def parse_chunk_file_name(name: str) -> tuple[str, str] | None:
-    """(id, tag as far as the name tells) of a chunk file name, or None for other files."""
+    """(id, tag as far as the name tells) of a chunk file name, or None for other files (any
+    name whose id is not ``<13 digits>-<12 digits>``)."""
     if not name.endswith(CHUNK_SUFFIX):
         return None
     chunk_id, _, escaped = name[: -len(CHUNK_SUFFIX)].partition(".")
-    if not chunk_id or "-" not in chunk_id:
+    if not is_chunk_id(chunk_id):
         return None
     return chunk_id, unquote(escaped)
 
@@ -140,74 +156,206 @@ def frame_parts(ndjson: bytes, times: array) -> list[bytes]:
     return [FRAME_PREFIX.pack(length, crc) + payload_prefix, times_bytes, ndjson]
 
 
-class FrameScan(msgspec.Struct):
-    """What ``scan_frames`` found: the valid prefix of the frame area and its contents."""
+_FRAME_HEAD = struct.Struct("<IIII")
+"""A frame's first 16 bytes: length, CRC32, records, NDJSON length."""
+_RESYNC_FRAMES = ("torn", "checksum", "malformed")
+CUT_REASONS = _RESYNC_FRAMES
+"""``reason`` label values of the cut bytes and frames: ``torn`` (the data ends inside a frame:
+what a crash in the middle of a write leaves), ``checksum`` (a frame whose length fits but whose
+CRC32 does not match: the disk changed its bytes), ``malformed`` (bytes that are no frame at
+all: a damaged length, inserted garbage)."""
 
-    valid_end: int
-    """Offset just past the last valid frame."""
-    records: int
-    size: int
-    """Bytes of NDJSON."""
-    error: str | None
-    """Why scanning stopped before the end of the data, if it did."""
-    parts: list[memoryview] | None = None
-    """Slices of the scanned data: join them (``b"".join``) to get bytes."""
-    times: array | None = None
+
+class Cut(msgspec.Struct, frozen=True):
+    """A damaged span of a chunk file, between two intact frames (or the header, or the end)."""
+
+    offset: int
+    end: int
+    reason: str
+    """One of ``CUT_REASONS``."""
+    frames: int
+    """Frames in the span, as far as their length fields still tell (at least 1)."""
+    detail: str
+    """For the log: what was wrong at ``offset``."""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.offset
+
+
+class FrameScan:
+    """What ``scan_frames`` found: the intact frames' contents and the damaged spans between."""
+
+    __slots__ = ("cuts", "end", "parts", "records", "size", "times")
+
+    def __init__(self, end: int, records: int, size: int, cuts: list[Cut]) -> None:
+        self.end = end
+        """Length of the scanned data."""
+        self.records = records
+        """Records in the intact frames."""
+        self.size = size
+        """Bytes of NDJSON in the intact frames."""
+        self.cuts = cuts
+        """Damaged spans, in file order; empty for an intact chunk."""
+        self.parts: list[memoryview] | None = None
+        """Slices of the scanned data: join them (``b"".join``) to get bytes."""
+        self.times: array | None = None
+
+    @property
+    def error(self) -> str | None:
+        """What was wrong at the first damaged span, if any."""
+        return self.cuts[0].detail if self.cuts else None
+
+    @property
+    def cut_bytes(self) -> int:
+        return sum(cut.size for cut in self.cuts)
+
+    def kept(self, start: int) -> list[tuple[int, int]]:
+        """(offset, end) spans of the data from ``start`` that are intact frames."""
+        spans = []
+        offset = start
+        for cut in self.cuts:
+            if cut.offset > offset:
+                spans.append((offset, cut.offset))
+            offset = cut.end
+        if self.end > offset:
+            spans.append((offset, self.end))
+        return spans
 
 
 def scan_frames(data: bytes, start: int, keep: bool) -> FrameScan:
-    """Validate frames from ``start``; stops at the first torn or corrupt one. With ``keep``,
-    collects the ndjson sections and times."""
+    """Validate frames from ``start``. A torn or corrupt frame does not end the scan: it goes
+    on at the next offset where an intact frame starts (``resync``), and the span between is
+    a ``Cut``. With ``keep``, collects the intact frames' NDJSON sections and times.
+
+    The happy path is one CRC32 and one newline count per frame; resynchronising costs more
+    but only runs past damage."""
     view = memoryview(data)
     offset = start
     records = 0
     size = 0
     parts: list[memoryview] = []
     times = array("d")
-    error: str | None = None
+    cuts: list[Cut] = []
     end = len(data)
     while offset < end:
+        reason = "malformed"
         if end - offset < FRAME_PREFIX.size + PAYLOAD_PREFIX.size:
-            error = f"torn frame at offset {offset}"
-            break
-        length, crc = FRAME_PREFIX.unpack_from(data, offset)
-        body = offset + FRAME_PREFIX.size
-        if length < PAYLOAD_PREFIX.size or body + length > end:
-            error = f"torn frame at offset {offset}"
-            break
-        payload = view[body : body + length]
-        if zlib.crc32(payload) != crc:
-            error = f"checksum mismatch in frame at offset {offset}"
-            break
-        count, ndjson_len = PAYLOAD_PREFIX.unpack_from(payload, 0)
-        times_end = PAYLOAD_PREFIX.size + 8 * count
-        if times_end + ndjson_len != length:
-            error = f"inconsistent frame at offset {offset}"
-            break
-        ndjson_start = body + times_end
-        ndjson_end = body + length
-        if count and (
-            data[ndjson_end - 1] != 0x0A or data.count(b"\n", ndjson_start, ndjson_end) != count
-        ):
-            error = f"inconsistent frame at offset {offset}"
-            break
-        if keep:
-            parts.append(view[ndjson_start:ndjson_end])
-            if _NEEDS_SWAP:  # pragma: no cover - big-endian hosts
-                frame_times = array("d")
-                frame_times.frombytes(payload[PAYLOAD_PREFIX.size : times_end])
-                frame_times.byteswap()
-                times.extend(frame_times)
+            reason, detail = "torn", f"torn frame at offset {offset}"
+        else:
+            length, crc = FRAME_PREFIX.unpack_from(data, offset)
+            body = offset + FRAME_PREFIX.size
+            ndjson_end = body + length
+            if length < PAYLOAD_PREFIX.size or ndjson_end > end:
+                reason, detail = "torn", f"torn frame at offset {offset}"
+            elif zlib.crc32(view[body:ndjson_end]) != crc:
+                reason, detail = "checksum", f"checksum mismatch in frame at offset {offset}"
             else:
-                times.frombytes(payload[PAYLOAD_PREFIX.size : times_end])
-        records += count
-        size += ndjson_len
-        offset = body + length
-    result = FrameScan(valid_end=offset, records=records, size=size, error=error)
+                count, ndjson_len = PAYLOAD_PREFIX.unpack_from(data, body)
+                times_end = body + PAYLOAD_PREFIX.size + 8 * count
+                ndjson_start = times_end
+                # Writers never write a frame without records; its lines end in b"\n" and hold
+                # none inside (JSON text), so the count of newlines is the count of records.
+                if (
+                    not count
+                    or ndjson_start + ndjson_len != ndjson_end
+                    or data[ndjson_end - 1] != 0x0A
+                    or data.count(b"\n", ndjson_start, ndjson_end) != count
+                ):
+                    detail = f"inconsistent frame at offset {offset}"
+                else:
+                    if keep:
+                        parts.append(view[ndjson_start:ndjson_end])
+                        if _NEEDS_SWAP:  # pragma: no cover - big-endian hosts
+                            frame_times = array("d")
+                            frame_times.frombytes(view[body + PAYLOAD_PREFIX.size : times_end])
+                            frame_times.byteswap()
+                            times.extend(frame_times)
+                        else:
+                            times.frombytes(view[body + PAYLOAD_PREFIX.size : times_end])
+                    records += count
+                    size += ndjson_len
+                    offset = ndjson_end
+                    continue
+        resume = resync(data, offset + 1)
+        if reason == "torn" and resume < end:
+            reason = "malformed"  # a damaged length field, not the end of the data
+        cuts.append(Cut(offset, resume, reason, _count_frames(data, offset, resume), detail))
+        offset = resume
+    result = FrameScan(end, records, size, cuts)
     if keep:
         result.parts = parts
         result.times = times
     return result
+
+
+@functools.cache
+def _candidates(high: int) -> re.Pattern[bytes]:
+    """Offsets where a frame may start: the top byte of its length, of its record count and
+    of its NDJSON length is at most ``high`` (all three are below the data's length), its
+    length is at least 16 and its record count not 0 (so a run of zeros, what a lost write
+    often leaves, offers no candidate at all)."""
+    top = b"[\\x00-\\x%02x]" % high
+    return re.compile(
+        b"(?=(?![\\x00-\\x0f]\\x00\\x00\\x00).{3}" + top
+        + b".{4}(?!\\x00\\x00\\x00\\x00).{3}" + top + b".{3}" + top + b")",
+        re.DOTALL,
+    )
+
+
+def resync(data: bytes, start: int) -> int:
+    """The first offset from ``start`` where an intact frame starts, or ``len(data)``.
+
+    A candidate must pass every check a frame passes in ``scan_frames`` (lengths consistent,
+    at least one record, NDJSON ending in a newline with one newline per record, CRC32 of the
+    payload), and, as it follows damage, every line must be a JSON document. JSON text holds
+    no byte below 0x20 while a frame's length fields have a zero top byte (for frames under
+    16 MiB): the search, a C regex over those bytes, skips the NDJSON that is most of a chunk,
+    and only the few candidates left are checked in Python."""
+    end = len(data)
+    if end - start < _FRAME_HEAD.size:
+        return end
+    view = memoryview(data)
+    for match in _candidates(min(255, (end - start) >> 24)).finditer(data, start):
+        offset = match.start()
+        length, crc, count, ndjson_len = _FRAME_HEAD.unpack_from(data, offset)
+        frame_end = offset + FRAME_PREFIX.size + length
+        if (
+            not count
+            or length != PAYLOAD_PREFIX.size + 8 * count + ndjson_len
+            or frame_end > end
+            or data[frame_end - 1] != 0x0A
+            or zlib.crc32(view[offset + FRAME_PREFIX.size : frame_end]) != crc
+            or data.count(b"\n", frame_end - ndjson_len, frame_end) != count
+            or not _json_lines(view[frame_end - ndjson_len : frame_end])
+        ):
+            continue
+        return offset
+    return end
+
+
+def _json_lines(ndjson: memoryview) -> bool:
+    decode = msgspec.json.decode
+    try:
+        for line in bytes(ndjson).split(b"\n")[:-1]:
+            decode(line)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _count_frames(data: bytes, offset: int, end: int) -> int:
+    """Frames in a damaged span, following length fields while they stay inside it."""
+    frames = 0
+    while offset < end:
+        frames += 1
+        if end - offset < FRAME_PREFIX.size:
+            break
+        length = FRAME_PREFIX.unpack_from(data, offset)[0]
+        if length < PAYLOAD_PREFIX.size or offset + FRAME_PREFIX.size + length > end:
+            break
+        offset += FRAME_PREFIX.size + length
+    return frames
 
 
 # --------------------------------------------------------------------------------- chunks
@@ -272,28 +420,56 @@ class BufferChunk:
     def loaded(self) -> bool:
         return self._data is not None
 
-    def load(self) -> None:
-        """Read the chunk's records back from its file (blocking; run it in a thread)."""
-        if self._data is not None:
-            return
+    def read(self) -> tuple[bytes, FrameScan]:
+        """The chunk file and its frames, resyncing past damage (blocking). Raises OSError, or
+        CorruptChunk if the header is unreadable, names another chunk, or no intact frame is
+        left."""
         if self.released or self.path is None:
             raise CorruptChunk(
                 f"chunk {self.id} left the buffer (acknowledged or dropped): its data is gone"
             )
         with open(self.path, "rb") as file:
-            content = file.read(self.file_bytes)
-        _, header_end = decode_header(content)
+            content = file.read()  # all of it: bytes inserted since validation shift frames
+        header, header_end = decode_header(content)
+        if header.id != self.id:
+            raise CorruptChunk(f"{self.path}: header names chunk {header.id!r}")
         scan = scan_frames(content, header_end, keep=True)
-        if scan.error is not None or scan.records != self.records or scan.size != self.size:
+        if not scan.records:
+            raise CorruptChunk(
+                f"{self.path}: no intact frame left ({scan.error or 'nothing after the header'})"
+            )
+        if scan.records > self.records or scan.size > self.size:
+            raise CorruptChunk(
+                f"{self.path} holds more than was validated ({scan.records} records, "
+                f"{self.records} expected): not this chunk"
+            )
+        return content, scan
+
+    def fill(self, scan: FrameScan) -> None:
+        """Take the records of ``scan`` (from ``read``) as the chunk's data."""
+        assert scan.parts is not None and scan.times is not None
+        if len(scan.times) != scan.records:
+            raise CorruptChunk(f"{self.path}: {len(scan.times)} times for {scan.records} records")
+        self.records = scan.records
+        self.size = scan.size
+        self._data = b"".join(scan.parts)
+        self._times = scan.times
+        self._lines = None
+
+    def load(self) -> None:
+        """Read the chunk's records back from its file (blocking; run it in a thread). Raises
+        CorruptChunk if the file lost records since they were counted: the buffer's ``take``
+        salvages a damaged chunk (``read``, then ``fill``) and accounts for what was cut; a
+        plain load (an output reading a released chunk again) never changes the count."""
+        if self._data is not None:
+            return
+        _, scan = self.read()
+        if scan.records != self.records or scan.size != self.size:
             raise CorruptChunk(
                 f"{self.path} changed on disk since it was validated: "
                 f"{scan.error or 'record count differs'}"
             )
-        assert scan.parts is not None and scan.times is not None
-        if len(scan.times) != self.records:
-            raise CorruptChunk(f"{self.path}: {len(scan.times)} times for {self.records} records")
-        self._data = b"".join(scan.parts)
-        self._times = scan.times
+        self.fill(scan)
 
     def unload(self) -> None:
         """Drop the in-memory copy (only for chunks that have a file)."""

@@ -16,13 +16,33 @@ import time
 from array import array
 from urllib.parse import quote
 
+import msgspec
+
 from agent.buffer.base import Buffer, BufferConfig, BufferStats, Routes
-from agent.buffer.chunk import BufferChunk, ChunkIds, CorruptChunk, OpenChunk, join_lines
+from agent.buffer.chunk import (
+    BufferChunk,
+    ChunkIds,
+    CorruptChunk,
+    Cut,
+    FrameScan,
+    OpenChunk,
+    join_lines,
+)
 from outputs.base import Chunk, Metrics
 
 DEFAULT_RESIDENT_BYTES = 16 * 1024 * 1024
 """Sealed chunks kept in memory after sealing, at most (disk buffer); the rest is read back from
 disk when taken, so memory stays flat however much is queued."""
+
+
+class Salvage(msgspec.Struct):
+    """A sealed chunk found damaged when read back for delivery: its intact frames (``scan``),
+    the damaged spans (``cuts``, their bytes saved in ``saved_in``) and the file's new length."""
+
+    scan: FrameScan
+    cuts: list[Cut]
+    file_bytes: int
+    saved_in: str
 
 
 def _no_routes(tag: str) -> tuple[str, ...]:
@@ -68,6 +88,16 @@ def write_dead_letter(
     return data_path
 
 
+def describe_cuts(cuts: list[Cut]) -> str:
+    """The damaged spans of a chunk file, for a log line."""
+    spans = "; ".join(
+        f"{cut.detail}: {cut.size} bytes, {cut.frames} frame{'s' if cut.frames > 1 else ''} "
+        f"({cut.reason})"
+        for cut in cuts
+    )
+    return f"cut {sum(cut.size for cut in cuts)} bytes in {len(cuts)} span(s): {spans}"
+
+
 class ChunkBuffer(Buffer):
     """The buffer's bookkeeping; subclasses decide where the bytes live."""
 
@@ -107,6 +137,8 @@ class ChunkBuffer(Buffer):
         self._bytes = 0
         self._room: asyncio.Event | None = None
         self._gauges_updated = -1e9
+        self._loads: dict[str, asyncio.Future[None]] = {}
+        """Chunks being read back from disk: outputs taking the same chunk share one read."""
 
     # ------------------------------------------------------------------ storage hooks
 
@@ -127,6 +159,13 @@ class ChunkBuffer(Buffer):
 
     def _quarantine_files(self, chunk: BufferChunk) -> None:
         """Move an unreadable chunk's file aside (never delete it)."""
+
+    def _read_back(self, chunk: BufferChunk) -> Salvage | None:
+        """Load a sealed chunk's data from its file (blocking: runs in a thread). If frames were
+        damaged since the chunk was validated, return what is left instead of filling the chunk
+        (the loop applies it: ``_salvaged``). Raises OSError or CorruptChunk (nothing left)."""
+        chunk.load()
+        return None
 
     # ------------------------------------------------------------------------- ingestion
 
@@ -253,7 +292,7 @@ class ChunkBuffer(Buffer):
                     continue
                 if not chunk.loaded:
                     try:
-                        await asyncio.to_thread(chunk.load)
+                        await self._load(chunk)
                     except (OSError, CorruptChunk) as exc:
                         if self._chunks.get(chunk.id) is chunk:
                             self._quarantine(chunk, str(exc))
@@ -262,7 +301,7 @@ class ChunkBuffer(Buffer):
                         # Cancelled while reading: the chunk goes back in line for this output.
                         heapq.heappush(heap, (chunk.id, chunk))
                         raise
-                    if not self._is_live(chunk, output):
+                    if not self._is_live(chunk, output) or not chunk.loaded:
                         continue
                 chunk.in_flight.add(output)
                 return chunk
@@ -273,6 +312,47 @@ class ChunkBuffer(Buffer):
                 await event.wait()
             finally:
                 self._idle[output] -= 1
+
+    async def _load(self, chunk: BufferChunk) -> None:
+        """Read ``chunk`` back from disk once, however many outputs wait for it (so damage
+        found on the way is saved and counted once)."""
+        task = self._loads.get(chunk.id)
+        if task is None:
+            task = asyncio.ensure_future(self._load_once(chunk))
+            self._loads[chunk.id] = task
+            task.add_done_callback(lambda done: self._loaded(chunk.id, done))
+        await asyncio.shield(task)
+
+    def _loaded(self, chunk_id: str, task: asyncio.Future[None]) -> None:
+        self._loads.pop(chunk_id, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already
+
+    async def _load_once(self, chunk: BufferChunk) -> None:
+        salvage = await asyncio.to_thread(self._read_back, chunk)
+        if salvage is not None and self._chunks.get(chunk.id) is chunk:
+            self._salvaged(chunk, salvage)
+
+    def _salvaged(self, chunk: BufferChunk, salvage: Salvage) -> None:
+        """A chunk lost frames after it was validated: deliver what is left, count the rest."""
+        lost_records = chunk.records - salvage.scan.records
+        lost_size = chunk.size - salvage.scan.size
+        chunk.fill(salvage.scan)
+        chunk.file_bytes = salvage.file_bytes
+        self._bytes -= lost_size
+        for cut in salvage.cuts:
+            self.metrics.inc("buffer_cut_bytes_total", cut.size, reason=cut.reason)
+            self.metrics.inc("buffer_cut_frames_total", cut.frames, reason=cut.reason)
+        self.metrics.inc("buffer_dropped_records_total", lost_records, reason="corrupt")
+        self.metrics.inc("buffer_dropped_bytes_total", lost_size, reason="corrupt")
+        self.logger.error(
+            "chunk %s (tag %r) damaged on disk after it was validated: %s; delivering the %d "
+            "records of its intact frames, %d records lost (the damaged bytes are in %s)",
+            chunk.id, chunk.tag, describe_cuts(salvage.cuts), chunk.records, lost_records,
+            salvage.saved_in,
+        )
+        if self._room is not None and self.has_room():
+            self._room.set()
 
     def ack(self, chunk: Chunk, output: str) -> None:
         current = self._chunks.get(chunk.id)

@@ -5,8 +5,11 @@ Layout::
     data_dir/buffer.lock                 flock: one agent per data_dir
     data_dir/chunks/<id>.<tag>.chunk     header + frames (see agent/buffer/chunk.py)
     data_dir/chunks/<id>.acks            outputs that acknowledged the chunk, one JSON string a line
-    data_dir/corrupt/                    chunks with an unreadable header, cut-off tails
+    data_dir/corrupt/                    chunks with an unreadable header, damaged spans cut
+                                         from chunk files (<chunk file>.cut-at-<offset>)
     data_dir/dead-letter/                <id>.<output>.ndjson + <id>.<output>.json (reason)
+
+Everything here is owner-only (0600 files, 0700 directories).
 """
 
 from __future__ import annotations
@@ -25,22 +28,37 @@ import msgspec
 from agent.buffer.base import BufferConfig, Routes
 from agent.buffer.chunk import (
     ACKS_SUFFIX,
+    CHUNK_SUFFIX,
     BufferChunk,
     ChunkIds,
     CorruptChunk,
+    Cut,
+    FrameScan,
     OpenChunk,
     chunk_file_name,
     decode_header,
     encode_header,
     frame_parts,
+    is_chunk_id,
     parse_chunk_file_name,
     scan_frames,
+    write_all,
     writev_all,
 )
-from agent.buffer.core import DEFAULT_RESIDENT_BYTES, ChunkBuffer
+from agent.buffer.core import DEFAULT_RESIDENT_BYTES, ChunkBuffer, Salvage, describe_cuts
+from agent.buffer.files import open_private, private_dir, tighten_files
+from agent.config import ConfigError
 from outputs.base import Metrics
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+LOCK_FILE = "buffer.lock"
+SALVAGE_SUFFIX = ".salvage"
+"""A chunk file being rewritten without its damaged spans (replaces the chunk when complete)."""
+
+
+class DataDirInUse(ConfigError):
+    """Another agent holds ``data_dir``: two agents must never share one buffer. A config error
+    (exit 2 at start, the running pipeline kept on reload): the fix is a config change."""
 
 
 class Recovered(msgspec.Struct):
@@ -48,8 +66,8 @@ class Recovered(msgspec.Struct):
 
     chunks: list[tuple[BufferChunk, set[str]]]
     ids: list[str]
-    truncated_bytes: int = 0
-    truncated_chunks: int = 0
+    cuts: list[Cut] = msgspec.field(default_factory=list)
+    damaged_chunks: int = 0
     corrupt_chunks: int = 0
 
 
@@ -84,13 +102,20 @@ class DiskBuffer(ChunkBuffer):
 
     async def open(self, routes: Routes) -> None:
         self._routes = routes
-        for directory in (self.chunks_dir, self.corrupt_dir, self.dead_letter_dir):
-            os.makedirs(directory, exist_ok=True)
+        private_dir(self.data_dir, self.logger)
         self._lock()
+        for directory in (self.chunks_dir, self.corrupt_dir, self.dead_letter_dir):
+            private_dir(directory, self.logger)
         recovered = await asyncio.to_thread(self._scan)
         self._ids = ChunkIds(recovered.ids)
-        if recovered.truncated_bytes:
-            self.metrics.inc("buffer_truncated_bytes_total", recovered.truncated_bytes)
+        for chunk_id in self._ids.ignored:
+            self.logger.warning(
+                "chunk id %s is not one this buffer makes (<13 digits>-<12 digits>, before year "
+                "2286): not taken into account for new chunk ids", chunk_id,
+            )
+        for cut in recovered.cuts:
+            self.metrics.inc("buffer_cut_bytes_total", cut.size, reason=cut.reason)
+            self.metrics.inc("buffer_cut_frames_total", cut.frames, reason=cut.reason)
         if recovered.corrupt_chunks:
             self.metrics.inc("buffer_corrupt_chunks_total", recovered.corrupt_chunks)
         queued = records = size = 0
@@ -104,37 +129,67 @@ class DiskBuffer(ChunkBuffer):
             self.metrics.inc("buffer_recovered_chunks_total", queued)
             self.metrics.inc("buffer_recovered_records_total", records)
         self.logger.info(
-            "buffer recovered %d chunks (%d records, %d bytes) from %s; %d truncated "
+            "buffer recovered %d chunks (%d records, %d bytes) from %s; %d damaged "
             "(%d bytes cut), %d corrupt moved to %s",
-            queued, records, size, self.chunks_dir, recovered.truncated_chunks,
-            recovered.truncated_bytes, recovered.corrupt_chunks, self.corrupt_dir,
+            queued, records, size, self.chunks_dir, recovered.damaged_chunks,
+            sum(cut.size for cut in recovered.cuts), recovered.corrupt_chunks, self.corrupt_dir,
         )
         self._update_gauges(force=True)
 
     def _lock(self) -> None:
-        fd = os.open(os.path.join(self.data_dir, "buffer.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        """One agent per data_dir: an exclusive flock on ``data_dir/buffer.lock``, held until
+        ``close`` or the process ends (the kernel drops it even after ``kill -9``, so a stale
+        file never blocks a start). The holder's pid is written in the file for the message."""
+        path = os.path.join(self.data_dir, LOCK_FILE)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            raise RuntimeError(
-                f"data_dir {self.data_dir} is in use by another running agent"
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            who = f"pid {holder}" if holder.isdigit() else "a process"
+            raise DataDirInUse(
+                f"agent.data_dir: {self.data_dir} is in use by another running agent ({who} "
+                f"holds the lock {path}); stop that agent or give this one another data_dir"
             ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            self.logger.warning("cannot write the pid to %s: %s", path, exc)
         self._lock_fd = fd
 
     def _scan(self) -> Recovered:
         """Validate every chunk file, oldest first (blocking; runs in a thread)."""
         names = sorted(os.listdir(self.chunks_dir))
         result = Recovered(chunks=[], ids=[])
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self.corrupt_dir):
-                parsed = parse_chunk_file_name(name)
-                if parsed:
-                    result.ids.append(parsed[0])
+        try:
+            corrupt = os.listdir(self.corrupt_dir)
+        except OSError:
+            corrupt = []
+        foreign = []
+        for name in corrupt:
+            chunk_id = name.split(".", 1)[0]
+            if is_chunk_id(chunk_id):
+                result.ids.append(chunk_id)
+            else:
+                foreign.append(name)
+        if foreign:
+            self.logger.info(
+                "%s holds %d files whose names are not the buffer's (e.g. %s): left alone, not "
+                "taken into account for chunk ids", self.corrupt_dir, len(foreign), min(foreign),
+            )
+        tightened = tighten_files(self.chunks_dir, names) + tighten_files(self.corrupt_dir, corrupt)
+        if tightened:
+            self.logger.warning("made %d files under %s and %s owner-only (0600)",
+                                tightened, self.chunks_dir, self.corrupt_dir)
         live: set[str] = set()
         for name in names:
             parsed = parse_chunk_file_name(name)
             if parsed is None:
+                self._not_a_chunk(name)
                 continue
             chunk_id = parsed[0]
             result.ids.append(chunk_id)
@@ -158,16 +213,16 @@ class DiskBuffer(ChunkBuffer):
                 result.corrupt_chunks += 1
                 continue
             scan = scan_frames(content, header_end, keep=False)
-            if scan.error is not None:
-                cut = len(content) - scan.valid_end
-                self._save_tail(name, content, scan.valid_end)
-                os.truncate(path, scan.valid_end)
+            file_bytes = len(content)
+            if scan.cuts:
+                file_bytes = self._salvage_file(path, content, header_end, scan)
                 self.logger.warning(
-                    "chunk file %s: %s; truncated %d bytes (kept %d records; the cut bytes "
-                    "are in %s)", path, scan.error, cut, scan.records, self.corrupt_dir,
+                    "chunk file %s: %s; kept the %d records of its intact frames (the cut "
+                    "bytes are in %s)", path, describe_cuts(scan.cuts), scan.records,
+                    self.corrupt_dir,
                 )
-                result.truncated_bytes += cut
-                result.truncated_chunks += 1
+                result.cuts += scan.cuts
+                result.damaged_chunks += 1
             del content
             if not scan.records:
                 self._unlink(path)
@@ -181,7 +236,7 @@ class DiskBuffer(ChunkBuffer):
                 scan.records,
                 scan.size,
                 path=path,
-                file_bytes=scan.valid_end,
+                file_bytes=file_bytes,
             )
             result.chunks.append((chunk, self._read_acks(chunk_id)))
         for name in names:
@@ -189,13 +244,84 @@ class DiskBuffer(ChunkBuffer):
                 self._unlink(os.path.join(self.chunks_dir, name))
         return result
 
-    def _save_tail(self, name: str, content: bytes, offset: int) -> None:
-        tail = os.path.join(self.corrupt_dir, f"{name}.tail-at-{offset}")
+    def _not_a_chunk(self, name: str) -> None:
+        path = os.path.join(self.chunks_dir, name)
+        if name.endswith(ACKS_SUFFIX) and is_chunk_id(name[: -len(ACKS_SUFFIX)]):
+            return  # an acknowledgement file: handled with its chunk
+        if name.endswith(CHUNK_SUFFIX + SALVAGE_SUFFIX) and parse_chunk_file_name(
+            name[: -len(SALVAGE_SUFFIX)]
+        ):
+            # A rewrite the process did not finish: the chunk itself is still whole.
+            self.logger.info("removing %s: an unfinished rewrite of a damaged chunk", path)
+            self._unlink(path)
+            return
+        self.logger.warning(
+            "ignoring %s: not a file of the buffer's (chunk files are named "
+            "<13 digits>-<12 digits>.<tag>.chunk); left as it is", path,
+        )
+
+    def _salvage_file(self, path: str, content: bytes, header_end: int, scan: FrameScan) -> int:
+        """Save the damaged spans of a chunk file to corrupt/ and rewrite it with its intact
+        frames only (a damaged tail is simply truncated); returns the file's new length. If the
+        rewrite fails the file stays as it is (its intact frames are found again when read)."""
+        if not scan.cuts:
+            return len(content)
+        name = os.path.basename(path)
+        for cut in scan.cuts:
+            self._save_cut(name, content, cut)
+        if len(scan.cuts) == 1 and scan.cuts[0].end == len(content):
+            os.truncate(path, scan.cuts[0].offset)
+            return scan.cuts[0].offset
+        view = memoryview(content)
+        kept = [view[:header_end]] + [view[a:b] for a, b in scan.kept(header_end)]
+        temporary = path + SALVAGE_SUFFIX
         try:
-            with open(tail, "wb") as file:
-                file.write(content[offset:])
+            fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                written = writev_all(fd, kept)  # type: ignore[arg-type]
+                _fdatasync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, path)
         except OSError as exc:
-            self.logger.warning("cannot save the cut tail of %s: %s", name, exc)
+            self.logger.error("cannot rewrite %s without its damaged spans: %s", path, exc)
+            self._unlink(temporary)
+            return len(content)
+        return written
+
+    def _save_cut(self, name: str, content: bytes, cut: Cut) -> None:
+        saved = os.path.join(self.corrupt_dir, f"{name}.cut-at-{cut.offset}")
+        try:
+            fd = open_private(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                write_all(fd, content[cut.offset : cut.end])
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.logger.warning("cannot save the damaged bytes of %s to %s: %s", name, saved, exc)
+
+    def _read_back(self, chunk: BufferChunk) -> Salvage | None:
+        content, scan = chunk.read()
+        if (scan.records, scan.size, len(content)) == (chunk.records, chunk.size, chunk.file_bytes):
+            # Intact, or damage found at start whose rewrite failed: nothing changed since.
+            chunk.fill(scan)
+            return None
+        cuts = list(scan.cuts)
+        if len(content) < chunk.file_bytes:  # the file got shorter
+            missing = Cut(len(content), chunk.file_bytes, "torn", 1,
+                          f"file cut short at {len(content)} bytes")
+            if cuts and cuts[-1].end == len(content):
+                last = cuts.pop()
+                missing = Cut(last.offset, chunk.file_bytes, last.reason, last.frames,
+                              f"{last.detail}, {missing.detail}")
+            cuts.append(missing)
+        assert chunk.path is not None
+        header_end = decode_header(content)[1]
+        if self._chunks.get(chunk.id) is chunk:  # not deleted meanwhile: never bring it back
+            file_bytes = self._salvage_file(chunk.path, content, header_end, scan)
+        else:
+            file_bytes = len(content)
+        return Salvage(scan=scan, cuts=cuts, file_bytes=file_bytes, saved_in=self.corrupt_dir)
 
     def _move_aside(self, path: str, chunk_id: str) -> None:
         for source in (path, self._acks_path(chunk_id)):
@@ -240,7 +366,7 @@ class DiskBuffer(ChunkBuffer):
         if chunk.fd is None:
             path = os.path.join(self.chunks_dir, chunk_file_name(chunk.id, chunk.tag))
             parts.insert(0, encode_header(chunk.id, chunk.tag, chunk.created))
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             try:
                 written = writev_all(fd, parts)
             except OSError:
@@ -302,8 +428,11 @@ class DiskBuffer(ChunkBuffer):
         self._unlink(self._acks_path(chunk.id))
 
     def _persist_ack(self, chunk: BufferChunk, output: str) -> None:
-        with open(self._acks_path(chunk.id), "ab") as file:
-            file.write(msgspec.json.encode(output) + b"\n")
+        fd = open_private(self._acks_path(chunk.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            write_all(fd, msgspec.json.encode(output) + b"\n")
+        finally:
+            os.close(fd)
 
     def _quarantine_files(self, chunk: BufferChunk) -> None:
         if chunk.path is not None:
@@ -399,18 +528,21 @@ class DiskBuffer(ChunkBuffer):
     # -------------------------------------------------------------------------- close
 
     async def close(self) -> None:
-        for chunk in list(self._open.values()):
-            self._seal(chunk)
-        while self._sync_task is not None:
-            with contextlib.suppress(OSError):
-                await asyncio.shield(self._sync_task)
-        if self._sync == "batch" and (self._dirty or self._to_close or self._dir_dirty):
-            self._sync_task = asyncio.ensure_future(self._sync_round())
-            await self._sync_task
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
-        self._update_gauges(force=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            for chunk in list(self._open.values()):
+                self._seal(chunk)
+            while self._sync_task is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(self._sync_task)
+            if self._sync == "batch" and (self._dirty or self._to_close or self._dir_dirty):
+                self._sync_task = asyncio.ensure_future(self._sync_round())
+                await self._sync_task
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+            self._update_gauges(force=True)
+        finally:
+            # Whatever failed above, the data_dir is free again (a reload opens it anew).
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
