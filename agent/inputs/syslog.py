@@ -399,7 +399,7 @@ class StreamConnection(asyncio.Protocol):
         if self._waiting is not None or self._closed or self.transport is None:
             return
         self.transport.pause_reading()
-        self.metrics.inc("input_backpressure_pauses_total")
+        self.metrics.inc("input_backpressure_pauses_total", reason="buffer_full")
         self._waiting = asyncio.get_running_loop().create_task(self._wait_for_room())
 
     async def _wait_for_room(self) -> None:
