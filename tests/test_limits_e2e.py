@@ -1,0 +1,139 @@
+"""Issue 12, section 4: hostile or broken clients cannot exhaust the agent. Each test runs the
+real agent (``python -m agent``) on free loopback ports and abuses it the way the review did:
+a RELP frame announcing 60 MiB, a RELP client that never reads its answers, transaction numbers
+out of sequence, connection floods past ``max_connections`` and past the open-file limit, HTTP
+requests with huge headers and idle HTTP connections. Memory is judged by the agent's VmRSS /
+VmHWM against generous bounds, never by timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.harness import AgentProcess
+from tests.conftest import free_port, read_ndjson, wait_for
+from tests.peers.relp import Client, command
+
+MiB = 1024 * 1024
+
+
+def _line(text: str) -> bytes:
+    return b"<13>1 2026-01-01T00:00:00Z node app - - - " + text.encode()
+
+
+def _config(tmp_path: Path, input_block: str) -> str:
+    return f"""
+[agent]
+data_dir = "{tmp_path / "data"}"
+[buffer]
+flush_interval = "200ms"
+{input_block}
+[[outputs]]
+type = "file"
+match = "*"
+path = "{tmp_path / "out.ndjson"}"
+"""
+
+
+def _relp_input(port: int, extra: str = "") -> str:
+    return (
+        f'[[inputs]]\ntype = "syslog"\nname = "relp"\nmode = "relp"\n'
+        f'listen = "127.0.0.1:{port}"\ntag = "relp"\n{extra}'
+    )
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def test_relp_frame_announcing_60_mib_is_cut_not_buffered(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """The review's attack: DATALEN 60 MiB. The agent keeps max_message_bytes of it (flagged
+    truncated, the rest counted as discarded), answers, and its peak RSS stays far below the
+    frame's size (before: the whole frame and its copies, 436 MiB for 6 such clients)."""
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    peak_before = _status_kib(agent.pid, "VmHWM")
+    client = Client(port)
+    client.open()
+    size = 60 * MiB
+    client.send(b"2 syslog %d <13>app: " % size)
+    block = b"z" * MiB
+    left = size - len(b"<13>app: ")
+    while left:
+        piece = block[: min(left, len(block))]
+        client.send(piece)
+        left -= len(piece)
+    client.send(b"\n")
+    assert client.read_frame() == (2, b"rsp", b"200 OK")
+    client.send(command(3, "syslog", _line("next")))
+    assert client.read_frame() == (3, b"rsp", b"200 OK")
+    client.close()
+    grown_mib = (_status_kib(agent.pid, "VmHWM") - peak_before) / 1024
+    assert grown_mib < 30, f"peak RSS grew by {grown_mib:.0f} MiB for one 60 MiB frame"
+    out = tmp_path / "out.ndjson"
+    wait_for(lambda: len(read_ndjson(out)) >= 2)
+    first, second = read_ndjson(out)
+    assert first["truncated"] is True and second["message"] == "next"
+    assert agent.metric("input_truncated_total", name="relp") == 1
+    assert agent.metric("input_discarded_bytes_total", name="relp") == size - 64 * 1024
+
+
+def test_relp_client_that_never_reads_its_answers_is_not_read_either(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """A client sends tiny messages as fast as it can and never reads an answer. The agent
+    stops reading it once the answers it owes pile up: the client's sends block long before
+    it sent everything, and the agent's memory stays bounded."""
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    rss_before = _status_kib(agent.pid, "VmRSS")
+    client = Client(port, receive_buffer=4096)
+    client.open()
+    client.sock.settimeout(5)
+    total = 2_000_000
+    batch = 10_000
+    sent = 0
+    try:
+        for first in range(2, total + 2, batch):
+            client.send(b"".join(command(n, "syslog", b"x") for n in range(first, first + batch)))
+            sent += batch
+    except TimeoutError:
+        pass
+    read_by_agent = agent.metric("input_bytes_total", name="relp")
+    grown_mib = (_status_kib(agent.pid, "VmRSS") - rss_before) / 1024
+    assert agent.metric("input_backpressure_pauses_total", reason="unread_answers") >= 1
+    assert sent < total, "the agent kept reading a client that reads none of its answers"
+    assert read_by_agent < 24 * MiB
+    assert grown_mib < 64, f"RSS grew by {grown_mib:.0f} MiB"
+    client.close()
+
+
+def test_relp_duplicate_and_decreasing_txnr_end_the_session(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    for bad in (2, 1):  # 2: a duplicate of the last one; 1: lower than the last one
+        client = Client(port)
+        client.open()
+        client.send(command(2, "syslog", _line("good")))
+        assert client.read_frame() == (2, b"rsp", b"200 OK")
+        client.send(command(bad, "syslog", _line("bad")))
+        with pytest.raises((EOFError, ConnectionResetError)):
+            client.read_frame()
+        client.close()
+    assert agent.metric("input_framing_errors_total", name="relp") == 2
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) >= 2)
+    time.sleep(0.5)  # a wrongly accepted "bad" record would be flushed by now
+    messages = [r["message"] for r in read_ndjson(tmp_path / "out.ndjson")]
+    assert messages == ["good", "good"]
+    assert "txnr 2 repeats an earlier one (3 expected)" in agent.log()
+    assert "txnr 1 repeats an earlier one (3 expected)" in agent.log()
