@@ -7,7 +7,9 @@ VmHWM against generous bounds, never by timing."""
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +47,15 @@ def _relp_input(port: int, extra: str = "") -> str:
     )
 
 
+def _get(agent: AgentProcess, path: str) -> tuple[int, bytes]:
+    url = f"http://127.0.0.1:{agent.http_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -71,6 +82,8 @@ def test_relp_frame_announcing_60_mib_is_cut_not_buffered(
         piece = block[: min(left, len(block))]
         client.send(piece)
         left -= len(piece)
+        if left < size // 2 <= left + len(piece):  # halfway: health checks still answer
+            assert _get(agent, "/healthz") == (200, b"ok\n")
     client.send(b"\n")
     assert client.read_frame() == (2, b"rsp", b"200 OK")
     client.send(command(3, "syslog", _line("next")))
@@ -137,3 +150,47 @@ def test_relp_duplicate_and_decreasing_txnr_end_the_session(
     assert messages == ["good", "good"]
     assert "txnr 2 repeats an earlier one (3 expected)" in agent.log()
     assert "txnr 1 repeats an earlier one (3 expected)" in agent.log()
+
+
+# ------------------------------------------------------------------------------------- HTTP
+
+
+def _http_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_http_oversized_request_headers_get_431(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    agent = start_agent(_config(tmp_path, _relp_input(free_port())))
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 16384 + b"\r\n\r\n"
+    answer = _http_exchange(agent.http_port, big)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    small = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert _http_exchange(agent.http_port, small).startswith(b"HTTP/1.1 200 OK")
+    assert agent.metric("http_rejected_connections_total", reason="header_too_large") == 1
+
+
+def test_idle_http_connections_do_not_starve_health_checks(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """400 clients connect to the HTTP port and send nothing, with the agent limited to 256
+    open files: the agent keeps at most 64 HTTP connections (the oldest idle one makes room
+    for a newcomer), so it neither runs out of descriptors nor stops answering probes."""
+    agent = start_agent(_config(tmp_path, _relp_input(free_port())), nofile=(256, 256))
+    idle = []
+    try:
+        for _ in range(400):
+            idle.append(socket.create_connection(("127.0.0.1", agent.http_port), timeout=10))
+        for _ in range(3):
+            assert _get(agent, "/healthz") == (200, b"ok\n")
+        assert _get(agent, "/readyz")[0] == 200
+        assert agent.metric("http_rejected_connections_total", reason="evicted_idle") > 0
+    finally:
+        for sock in idle:
+            sock.close()
