@@ -194,3 +194,138 @@ def test_idle_http_connections_do_not_starve_health_checks(
     finally:
         for sock in idle:
             sock.close()
+
+
+# ------------------------------------------------------------------- connections and files
+
+
+def _tcp_input(port: int, extra: str = "") -> str:
+    return (
+        f'[[inputs]]\ntype = "syslog"\nname = "tcp"\nmode = "tcp"\n'
+        f'listen = "127.0.0.1:{port}"\ntag = "tcp"\n{extra}'
+    )
+
+
+def _refused(sock: socket.socket) -> bool:
+    """The agent closed this connection without reading from it."""
+    sock.settimeout(10)
+    try:
+        return sock.recv(10) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_max_connections_refusals_are_counted_logged_and_shown_in_readyz(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _tcp_input(port, "max_connections = 3")))
+    address = ("127.0.0.1", port)
+    kept = [socket.create_connection(address) for _ in range(3)]
+    wait_for(lambda: agent.metric("input_active_connections", name="tcp") == 3)
+    status, body = agent.readyz()
+    assert status == 503 and "input tcp at max_connections (3)" in body, body
+    extra = [socket.create_connection(address) for _ in range(5)]
+    assert all(_refused(sock) for sock in extra)
+    wait_for(
+        lambda: agent.metric(
+            "input_connections_rejected_total", name="tcp", reason="max_connections"
+        )
+        == 5
+    )
+    # Logged once for the storm (rate-limited), with where the count is.
+    assert agent.log().count("tcp: refusing a connection from 127.0.0.1:") == 1
+    assert 'input_connections_rejected_total{reason="max_connections"}' in agent.log()
+    kept[0].sendall(b"<13>1 2026-01-01T00:00:00Z node app - - - still served\n")
+    for sock in kept + extra:
+        sock.close()
+    wait_for(lambda: agent.readyz()[0] == 200)
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 1)
+
+
+def test_soft_open_file_limit_is_raised_to_the_hard_limit(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    config = _config(tmp_path, _tcp_input(free_port())).replace(
+        "[agent]", '[agent]\nlog_level = "debug"', 1
+    )
+    agent = start_agent(config, nofile=(256, 2048))
+    limits = Path(f"/proc/{agent.pid}/limits").read_text()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert line.split()[3:5] == ["2048", "2048"], line
+    assert "open-file limit (RLIMIT_NOFILE): soft 256 -> 2048, hard 2048" in agent.log()
+
+
+def test_connection_flood_past_the_open_file_limit_is_refused_and_counted(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """200 connections with the agent limited to 100 open files and max_connections at its
+    default (1024): before, uvloop accepted and closed the excess silently (nothing counted)
+    and every descriptor went to connections. Now connections past the open-file budget are
+    refused and counted, /readyz says why, health checks answer, and once the flood is gone the
+    input serves again."""
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _tcp_input(port)), nofile=(100, 100))
+    address = ("127.0.0.1", port)
+    flood = []
+    try:
+        for _ in range(200):
+            flood.append(socket.create_connection(address, timeout=10))
+        wait_for(
+            lambda: agent.metric("input_active_connections", name="tcp")
+            + agent.metric("input_connections_rejected_total", name="tcp")
+            >= 200,
+            timeout=30,
+        )
+        rejected = agent.metric("input_connections_rejected_total", name="tcp")
+        assert rejected == agent.metric(
+            "input_connections_rejected_total", name="tcp", reason="open_files"
+        ) + agent.metric("input_connections_rejected_total", name="tcp", reason="accept_error")
+        assert rejected >= 100
+        assert _get(agent, "/healthz") == (200, b"ok\n")
+        status, body = agent.readyz()
+        assert status == 503 and "open-file limit" in body, body
+        assert "refusing a connection" in agent.log()
+    finally:
+        for sock in flood:
+            sock.close()
+    wait_for(lambda: agent.readyz()[0] == 200)
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"<13>1 2026-01-01T00:00:00Z node app - - - after the flood\n")
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 1)
+
+
+def test_accept_failing_for_want_of_descriptors_is_counted_and_logged(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """Idle HTTP connections take descriptors the connection budget counted on, so accepting
+    a TCP connection fails with EMFILE. uvloop would accept and close it silently; the input's
+    own accept loop counts it (reason accept_error), logs it, leaves the connection waiting in
+    the backlog and tries again shortly: once descriptors are free it is served."""
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _tcp_input(port)), nofile=(60, 60))
+    address = ("127.0.0.1", port)
+    files = Path(f"/proc/{agent.pid}/fd")
+    before = len(list(files.iterdir()))
+    idle = [socket.create_connection(("127.0.0.1", agent.http_port)) for _ in range(25)]
+    wait_for(lambda: len(list(files.iterdir())) >= before + 23)  # the agent accepted them
+    clients = []
+    try:
+        for _ in range(30):
+            clients.append(socket.create_connection(address, timeout=10))
+        # No descriptor is left for the HTTP server either: watch the log, not /metrics.
+        wait_for(lambda: "accept failed: [Errno 24] Too many open files" in agent.log())
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_for(lambda: len(list(files.iterdir())) < 55)  # the agent closed the idle ones
+    wait_for(
+        lambda: agent.metric("input_connections_rejected_total", name="tcp", reason="accept_error")
+        >= 1
+    )
+    # Descriptors are free again: the connections left in the backlog are accepted and read.
+    for number, sock in enumerate(clients):
+        sock.sendall(b"<13>1 2026-01-01T00:00:00Z node app - - - waited %d\n" % number)
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 30, timeout=30)
+    for sock in clients:
+        sock.close()
