@@ -151,6 +151,9 @@ class RelpConnection(StreamConnection):
             self._head = b""
         size = len(data)
         pos = 0
+        limit = self.limit
+        answers = self._answers
+        header = _HEADER.match
         while pos < size and not self._closing:
             frame = self._frame
             if frame is None:
@@ -159,15 +162,42 @@ class RelpConnection(StreamConnection):
                     pos += 1
                 if pos >= size:
                     return
-                match = _HEADER.match(data, pos)
+                match = header(data, pos)
                 if match is None:
                     rest = data[pos : pos + _MAX_HEADER + 1]
                     if len(rest) > _MAX_HEADER or not _HEADER_PREFIX.fullmatch(rest):
                         raise RelpProtocolError(f"malformed header {bytes(rest[:40])!r}")
                     self._head = rest  # the rest of the header comes with the next read
                     return
+                txnr, command, datalen_text, end = match.groups()
+                self._check_txnr(txnr)
+                datalen = int(datalen_text)
                 pos = match.end()
-                frame = self._header(match, frames, truncated, owed)
+                stop = pos + datalen
+                if (
+                    stop < size
+                    and command == b"syslog"
+                    and end == b" "
+                    and 0 < datalen <= limit + 1
+                    and self._opened
+                ):
+                    # The usual frame: a syslog command whole in this read, within the limit.
+                    if data[stop] != 0x0A:
+                        raise RelpProtocolError(f"no LF after DATA of txnr {txnr.decode()}")
+                    body = data[pos:stop]
+                    pos = stop + 1
+                    if body[-1] == 0x0A:
+                        body = body[:-1]
+                    elif datalen > limit:
+                        self._discarded += 1
+                        truncated.append(len(frames))
+                        body = body[:limit]
+                    frames.append(body)
+                    answer = _Answer(b"%s rsp 6 200 OK\n" % txnr, False)
+                    owed.append(answer)
+                    answers.append(answer)
+                    continue
+                frame = self._header(txnr, command, datalen, end, frames, truncated, owed)
                 if frame is None:  # no DATA and the LF already read
                     continue
             if frame.keep:
@@ -198,25 +228,29 @@ class RelpConnection(StreamConnection):
             body = parts[0] if len(parts) == 1 else b"".join(parts)
             self._command(frame, body, frames, truncated, owed)
 
-    def _header(
-        self,
-        match: re.Match[bytes],
-        frames: list[bytes],
-        truncated: list[int],
-        owed: list[_Answer],
-    ) -> _Frame | None:
-        """Check a header; returns the frame whose DATA follows, or None once a frame without
-        DATA has been handled."""
-        txnr, command, datalen_text, end = match.groups()
+    def _check_txnr(self, txnr: bytes) -> None:
         number = int(txnr)
         if number:
             # As librelp: each command carries the next transaction number (open has 1); a
             # repeated, lower or skipped one is a protocol error. 0 is for hints.
-            if number != self._next_txnr:
-                how = "repeats an earlier one" if number < self._next_txnr else "skips ahead"
-                raise RelpProtocolError(f"txnr {number} {how} ({self._next_txnr} expected)")
+            expected = self._next_txnr
+            if number != expected:
+                how = "repeats an earlier one" if number < expected else "skips ahead"
+                raise RelpProtocolError(f"txnr {number} {how} ({expected} expected)")
             self._next_txnr = 1 if number >= _MAX_TXNR else number + 1
-        datalen = int(datalen_text)
+
+    def _header(
+        self,
+        txnr: bytes,
+        command: bytes,
+        datalen: int,
+        end: bytes,
+        frames: list[bytes],
+        truncated: list[int],
+        owed: list[_Answer],
+    ) -> _Frame | None:
+        """Start reading a frame's DATA; returns that frame, or None once a frame without
+        DATA has been handled."""
         if datalen and end != b" ":
             raise RelpProtocolError(f"no space before DATA of txnr {txnr.decode()}")
         # One byte over the limit tells a message whose trailing LF is stripped from one that
