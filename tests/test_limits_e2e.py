@@ -124,8 +124,10 @@ def test_relp_client_that_never_reads_its_answers_is_not_read_either(
     grown_mib = (_status_kib(agent.pid, "VmRSS") - rss_before) / 1024
     assert agent.metric("input_backpressure_pauses_total", reason="unread_answers") >= 1
     assert sent < total, "the agent kept reading a client that reads none of its answers"
+    # Seen: 8 MB read of the 36 MB sent (the rest waits in the kernel's buffers), RSS +52 MiB
+    # (the messages it did read, parsed and buffered). Before: the agent read everything.
     assert read_by_agent < 24 * MiB
-    assert grown_mib < 64, f"RSS grew by {grown_mib:.0f} MiB"
+    assert grown_mib < 128, f"RSS grew by {grown_mib:.0f} MiB"
     client.close()
 
 
