@@ -331,3 +331,20 @@ def test_accept_failing_for_want_of_descriptors_is_counted_and_logged(
     wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 30, timeout=30)
     for sock in clients:
         sock.close()
+
+
+def test_http_client_that_never_finishes_its_headers_is_timed_out(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """Slowloris: a request whose headers never end is closed after the request timeout (5 s)
+    and counted."""
+    agent = start_agent(_config(tmp_path, _relp_input(free_port())))
+    with socket.create_connection(("127.0.0.1", agent.http_port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            sock.sendall(b"X-Slow: 1\r\n")
+            closed = sock.recv(100) == b""
+        except ConnectionResetError:
+            closed = True
+    assert closed
+    assert agent.metric("http_rejected_connections_total", reason="timeout") == 1
