@@ -227,6 +227,10 @@ def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
     from agent.logs import setup_logging
 
     setup_logging(args.log_level or config.agent.log_level, config.agent.log_format)
+    from agent.resources import check_open_file_budget, raise_open_file_limit
+
+    raise_open_file_limit()
+    check_open_file_budget(config.inputs)
     loop_name = _install_loop(args.loop)
     log.info(
         "container-audit-agent %s starting (%s loop, config %s)", __version__, loop_name, source

@@ -258,7 +258,7 @@ class Agent:
         reasons = []
         if self._stopping:
             reasons.append("shutting down")
-        reasons += [f"input {i.context.name} not serving" for i in self.inputs if not i.ready]
+        reasons += [f"input {i.context.name} {p}" for i in self.inputs for p in i.problems()]
         if not self.buffer.has_room():
             reasons.append("buffer full")
         if self.store.write_error is not None:

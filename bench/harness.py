@@ -38,8 +38,17 @@ class AgentProcess:
     """One agent process. ``config`` is the TOML text without ``[agent] http_listen``, which
     this class sets to a free port so it can watch the agent."""
 
-    def __init__(self, workdir: Path, config: str, *, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: str,
+        *,
+        ready_timeout: float = 30.0,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.nofile = nofile
+        """(soft, hard) RLIMIT_NOFILE the agent starts with; inherited when None."""
         self.http_port = free_port()
         self.config_path = workdir / "agent.toml"
         if "[agent]" in config:
@@ -60,6 +69,14 @@ class AgentProcess:
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
         env.update(extra_env or {})
+        nofile = self.nofile
+
+        def limit_files() -> None:
+            if nofile is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         with open(self.log_path, "ab") as log, open(self.stdout_path, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "agent", "--config", str(self.config_path)],
@@ -67,6 +84,7 @@ class AgentProcess:
                 stdout=out,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=limit_files if nofile is not None else None,
             )
         deadline = time.monotonic() + self.ready_timeout
         while not self.ready():

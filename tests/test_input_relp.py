@@ -11,71 +11,13 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.peers.inputs import InputHarness, input_harness
-
-OFFERS = b"relp_version=0\nrelp_software=test-client\ncommands=syslog"
+from tests.peers.relp import Client, command
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def harness(request: pytest.FixtureRequest) -> Iterator[InputHarness]:
     with input_harness(use_uvloop=request.param == "uvloop") as running:
         yield running
-
-
-def command(txnr: int, name: str, data: bytes = b"") -> bytes:
-    if not data:
-        return b"%d %s 0\n" % (txnr, name.encode())
-    return b"%d %s %d %s\n" % (txnr, name.encode(), len(data), data)
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.settimeout(20)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_frame(self) -> tuple[int, bytes, bytes]:
-        """One ``TXNR rsp DATALEN DATA`` frame."""
-        while True:
-            parts = self.buffer.split(b" ", 3)
-            if len(parts) >= 3:
-                txnr, name = parts[0], parts[1]
-                size_text = parts[2].split(b"\n", 1)[0]
-                if size_text.isdigit() and (len(parts) == 4 or b"\n" in parts[2]):
-                    size = int(size_text)
-                    start = len(txnr) + len(name) + len(size_text) + 3
-                    if size == 0 and b"\n" in self.buffer:
-                        self.buffer = self.buffer[self.buffer.index(b"\n") + 1 :]
-                        return int(txnr), name, b""
-                    if len(self.buffer) >= start + size + 1:
-                        data = self.buffer[start : start + size]
-                        assert self.buffer[start + size : start + size + 1] == b"\n"
-                        self.buffer = self.buffer[start + size + 1 :]
-                        return int(txnr), name, data
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buffer)
-            self.buffer += chunk
-
-    def nothing_pending(self) -> bool:
-        self.sock.setblocking(False)
-        try:
-            return not self.buffer and not self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return not self.buffer
-        finally:
-            self.sock.settimeout(20)
-
-    def open(self) -> bytes:
-        self.send(command(1, "open", OFFERS))
-        txnr, name, data = self.read_frame()
-        assert (txnr, name) == (1, b"rsp")
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def start_relp(harness: InputHarness, **keys: object) -> int:
@@ -189,4 +131,114 @@ def test_backpressure_holds_answers_until_the_sink_takes_the_frames(harness: Inp
     harness.call(harness.sink.set_room, True)
     assert client.read_frame() == (2, b"rsp", b"200 OK")
     assert harness.frames() == [b"<13>app: waiting"]
+    client.close()
+
+
+def test_announced_huge_frame_is_cut_and_its_rest_skipped(harness: InputHarness) -> None:
+    """A DATALEN of 8 MiB with max_message_bytes = 1 KiB: the agent keeps 1 KiB, skips the rest
+    as it arrives (counted), answers, and the session goes on."""
+    port = start_relp(harness, max_message_bytes=1024)
+    client = Client(port)
+    client.open()
+    size = 8 * 1024 * 1024
+    client.send(b"2 syslog %d " % size)
+    block = b"<13>app: " + b"y" * (64 * 1024 - 9)
+    for _ in range(size // len(block)):
+        client.send(block)
+    client.send(b"\n" + command(3, "syslog", b"<13>app: after"))
+    assert [client.read_frame() for _ in range(2)] == [
+        (2, b"rsp", b"200 OK"),
+        (3, b"rsp", b"200 OK"),
+    ]
+    assert harness.frames() == [block[:1024], b"<13>app: after"]
+    assert harness.sink.truncated == [block[:1024]]
+    assert harness.metrics.counters["input_truncated_total"] == 1
+    assert harness.metrics.counters["input_discarded_bytes_total"] == size - 1024
+    client.close()
+
+
+def test_message_of_exactly_the_limit_with_its_lf_is_not_cut(harness: InputHarness) -> None:
+    client = Client(start_relp(harness, max_message_bytes=16))
+    client.open()
+    client.send(command(2, "syslog", b"A" * 16 + b"\n") + command(3, "syslog", b"B" * 17 + b"\n"))
+    assert [client.read_frame()[0] for _ in range(2)] == [2, 3]
+    assert harness.frames() == [b"A" * 16, b"B" * 16]
+    assert harness.sink.truncated == [b"B" * 16]
+    assert harness.metrics.counters["input_discarded_bytes_total"] == 2
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("txnrs", "answered"),
+    [([2, 3, 3], [2, 3]), ([2, 3, 2], [2, 3]), ([2, 4], [2])],
+    ids=["duplicate", "decreasing", "skipped"],
+)
+def test_transaction_numbers_out_of_sequence_end_the_session(
+    harness: InputHarness, txnrs: list[int], answered: list[int]
+) -> None:
+    """As librelp: every command carries the next number; a repeated, lower or skipped one is
+    a protocol error: the session is closed without an answer to it, and counted."""
+    client = Client(start_relp(harness))
+    client.open()
+    *good, bad = txnrs
+    for txnr in good:
+        client.send(command(txnr, "syslog", b"<13>app: number %d" % txnr))
+        assert client.read_frame() == (txnr, b"rsp", b"200 OK")
+    client.send(command(bad, "syslog", b"<13>app: number %d" % bad))
+    with pytest.raises(EOFError):
+        client.read_frame()
+    assert harness.frames() == [b"<13>app: number %d" % n for n in answered]
+    assert harness.metrics.counters["input_framing_errors_total"] == 1
+    client.close()
+
+
+def test_numbers_start_again_with_a_new_session(harness: InputHarness) -> None:
+    port = start_relp(harness)
+    for _ in range(2):
+        client = Client(port)
+        client.open()
+        client.send(command(2, "syslog", b"<13>app: again"))
+        assert client.read_frame() == (2, b"rsp", b"200 OK")
+        client.close()
+    assert harness.metrics.counters["input_framing_errors_total"] == 0
+
+
+def test_a_client_that_does_not_read_its_answers_stops_being_read(harness: InputHarness) -> None:
+    """Answers pile up in the transport for a client that never reads them; past the high-water
+    mark the agent stops reading it, so neither its answers nor its messages grow without
+    bound (the client's own sends block)."""
+    port = start_relp(harness)
+    client = Client(port)
+    client.open()
+    # Small kernel buffers on both sides: the answers stay in the agent's transport.
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    harness.call(
+        lambda: [
+            c.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+            )
+            for c in harness.inputs[0]._connections
+            if c.transport is not None
+        ]
+    )
+    client.sock.settimeout(3)
+    total = 400_000
+    sent = 0
+    batch = 2000
+    try:
+        for first in range(2, total, batch):
+            client.send(b"".join(command(n, "syslog", b"x") for n in range(first, first + batch)))
+            sent += batch
+    except TimeoutError:
+        pass
+    pending = harness.call(
+        lambda: max(
+            c.transport.get_write_buffer_size()
+            for c in harness.inputs[0]._connections
+            if c.transport is not None
+        )
+    )
+    assert sent < total, "the agent read everything a client that never reads sent"
+    assert pending < 1024 * 1024
+    assert harness.metrics.counters["input_backpressure_pauses_total"] >= 1
     client.close()

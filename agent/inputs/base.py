@@ -84,6 +84,10 @@ class Input(abc.ABC):
         """True while bound and serving."""
         return True
 
+    def problems(self) -> list[str]:
+        """Why /readyz should not say ready on this input's account (empty when fine)."""
+        return [] if self.ready else ["not serving"]
+
     def describe(self) -> str:
         """Where it listens, for the start-up log line and ``--check``."""
         return self.context.name

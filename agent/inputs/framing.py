@@ -13,7 +13,10 @@ and the next frame is examined again. Frames longer than ``max_message_bytes`` a
 index of a cut frame is reported in ``truncated`` and the bytes beyond the limit are skipped
 (and counted in ``discarded_bytes``) up to the end of the message.
 
-The framer works on whole reads: one ``feed`` returns every frame the read completed.
+The framer works on whole reads: one ``feed`` returns every frame the read completed. A message
+that arrives over many reads is collected as a list of reads and joined once it is complete (or
+cut at the limit): each byte is copied a bounded number of times, so a sender trickling a long
+message costs linear time, never a re-copy of a growing buffer per read.
 """
 
 from __future__ import annotations
@@ -36,7 +39,11 @@ class StreamFramer:
         self.octet_counted: bool | None = {"auto": None, "newline": False, "octet_counted": True}[
             framing
         ]
-        self._pending = b""
+        self._parts: list[bytes] = []
+        """Reads of an unfinished message (never more than about ``max_message_bytes``)."""
+        self._pending_len = 0
+        self._need = 0
+        """Octet-counted: bytes the unfinished frame needs before it is worth parsing again."""
         self._skip_to_newline = False
         """Dropping the rest of a cut newline-framed message."""
         self._skip_bytes = 0
@@ -46,7 +53,17 @@ class StreamFramer:
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._pending)
+        return self._pending_len
+
+    @property
+    def _pending(self) -> bytes:
+        parts = self._parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    @_pending.setter
+    def _pending(self, rest: bytes) -> None:
+        self._parts = [rest] if rest else []
+        self._pending_len = len(rest)
 
     def feed(self, data: bytes) -> tuple[list[bytes], list[int]]:
         frames: list[bytes] = []
@@ -67,8 +84,19 @@ class StreamFramer:
             self.discarded_bytes += end
             data = data[end + 1 :]
             self._skip_to_newline = False
-        buffer = self._pending + data if self._pending else data
+        if self._parts:
+            self._parts.append(data)
+            self._pending_len += len(data)
+            if self.octet_counted is False:
+                if self._pending_len <= self.max_message_bytes and b"\n" not in data:
+                    return frames, truncated  # the message goes on: nothing to parse yet
+            elif self._pending_len < self._need:
+                return frames, truncated  # the frame is not complete yet
+            buffer = self._pending
+        else:
+            buffer = data
         self._pending = b""
+        self._need = 0
         if not buffer:
             return frames, truncated
         if self.octet_counted is None:
@@ -146,6 +174,7 @@ class StreamFramer:
         while pos < size:
             space = buffer.find(b" ", pos, pos + _MAX_LENGTH_DIGITS + 1)
             if space < 0 and size - pos <= _MAX_LENGTH_DIGITS and buffer[pos:].isdigit():
+                self._need = 0
                 break  # the length itself is split across reads
             if space < 0 or not buffer[pos:space].isdigit():
                 # Not ``MSG-LEN SP``: keep the bytes up to the next LF as one message so
@@ -174,6 +203,7 @@ class StreamFramer:
             if length > limit:
                 # Cut at the limit; the rest is skipped, now or as it arrives.
                 if size - body_start < limit:
+                    self._need = body_start + limit - pos
                     break
                 truncated.append(len(frames))
                 frames.append(buffer[body_start : body_start + limit])
@@ -184,6 +214,7 @@ class StreamFramer:
                 pos = body_end
                 continue
             if body_end > size:
+                self._need = body_end - pos
                 break
             if length and buffer[body_end - 1] == 0x0A:
                 frame = buffer[body_start : body_end - 1]
@@ -195,4 +226,6 @@ class StreamFramer:
             # Between frames some senders put an LF of their own; it is not part of a message.
             while pos < size and buffer[pos] in b"\r\n":
                 pos += 1
+        need = self._need
         self._pending = buffer[pos:]
+        self._need = need
