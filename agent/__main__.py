@@ -149,6 +149,11 @@ async def _serve(config: Any, config_path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dead-letters"]:
+        from agent.replay import main as dead_letters
+
+        return dead_letters(argv[1:])
     args = _arguments(argv)
     runtime_dir = None
     try:

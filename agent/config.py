@@ -15,7 +15,7 @@ import msgspec
 from agent.buffer.base import BufferConfig
 from agent.components import filter_types, input_types, output_types
 from agent.filters.base import FilterConfig
-from outputs.base import Duration, config_dec_hook
+from outputs.base import Duration, Size, config_dec_hook
 
 
 class ConfigError(Exception):
@@ -33,6 +33,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """host:port for /healthz, /readyz and /metrics; unset means no HTTP server."""
     grace_period: Duration = Duration(10.0)
     """On SIGTERM, how long outputs may drain before the agent exits (the rest stays buffered)."""
+    dead_letter_max_bytes: Size = Size(1024 * 1024 * 1024)
+    """Bound on ``data_dir/dead-letter``. When a dead letter would pass it, the output holds its
+    chunk in the buffer (retried later, shown in /readyz) instead of deleting anything."""
 
 
 # Environment variables are upper case (``${S3_BUCKET}``) or carry a default

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from outputs.base import (
+    BlockedError,
     Chunk,
     Duration,
     FatalError,
@@ -178,6 +179,8 @@ class _S3Failure(Exception):
     def output_error(self, bucket: str, key: str = "") -> OutputError:
         where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
         message = f"{where}: {self.failure.reason}"
+        if self.failure.cause:
+            return BlockedError(message, self.failure.cause)
         return RetryableError(message) if self.failure.retryable else FatalError(message)
 
 
