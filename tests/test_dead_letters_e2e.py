@@ -17,7 +17,8 @@ import pytest
 
 from bench.harness import AgentProcess
 from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
-from tests.numbered import numbered_lines, numbers_in
+from tests.numbered import SEQ, numbered_lines, numbers_in
+from tests.peers.faultproxy import FaultProxy
 from tests.peers.moto import CREDENTIALS, MotoServer
 from tests.peers.opensearch import OpenSearchNode, opensearch_fixture  # noqa: F401
 from tests.s3_helpers import stored
@@ -385,3 +386,68 @@ retry_max = "500ms"
     assert messages == {f"not-a-number-{n}" for n in range(1, 40, 2)}
     again = subprocess.run(command, env=agent_env(), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "no dead letters" in again.stdout
+
+
+@pytest.mark.s3
+def test_s3_chunk_refused_then_replayed_into_the_bucket(
+    tmp_path: Path, moto: MotoServer, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """S3 refuses the upload with a 4xx about the request (a proxy in front of moto): the chunk
+    is dead-lettered with a redacted reason; once the proxy is gone, ``dead-letters replay``
+    uploads it to the bucket, and nothing is left in the directory."""
+    moto.client().create_bucket(Bucket="replay")
+    echoed = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
+        b"<Message>refused; Authorization: AWS4-HMAC-SHA256 Credential=AKIAECHOED/x</Message>"
+        b"</Error>"
+    )
+    port = free_port()
+    with FaultProxy(moto.url) as proxy:
+        proxy.respond(400, echoed, when=lambda r: r.method == "PUT")
+        config = (
+            _head(tmp_path, port)
+            + f"""
+[[outputs]]
+type = "s3"
+name = "archive"
+match = "*"
+bucket = "replay"
+endpoint_url = "{proxy.url}"
+region = "us-east-1"
+addressing_style = "path"
+healthcheck = false
+upload_timeout = "300ms"
+request_timeout = "10s"
+retry_base = "100ms"
+retry_max = "500ms"
+"""
+        )
+        agent = start_agent(config)
+        _send(port, numbered_lines(0, 200))
+        wait_for(lambda: agent.metric("output_dead_lettered_records_total") == 200, timeout=30)
+        assert agent.metric("output_dead_lettered_records_total", reason="rejected") == 200
+        assert agent.metric("output_records_total", name="archive") == 0
+        dead = tmp_path / "data" / "dead-letter"
+        reasons = [json.loads(p.read_text()) for p in _dead_files(dead) if p.suffix == ".json"]
+        assert reasons and all("InvalidArgument" in r["reason"] for r in reasons)
+        assert not any("AKIAECHOED" in r["reason"] for r in reasons)
+        assert "AKIAECHOED" not in agent.log_path.read_text()
+    config_path = tmp_path / "replay.toml"
+    config_path.write_text(config.replace(proxy.url, moto.url))
+    result = subprocess.run(
+        agent_command("dead-letters", "replay", "--config", str(config_path)),
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replayed 200 records" in result.stdout
+    objects = stored(moto.client(), "replay", prefix="")
+    assert sorted(numbers_in_records(objects)) == list(range(200))
+    assert _dead_files(dead) == []
+
+
+def numbers_in_records(objects: dict[str, list[dict[str, object]]]) -> list[int]:
+    found = (SEQ.search(str(r["message"]).encode()) for rs in objects.values() for r in rs)
+    return [int(match.group(1)) for match in found if match]
