@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -300,7 +301,7 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
         context = OutputContext(
             name=name,
             data_dir=work_dir,
-            node_name=config.agent.node_name or os.uname().nodename,
+            node_name=config.agent.node_name or socket.gethostname(),
             logger=logging.getLogger(f"agent.replay.{name}"),
             metrics=_Metrics(),
             dead_letter=lambda chunk, lines, reason: None,
@@ -311,6 +312,8 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
             print(f"output {name}: cannot build it: {exc}", file=out)
             status = 1
             continue
+        if hasattr(output, "abort_stale_uploads"):
+            output.abort_stale_uploads = False  # the running agent's uploads are not stale
         outcome = Outcome()
         started = time.monotonic()
         await _replay_output(output, group, dead_letters, outcome)

@@ -10,18 +10,20 @@ import os
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.harness import AgentProcess
+from outputs.s3_keys import KeyTemplate
 from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
 from tests.numbered import SEQ, numbered_lines, numbers_in
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.moto import CREDENTIALS, MotoServer
 from tests.peers.opensearch import OpenSearchNode, opensearch_fixture  # noqa: F401
-from tests.s3_helpers import stored
+from tests.s3_helpers import multipart_uploads, s3_config, stored
 
 pytestmark = pytest.mark.slow
 
@@ -432,6 +434,13 @@ retry_max = "500ms"
         assert reasons and all("InvalidArgument" in r["reason"] for r in reasons)
         assert not any("AKIAECHOED" in r["reason"] for r in reasons)
         assert "AKIAECHOED" not in agent.log_path.read_text()
+    # The running agent's upload in progress (same node, same key pattern): not stale for the
+    # replay, which must leave it alone.
+    template = s3_config(moto.url, "replay").template
+    keys = KeyTemplate(template, ext=".gz", host=socket.gethostname())
+    in_progress = keys.key(keys.group("app", time.time()), "1796563504731-000000000999", 7)
+    assert keys.pattern().match(in_progress)
+    upload = moto.client().create_multipart_upload(Bucket="replay", Key=in_progress)
     config_path = tmp_path / "replay.toml"
     config_path.write_text(config.replace(proxy.url, moto.url))
     result = subprocess.run(
@@ -446,6 +455,8 @@ retry_max = "500ms"
     objects = stored(moto.client(), "replay", prefix="")
     assert sorted(numbers_in_records(objects)) == list(range(200))
     assert _dead_files(dead) == []
+    uploads = [u["UploadId"] for u in multipart_uploads(moto.client(), "replay")]
+    assert upload["UploadId"] in uploads
 
 
 def numbers_in_records(objects: dict[str, list[dict[str, object]]]) -> list[int]:
