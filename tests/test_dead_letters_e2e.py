@@ -214,6 +214,60 @@ retry_max = "500ms"
 
 
 @pytest.mark.opensearch
+def test_refused_credentials_hold_the_records_until_fixed(
+    tmp_path: Path, opensearch: OpenSearchNode, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """A 401 from the cluster (a rotated secret, through a proxy in front of the node): the
+    records wait, whatever retry_limit says; /readyz and output_blocked_chunks{cause="auth"}
+    say why; once the credentials work again everything arrives and nothing was dead-lettered."""
+    opensearch.delete_index("auth-e2e")
+    port = free_port()
+    with FaultProxy(opensearch.url) as proxy:
+        proxy.respond(
+            401,
+            b'{"error":{"type":"security_exception","reason":"unauthorized"},"status":401}',
+            when=lambda r: r.path == "/_bulk",
+            content_type="application/json",
+        )
+        config = (
+            _head(tmp_path, port)
+            + f"""
+[[outputs]]
+type = "elasticsearch"
+name = "es"
+match = "*"
+hosts = "{proxy.url}"
+index = "auth-e2e"
+id_mode = "hash"
+retry_limit = 1
+retry_base = "100ms"
+retry_max = "300ms"
+"""
+        )
+        agent = start_agent(config)
+        _send(port, numbered_lines(0, 300))
+        dead = tmp_path / "data" / "dead-letter"
+        wait_for(lambda: agent.metric("output_retries_total") >= 4 or _dead_files(dead), timeout=30)
+        assert _dead_files(dead) == [], "refused credentials dead-lettered the records"
+        assert agent.metric("output_blocked_chunks", cause="auth") >= 1
+        status, body = agent.readyz()
+        assert status == 503 and "es blocked (auth" in body and "security_exception" in body
+        proxy.clear()
+
+        def indexed() -> int:
+            try:
+                opensearch.refresh("auth-e2e")
+                return opensearch.count("auth-e2e")
+            except AssertionError:  # the index is being created: shards not started yet
+                return -1
+
+        wait_for(lambda: indexed() == 300, timeout=60)
+        wait_for(lambda: agent.metric("output_records_total", name="es") == 300, timeout=30)
+        assert agent.metric("output_dead_lettered_records_total") == 0
+        wait_for(lambda: agent.readyz()[0] == 200, timeout=30)
+
+
+@pytest.mark.opensearch
 def test_credentials_in_a_url_reach_neither_metrics_nor_log_nor_check(
     tmp_path: Path, opensearch: OpenSearchNode, start_agent: Callable[..., AgentProcess]
 ) -> None:
