@@ -285,3 +285,10 @@ def test_credentials_in_urls_never_appear_in_config_errors(settings: dict[str, A
     with pytest.raises(msgspec.ValidationError) as raised:
         config(**settings)
     assert "s3cret" not in str(raised.value)
+
+
+def test_a_user_without_password_in_the_url_sends_an_empty_password() -> None:
+    cfg = config(hosts="http://reader@es:9200")
+    assert (cfg.user, cfg.password, cfg.hosts) == ("reader", None, "http://es:9200")
+    headers = Transport(cfg, logging.getLogger("test"))._headers
+    assert headers["Authorization"] == "Basic cmVhZGVyOg=="  # "reader:", not "reader:None"
