@@ -250,6 +250,11 @@ def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dead-letters"]:
+        from agent.replay import main as dead_letters
+
+        return dead_letters(argv[1:])
     args = _arguments(argv)
     runtime_dir = None
     if not args.config:

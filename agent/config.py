@@ -26,7 +26,7 @@ from agent.buffer.base import BufferConfig
 from agent.components import extra_hint, filter_types, input_types, missing_extra, output_types
 from agent.filters.base import FilterConfig
 from agent.http import split_host_port
-from outputs.base import Duration, config_dec_hook
+from outputs.base import Duration, Size, config_dec_hook
 
 DEFAULT_DATA_DIR = "/var/lib/audit-agent"
 """The DaemonSet's hostPath and every example use this directory too (a test checks it)."""
@@ -52,6 +52,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """host:port for /healthz, /readyz and /metrics; unset means no HTTP server."""
     grace_period: Duration = Duration(10.0)
     """On SIGTERM, how long outputs may drain before the agent exits (the rest stays buffered)."""
+    dead_letter_max_bytes: Size = Size(1024 * 1024 * 1024)
+    """Bound on ``data_dir/dead-letter``. When a dead letter would pass it, the output holds its
+    chunk in the buffer (retried later, shown in /readyz) instead of deleting anything."""
 
     def __post_init__(self) -> None:
         if not self.data_dir:

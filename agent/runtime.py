@@ -22,7 +22,7 @@ from agent.buffer.factory import build_buffer
 from agent.components import input_types, output_types
 from agent.config import component_errors
 from agent.deadletter import DeadLetterDir
-from agent.delivery import Dispatcher
+from agent.delivery import DeadLetterSink, Dispatcher
 from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain
 from agent.http import HttpServer
@@ -30,7 +30,7 @@ from agent.ingest import IngestSink, Store
 from agent.inputs.base import Input, InputContext
 from agent.metrics import Registry
 from agent.router import Router
-from outputs.base import Chunk, Output, OutputContext
+from outputs.base import Output, OutputContext
 
 log = logging.getLogger("agent")
 
@@ -52,7 +52,9 @@ class Agent:
                 self.registry.component("buffer", config.buffer.type),
                 logging.getLogger("agent.buffer"),
             )
-        self.dead_letters = DeadLetterDir(f"{config.agent.data_dir}/dead-letter")
+        self.dead_letters = DeadLetterDir(
+            f"{config.agent.data_dir}/dead-letter", int(config.agent.dead_letter_max_bytes)
+        )
         self.outputs: dict[str, Output] = {}
         self.dispatchers: list[Dispatcher] = []
         self.inputs: list[Input] = []
@@ -71,20 +73,26 @@ class Agent:
         for out_config in config.outputs:
             kind = out_config.__struct_config__.tag
             name = out_config.name
+            metrics = self.registry.component(name, kind)
+            letters = DeadLetterSink(
+                name,
+                self.dead_letters,
+                metrics,
+                self.registry.component("buffer", config.buffer.type),
+            )
             context = OutputContext(
                 name=name,
                 data_dir=config.agent.data_dir,
                 node_name=self.node_name,
                 logger=logging.getLogger(f"agent.output.{name}"),
-                metrics=self.registry.component(name, kind),
-                dead_letter=self._partial_dead_letter(name, kind),
+                metrics=metrics,
+                dead_letter=letters.write,
+                dead_lettered=letters.count,
             )
             with self._config_errors(f"outputs[{len(self.outputs)}] ({kind})"):
                 output = outputs[kind][1](out_config, context)
             self.outputs[name] = output
-            self.dispatchers.append(
-                Dispatcher(name, output, self.buffer, self.registry.component(name, kind))
-            )
+            self.dispatchers.append(Dispatcher(name, output, self.buffer, metrics, letters))
 
         if config.filters:
             with self._config_errors(None):
@@ -125,23 +133,6 @@ class Agent:
         """A component that rejects its config (a bad regex, a missing extra) is a config error
         naming the file and the component: ``agent.config.component_errors``, the one path."""
         return component_errors(self.source, where)
-
-    def _partial_dead_letter(self, name: str, kind: str) -> Any:
-        metrics = self.registry.component(name, kind)
-
-        def dead_letter(chunk: Chunk, lines: Any, reason: str) -> None:
-            path = self.dead_letters.write(chunk, name, lines, reason)
-            metrics.inc("output_dead_lettered_records_total", len(lines), reason="record")
-            log.error(
-                "output %s: %d records of chunk %s refused by the destination, kept in %s: %s",
-                name,
-                len(lines),
-                chunk.id,
-                path,
-                reason,
-            )
-
-        return dead_letter
 
     # --------------------------------------------------------------------------------- run
 
@@ -264,6 +255,7 @@ class Agent:
         if self.store.write_error is not None:
             reasons.append(f"buffer not writable: {self.store.write_error}")
         reasons += [f"output {name} not ready" for name, o in self.outputs.items() if not o.ready]
+        reasons += [r for d in self.dispatchers if (r := d.not_ready()) is not None]
         return reasons
 
     def _collect(self) -> None:
@@ -278,3 +270,5 @@ class Agent:
             labels = (("name", dispatcher.name), ("type", dispatcher.output.type_name))
             self.registry.set("output_pending_chunks", self.buffer.pending(dispatcher.name), labels)
             self.registry.set("output_up", 1 if dispatcher.output.ready else 0, labels)
+        self.registry.set("dead_letter_bytes", self.dead_letters.used_bytes(), ())
+        self.registry.set("dead_letter_max_bytes", self.dead_letters.max_bytes, ())

@@ -206,6 +206,39 @@ class FatalError(OutputError):
     """The destination refused the data itself; retrying cannot help."""
 
 
+BLOCKED_CAUSES = (
+    "no_bucket",
+    "denied",
+    "credentials",
+    "kms",
+    "auth",
+    "cluster",
+    "dead_letter_full",
+    "dead_letter_unwritable",
+)
+"""Every ``BlockedError.cause``: the values of the ``cause`` label of ``output_blocked``."""
+
+
+class BlockedError(RetryableError):
+    """The write failed for a reason that is not about the data: the bucket does not exist (yet),
+    the credentials or the KMS key are refused, the cluster blocks writes, the dead-letter
+    directory is full or not writable. The agent keeps the records and retries with backoff for
+    as long as it takes (``retry_limit`` does not apply: these would dead-letter good data), and
+    shows ``cause`` (one of ``BLOCKED_CAUSES``) in /readyz and ``output_blocked``."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        if cause not in BLOCKED_CAUSES:
+            raise ValueError(f"unknown blocked cause {cause!r}")
+        self.cause = cause
+
+
+class DeadLetterError(BlockedError):
+    """Records could not be kept in the dead-letter directory (full: ``dead_letter_max_bytes``;
+    or a write failed). Raised by ``OutputContext.dead_letter``; an output lets it propagate so
+    the chunk stays in the buffer, unacknowledged, and is tried again later."""
+
+
 # --------------------------------------------------------------------------------- context
 
 
@@ -223,7 +256,19 @@ class Metrics(Protocol):
 
 DeadLetter = Callable[[Chunk, Sequence[bytes], str], None]
 """``dead_letter(chunk, lines, reason)``: keep ``lines`` of ``chunk`` that the destination refused
-for good, with the reason, in the agent's dead-letter directory. Never raises."""
+for good, with the reason, in the agent's dead-letter directory. Raises ``DeadLetterError`` when
+they could not be kept (the directory is full or not writable): the output must let it propagate
+and must not count those records as settled, so the chunk stays in the buffer."""
+
+DeadLettered = Callable[[Chunk, int, str], None]
+"""``dead_lettered(chunk, records, reason)``: ``records`` of ``chunk`` were kept somewhere other
+than the destination's normal place by the output itself (an Elasticsearch
+``dead_letter_index``); the agent counts them apart from the delivered ones. ``reason`` is a short
+fixed label."""
+
+
+def _not_counted(chunk: Chunk, records: int, reason: str) -> None:
+    return None
 
 
 class OutputContext(msgspec.Struct, kw_only=True):
@@ -233,6 +278,7 @@ class OutputContext(msgspec.Struct, kw_only=True):
     logger: logging.Logger
     metrics: Metrics
     dead_letter: DeadLetter
+    dead_lettered: DeadLettered = _not_counted
 
 
 # ---------------------------------------------------------------------------------- output

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from outputs.base import (
+    BlockedError,
     Chunk,
     Duration,
     Output,
@@ -47,6 +48,7 @@ from outputs.es_bulk import (
     splice,
     split_bulks,
 )
+from outputs.redact import quote_body, redact_text, redact_url, split_credentials
 
 _BULK_FILTER = "filter_path=errors,items.*.status,items.*.error"
 
@@ -95,9 +97,12 @@ class ElasticsearchConfig(
     host_eject_for: Duration = Duration(30.0)
     dead_letter_index: str | None = None
     """Refused documents are indexed here (original as a string, with the error) instead of the
-    agent's dead-letter directory; strftime fields from the time of the failure."""
+    agent's dead-letter directory; strftime fields from the chunk's creation time. Their ``_id``
+    comes from the chunk and position, so a resend after a crash overwrites, never duplicates."""
 
     user: str | None = None
+    """Basic authentication. ``http://user:password@host:9200`` in ``hosts`` is taken out of the
+    URL into ``user`` and ``password`` (URLs are shown in logs and metrics)."""
     password: str | None = None
     api_key: str | None = None
     """Base64 ``id:key`` (as returned by the create API key call) or the raw ``id:key``."""
@@ -118,12 +123,13 @@ class ElasticsearchConfig(
         hosts = [self.hosts] if isinstance(self.hosts, str) else list(self.hosts)
         if not hosts:
             raise ValueError("hosts must name at least one URL")
-        for url in hosts:
+        self._take_credentials_from_urls(hosts)
+        for url in self.host_list:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"hosts: expected http(s)://host[:port], got {url!r}")
+                raise ValueError(f"hosts: expected http(s)://host[:port], got {redact_url(url)!r}")
             if parts.query or parts.fragment:
-                raise ValueError(f"hosts: {url!r} must not have a query or fragment")
+                raise ValueError(f"hosts: {redact_url(url)!r} must not have a query or fragment")
         if not self.index and not self.logstash_format:
             raise ValueError("index must not be empty")
         if self.max_bulk_bytes < 1024:
@@ -144,6 +150,30 @@ class ElasticsearchConfig(
         if '"' in self.time_key or '"' in self.tag_key:
             raise ValueError("time_key and tag_key cannot contain a double quote")
         IndexNamer(self.index_template)  # validates the placeholders
+
+    def _take_credentials_from_urls(self, hosts: list[str]) -> None:
+        """``http://user:pass@host`` -> the URL without them, and ``user``/``password``."""
+        found: set[tuple[str, str | None]] = set()
+        clean: list[str] = []
+        for url in hosts:
+            bare, user, password = split_credentials(url)
+            clean.append(bare)
+            if user is not None:
+                found.add((user, password))
+        if not found:
+            return
+        if len(found) > 1:
+            raise ValueError("hosts: the URLs carry different user:password credentials")
+        user, password = found.pop()
+        if (self.user is not None and (self.user, self.password) != (user, password)) or (
+            self.api_key is not None or self.token is not None or self.aws_auth
+        ):
+            raise ValueError(
+                "hosts: credentials in a URL and in user/password, api_key, token or aws_auth: "
+                "use one"
+            )
+        self.user, self.password = user, password
+        self.hosts = clean[0] if isinstance(self.hosts, str) else clean
 
     @property
     def host_list(self) -> list[str]:
@@ -210,7 +240,10 @@ class ElasticsearchOutput(Output):
             self._not_ready(f"no host answered GET /: {exc}")
             return False
         if response.status in (401, 403):
-            self._not_ready(f"GET / on {response.host}: HTTP {response.status} (credentials?)")
+            self._not_ready(
+                f"GET / on {response.host}: HTTP {response.status} (credentials?): "
+                + _error_text(response.body)
+            )
             return False
         if response.status != 200:
             self._not_ready(f"GET / on {response.host}: HTTP {response.status}")
@@ -237,7 +270,7 @@ class ElasticsearchOutput(Output):
 
     def _not_ready(self, reason: str) -> None:
         self.ready = False
-        self.log.warning("not ready: %s", reason)
+        self.log.warning("not ready: %s", redact_text(reason))
 
     async def stop(self) -> None:
         await self.transport.close()
@@ -344,7 +377,9 @@ class ElasticsearchOutput(Output):
                     len(outcome.blocked),
                     reasons,
                 )
-                raise RetryableError(f"{len(outcome.blocked)} documents blocked: {reasons}")
+                raise BlockedError(
+                    f"{len(outcome.blocked)} documents blocked: {reasons}", "cluster"
+                )
             if not outcome.retry:
                 break
             attempt += 1
@@ -426,10 +461,14 @@ class ElasticsearchOutput(Output):
             return
         if status in (401, 403):
             # Credentials can be fixed (a rotated secret, a new role mapping) without losing the
-            # data: retryable, loudly. retry_limit bounds it.
+            # data: retried for as long as it takes (not bounded by retry_limit), loudly.
             self.ready = False
             self.log.error(
                 "%s refused the credentials (HTTP %d): %s", response.host, status, reason
+            )
+            raise BlockedError(
+                f"HTTP {status} from {response.host} (credentials or permissions): {reason}",
+                "auth",
             )
         raise RetryableError(f"bulk request failed with HTTP {status} on {response.host}: {reason}")
 
@@ -452,10 +491,9 @@ class ElasticsearchOutput(Output):
             reason = describe_error(group[0][1])
             if len(group) > 1:
                 reason += f" (and {len(group) - 1} more documents with this error)"
+            # Raises DeadLetterError if they could not be kept: the positions stay unsettled
+            # and the chunk unacknowledged (the agent logs the dead letter, once).
             self.context.dead_letter(chunk, [lines[item.position] for item, _ in group], reason)
-            self.log.warning(
-                "chunk %s: %d documents refused, dead-lettered: %s", chunk.id, len(group), reason
-            )
             done.update(item.position for item, _ in group)
         self._count("dead_lettered", len(rejected))
 
@@ -466,14 +504,15 @@ class ElasticsearchOutput(Output):
         those that could not be indexed there either (they go to the agent's dead letters)."""
         assert self.dead_letter_namer is not None
         now = time.time()
-        index = self.dead_letter_namer.for_chunk(chunk.tag)(now, None)
+        # Named from the chunk, not the clock, and with ids from the chunk and position: a
+        # resend after a crash (written, not yet acknowledged) overwrites the same documents.
+        index = self.dead_letter_namer.for_chunk(chunk.tag)(chunk.created, None)
         lines = chunk.lines()
         times = chunk.times()
         stamp = Timestamps().format(now)
-        action = b'{"index":{"_index":' + encode(index)
+        action_prefix = b'{"index":{"_index":' + encode(index)
         if self.suppress_type_name is False:
-            action += b',"_type":' + encode(self.config.type_name)
-        action += b"}}"
+            action_prefix += b',"_type":' + encode(self.config.type_name)
         letters: list[BulkItem] = []
         by_position: dict[int, tuple[BulkItem, ItemResult]] = {}
         for item, result in rejected:
@@ -488,6 +527,12 @@ class ElasticsearchOutput(Output):
                 "error": describe_error(result),
                 "document": lines[item.position].decode("utf-8", "replace"),
             }
+            action = (
+                action_prefix
+                + b',"_id":"'
+                + document_id(chunk.id, item.position).encode()
+                + b'-dead-letter"}}'
+            )
             letters.append(BulkItem(item.position, action, encode(letter)))
             by_position[item.position] = (item, result)
         refused = await self._deliver(letters)
@@ -495,6 +540,7 @@ class ElasticsearchOutput(Output):
         indexed = len(letters) - len(refused_positions)
         self._count("dead_lettered", indexed)
         if indexed:
+            self.context.dead_lettered(chunk, indexed, "dead_letter_index")
             self.log.warning(
                 "chunk %s: %d refused documents indexed into %s", chunk.id, indexed, index
             )
@@ -503,17 +549,19 @@ class ElasticsearchOutput(Output):
 
 
 def _error_text(body: bytes) -> str:
+    """What an error answer says, fit for a log line or a dead-letter reason: credentials a
+    proxy may echo redacted, size capped."""
     try:
         value: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        return body[:300].decode("utf-8", "replace")
+        return quote_body(body, 300)
     if isinstance(value, dict):
         error = value.get("error")
         if isinstance(error, dict):
-            return f"{error.get('type', '')}: {error.get('reason', '')}"
+            return quote_body(f"{error.get('type', '')}: {error.get('reason', '')}", 300)
         if error is not None:
-            return str(error)[:300]
-    return body[:300].decode("utf-8", "replace")
+            return quote_body(str(error), 300)
+    return quote_body(body, 300)
 
 
 __all__ = ["ElasticsearchConfig", "ElasticsearchOutput", "OpenSearchConfig"]

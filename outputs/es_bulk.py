@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from outputs.redact import quote_body
+
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 # Characters an index name may not hold (Elasticsearch and OpenSearch rules), and ':' which
 # would address a remote cluster.
@@ -214,12 +216,12 @@ def describe_error(result: ItemResult) -> str:
     if error is None:
         return f"status {result.status}"
     if isinstance(error, str):
-        return f"status {result.status}: {error}"
+        return f"status {result.status}: {quote_body(error)}"
     text = f"status {result.status} {error.type}: {error.reason or ''}".rstrip(": ")
     cause = error.caused_by
     if isinstance(cause, dict) and cause.get("reason"):
         text += f" (caused by {cause.get('type', '')}: {cause['reason']})"
-    return text
+    return quote_body(text)
 
 
 def error_type(result: ItemResult) -> str:

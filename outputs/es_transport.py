@@ -116,7 +116,7 @@ class Transport:
         self._ssl = build_ssl_context(config)
         self._headers = {"Accept": "application/json", **config.headers}
         if config.user:
-            token = base64.b64encode(f"{config.user}:{config.password}".encode()).decode()
+            token = base64.b64encode(f"{config.user}:{config.password or ''}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
         elif config.api_key:
             key = config.api_key

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from outputs.base import (
+    BlockedError,
     Chunk,
     Duration,
     FatalError,
@@ -212,6 +213,8 @@ class _S3Failure(Exception):
     def output_error(self, bucket: str, key: str = "") -> OutputError:
         where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
         message = f"{where}: {self.failure.reason}"
+        if self.failure.cause:
+            return BlockedError(message, self.failure.cause)
         return RetryableError(message) if self.failure.retryable else FatalError(message)
 
 
@@ -280,6 +283,10 @@ class S3Output(Output):
         """Chunks in groups still open (waiting for more chunks or for upload_timeout)."""
         self._checked = False
         self._uploaded = False
+        self.abort_stale_uploads = True
+        """Abort this node's multipart uploads that began before this start (left by a crash).
+        False in a second process beside a running agent (``dead-letters replay``), which must
+        not abort the agent's uploads in progress: then only its own journal's are aborted."""
         self._started_at = datetime.now(UTC)
 
     @property
@@ -778,6 +785,8 @@ class S3Output(Output):
             if entry.upload_id and await self._abort(entry.key, entry.upload_id):
                 with contextlib.suppress(OSError):
                     await self.journal.uploading(entry.key, "")
+        if not self.abort_stale_uploads:
+            return
         pattern = self.template.pattern()
         stale: list[tuple[str, str]] = []
         try:

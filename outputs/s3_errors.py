@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from outputs.redact import quote_body
+
 THROTTLING_CODES = frozenset(
     {
         "SlowDown",
@@ -35,13 +37,19 @@ DENIED_CODES = frozenset(
     {
         "AccessDenied",
         "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
         "AccountProblem",
         "InvalidObjectState",
-        "KMS.DisabledException",
-        "KMS.NotFoundException",
-        "KMS.AccessDeniedException",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "InvalidSecurity",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "TokenRefreshRequired",
     }
 )
 
@@ -49,7 +57,7 @@ DENIED_CODES = frozenset(
 class Failure(msgspec.Struct, frozen=True):
     kind: str
     """Label of output_s3_errors_total: throttled, server, timeout, network, credentials,
-    denied, no_bucket, client, unexpected."""
+    denied, kms, no_bucket, client, unexpected."""
     retryable: bool
     reason: str
     maybe_stored: bool
@@ -57,6 +65,10 @@ class Failure(msgspec.Struct, frozen=True):
     not write anything. True when the outcome is unknown (timeout, connection lost)."""
     unreachable: bool = False
     """The destination looks down (sets the output not ready)."""
+    cause: str = ""
+    """Set when the failure is not about the data (``outputs.base.BLOCKED_CAUSES``: no_bucket,
+    denied, credentials, kms): the agent keeps the records and retries for as long as it takes
+    (the bucket may be created a minute later, IAM propagates slowly)."""
 
 
 def classify(error: BaseException, operation: str) -> Failure:
@@ -74,33 +86,44 @@ def classify(error: BaseException, operation: str) -> Failure:
         if operation == "HeadBucket" and status == 404:
             code, message = "NoSuchBucket", "the bucket does not exist"
         reason = f"{operation}: {code} (HTTP {status}): {message}"
+        reason = quote_body(reason)
         if code in THROTTLING_CODES or (status in (429, 503) and code in ("503", "Unknown")):
             return Failure("throttled", True, reason, False)
         if code == "NoSuchBucket":
-            return Failure("no_bucket", False, reason, False, unreachable=True)
+            return Failure("no_bucket", True, reason, False, unreachable=True, cause="no_bucket")
+        if code.startswith("KMS") and "Internal" not in code:
+            return Failure("kms", True, reason, False, unreachable=True, cause="kms")
+        if code in CREDENTIAL_CODES:
+            return Failure("credentials", True, reason, False, True, cause="credentials")
         if code in DENIED_CODES or status == 403:
-            return Failure("denied", False, reason, False, unreachable=True)
+            if "kms" in message.lower():
+                return Failure("kms", True, reason, False, unreachable=True, cause="kms")
+            return Failure("denied", True, reason, False, unreachable=True, cause="denied")
         if status >= 500 or code in RETRYABLE_CODES or status in (408, 429):
             return Failure("server" if status >= 500 else "client", True, reason, False)
         return Failure("client", False, reason, False)
     if isinstance(error, be.ReadTimeoutError):
-        return Failure("timeout", True, f"{operation} timed out: {error}", True, unreachable=True)
+        return Failure("timeout", True, quote_body(f"{operation} timed out: {error}"), True, True)
     if isinstance(error, be.EndpointConnectionError | be.ConnectTimeoutError):
         # The connection never opened: nothing was sent.
-        return Failure("network", True, f"{operation}: {error}", False, unreachable=True)
-    if isinstance(error, be.NoCredentialsError | be.CredentialRetrievalError):
-        return Failure(
-            "credentials", True, f"{operation}: {type(error).__name__}: {error}", False, True
-        )
-    if isinstance(error, be.PartialCredentialsError | be.NoRegionError | be.ParamValidationError):
-        return Failure("client", False, f"{operation}: {error}", False)
+        return Failure("network", True, quote_body(f"{operation}: {error}"), False, True)
+    if isinstance(
+        error, be.NoCredentialsError | be.CredentialRetrievalError | be.PartialCredentialsError
+    ):
+        text = quote_body(f"{operation}: {type(error).__name__}: {error}")
+        return Failure("credentials", True, text, False, True, cause="credentials")
+    if isinstance(error, be.NoRegionError | be.ParamValidationError):
+        return Failure("client", False, quote_body(f"{operation}: {error}"), False)
     if isinstance(error, be.BotoCoreError | OSError | ConnectionError):
-        return Failure("network", True, f"{operation}: {type(error).__name__}: {error}", True, True)
+        text = quote_body(f"{operation}: {type(error).__name__}: {error}")
+        return Failure("network", True, text, True, True)
     try:
         import aiohttp
 
         if isinstance(error, aiohttp.ClientError):
-            return Failure("network", True, f"{operation}: {type(error).__name__}: {error}", True)
+            text = quote_body(f"{operation}: {type(error).__name__}: {error}")
+            return Failure("network", True, text, True)
     except ImportError:  # pragma: no cover - aiohttp comes with aiobotocore
         pass
-    return Failure("unexpected", True, f"{operation}: {type(error).__name__}: {error}", True)
+    text = quote_body(f"{operation}: {type(error).__name__}: {error}")
+    return Failure("unexpected", True, text, True)

@@ -81,7 +81,10 @@ class Journal:
 
     def load(self) -> None:
         """Read the journal (a torn last line from a crash is skipped) and compact it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only, like everything under data_dir: object keys name hosts and tags.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.path.parent.stat().st_mode & 0o077:
+            self.path.parent.chmod(0o700)
         decoder = msgspec.json.Decoder(Line)
         if self.path.exists():
             for raw in self.path.read_bytes().splitlines():
@@ -151,7 +154,7 @@ class Journal:
 
     def _replace(self, data: bytes) -> None:
         temporary = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(temporary, "wb") as file:
+        with open(_private(temporary, os.O_TRUNC), "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -214,7 +217,19 @@ class Journal:
                 self._lines_written = 0
 
     def _append(self, data: bytes) -> None:
-        with open(self.path, "ab") as file:
+        with open(_private(self.path, os.O_APPEND), "ab") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+
+
+def _private(path: Path, flags: int) -> int:
+    """A file descriptor for ``path`` opened for writing, created 0600 (and made 0600 if an
+    older version of the agent created it wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from outputs.base import RetryableError
+from outputs.base import BlockedError, Chunk, DeadLetterError, RetryableError
 from outputs.elasticsearch import ElasticsearchOutput
 from tests.conftest import free_port
 from tests.es_helpers import MemoryChunk, make_output, syslog_record
+from tests.peers.faultproxy import FaultProxy
 from tests.peers.opensearch import OpenSearchNode, java_available, opensearch_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
@@ -116,7 +118,7 @@ def test_dead_letter_index_holds_refused_documents_with_the_error(
 
     assert dead.calls == []
     assert opensearch.count("conflict-b") == 35
-    letters = opensearch.search(f"dead-letters-{time.gmtime().tm_year}")
+    letters = opensearch.search(f"dead-letters-{time.gmtime(chunk.created).tm_year}")
     assert len(letters) == 10
     assert {letter["_source"]["document"].encode() for letter in letters} == bad
     for letter in letters:
@@ -355,3 +357,110 @@ def test_a_retried_chunk_sends_only_what_was_not_accepted(opensearch: OpenSearch
     assert opensearch.count("partial-2026.11.28") == 15
     assert opensearch.count("partial-2026.11.29") == 15
     assert metrics.items("accepted") == 30 and dead.calls == []
+
+
+# ------------------------------------------------------------------ not about the data, secrets
+
+ECHOING_401 = (
+    b'{"error":{"type":"security_exception","reason":"missing authentication credentials '
+    b"for REST request [/_bulk]; request headers: Authorization: Basic ZWxhc3RpYzpzM2NyM3Q=\\n"
+    b'X-Amz-Security-Token: SESSIONTOKEN"},"status":401}'
+)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_blocked_then_delivered_and_never_leak(
+    opensearch: OpenSearchNode, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401/403 are about the credentials, not the documents: BlockedError (retried for as long
+    as it takes, never dead-lettered), with the destination's answer redacted. Credentials
+    written in the URL go into the Authorization header and nowhere else."""
+    index = f"auth-{status}"
+    chunk = MemoryChunk("auth", [syslog_record(i) for i in range(20)])
+    seen: list[str] = []
+
+    def bulk(request: Any) -> bool:
+        seen.append(request.headers.get("Authorization", ""))
+        return request.path == "/_bulk"
+
+    with FaultProxy(opensearch.url) as proxy:
+        port = proxy.url.rsplit(":", 1)[1]
+        output, metrics, dead = make_output(
+            hosts=f"http://elastic:s3cr3t@127.0.0.1:{port}", index=index, id_mode="hash"
+        )
+        assert output.config.host_list == [proxy.url]
+
+        async def main() -> None:
+            await output.start()
+            proxy.respond(status, ECHOING_401, when=bulk, content_type="application/json")
+            with pytest.raises(BlockedError) as raised:
+                await output.send(chunk)
+            assert raised.value.cause == "auth"
+            text = str(raised.value)
+            assert str(status) in text and "security_exception" in text
+            for secret in ("s3cr3t", "ZWxhc3RpYzpzM2NyM3Q=", "SESSIONTOKEN"):
+                assert secret not in text
+            assert not output.ready
+            proxy.clear()  # the secret was rotated
+            await output.send(chunk)
+            await output.stop()
+
+        with caplog.at_level(logging.DEBUG, logger="test.es"):
+            run(main())
+    assert dead.calls == []
+    assert opensearch.count(index) == 20
+    assert seen and all(header == "Basic ZWxhc3RpYzpzM2NyM3Q=" for header in seen)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "refused the credentials" in logged
+    assert "s3cr3t" not in logged and "ZWxhc3RpYzpzM2NyM3Q=" not in logged
+    assert "SESSIONTOKEN" not in logged
+    labels = [value for _, key in metrics.counters for _, value in key]
+    assert not any("s3cr3t" in value for value in labels)
+
+
+def test_dead_letter_index_ids_make_a_resend_overwrite(opensearch: OpenSearchNode) -> None:
+    """A crash after the refused documents were indexed into dead_letter_index and before the
+    chunk was acknowledged: the resend overwrites the same dead letters."""
+    first = MemoryChunk("conflict", [syslog_record(i) for i in range(1000, 1005)])
+    chunk, bad = _conflicting_chunk()
+    for _ in range(2):  # two processes: the second one resends the chunk
+        output, _, dead = make_output(
+            hosts=opensearch.url, index="conflict-d", dead_letter_index="dl-resend-%Y"
+        )
+        run(send_all(output, first, chunk))
+        assert dead.calls == []
+    opensearch.refresh()
+    assert opensearch.count(f"dl-resend-{time.gmtime(chunk.created).tm_year}") == len(bad)
+
+
+def test_dead_letters_that_cannot_be_kept_leave_the_chunk_unsettled(
+    opensearch: OpenSearchNode,
+) -> None:
+    """The dead-letter directory refuses (full, not writable): send raises DeadLetterError (the
+    agent keeps the chunk); the retry sends only the refused documents and keeps them."""
+    output, metrics, dead = make_output(hosts=opensearch.url, index="conflict-e")
+    first = MemoryChunk("conflict", [syslog_record(i) for i in range(1000, 1005)])
+    chunk, bad = _conflicting_chunk()
+    failing = True
+
+    def dead_letter(refused: Chunk, lines: Any, reason: str) -> None:
+        if failing:
+            raise DeadLetterError("dead-letter directory full", "dead_letter_full")
+        dead(refused, lines, reason)
+
+    output.context.dead_letter = dead_letter
+
+    async def main() -> None:
+        nonlocal failing
+        await output.start()
+        await output.send(first)
+        with pytest.raises(DeadLetterError):
+            await output.send(chunk)
+        failing = False
+        await output.send(chunk)
+        await output.stop()
+
+    run(main())
+    assert set(dead.lines) == bad and len(dead.lines) == len(bad)
+    assert opensearch.count("conflict-e") == 5 + 30
+    assert metrics.items("accepted") == 35

@@ -259,3 +259,36 @@ def test_aws_auth_needs_a_region(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(ValueError, match="aws_region"):
         SigV4Signer(None, "es")
+
+
+def test_credentials_in_host_urls_move_into_user_and_password() -> None:
+    cfg = config(hosts=["http://elastic:p%40ss@es-1:9200", "http://elastic:p%40ss@es-2:9200"])
+    assert cfg.host_list == ["http://es-1:9200", "http://es-2:9200"]
+    assert (cfg.user, cfg.password) == ("elastic", "p@ss")
+    single = config(hosts="https://elastic:pw@es:9200")
+    assert single.hosts == "https://es:9200" and single.password == "pw"
+    headers = Transport(single, logging.getLogger("test"))._headers
+    assert headers["Authorization"] == "Basic ZWxhc3RpYzpwdw=="
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"hosts": ["http://a:s3cret1@es-1:9200", "http://a:s3cret2@es-2:9200"]},
+        {"hosts": "http://a:s3cret1@es:9200", "api_key": "k"},
+        {"hosts": "http://a:s3cret1@es:9200", "user": "b", "password": "s3cret2"},
+        {"hosts": "ftp://a:s3cret1@es:9200"},
+        {"hosts": "http://a:s3cret1@es:9200/?q=1"},
+    ],
+)
+def test_credentials_in_urls_never_appear_in_config_errors(settings: dict[str, Any]) -> None:
+    with pytest.raises(msgspec.ValidationError) as raised:
+        config(**settings)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_a_user_without_password_in_the_url_sends_an_empty_password() -> None:
+    cfg = config(hosts="http://reader@es:9200")
+    assert (cfg.user, cfg.password, cfg.hosts) == ("reader", None, "http://es:9200")
+    headers = Transport(cfg, logging.getLogger("test"))._headers
+    assert headers["Authorization"] == "Basic cmVhZGVyOg=="  # "reader:", not "reader:None"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from outputs.base import FatalError, RetryableError
+from outputs.base import BlockedError, FatalError, RetryableError
 from outputs.s3 import S3Output
 from tests.chunks import RecordingMetrics, TestChunk, deliver, make_chunks
 from tests.conftest import wait_for
@@ -475,9 +475,11 @@ def test_server_that_stops_reading_a_large_body_times_out(
     assert sequence_counts(stored(s3, bucket)) == expected_sequences(chunks)
 
 
-def test_missing_bucket_is_fatal_and_not_ready(
+def test_missing_bucket_is_blocked_not_fatal_and_not_ready(
     moto: MotoServer, s3: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A missing bucket is not about the data (Terraform may create it a minute later): the
+    error is a BlockedError (retried for ever, never dead-lettered) with the cause."""
     name = f"absent-{uuid.uuid4().hex[:8]}"
     config = s3_config(moto.url, name)
     chunks = make_chunks(2, 5)
@@ -485,18 +487,19 @@ def test_missing_bucket_is_fatal_and_not_ready(
     async def scenario() -> None:
         async with running(config, tmp_path, flush=False) as output:
             assert output.ready is False
-            with pytest.raises(FatalError, match="NoSuchBucket"):
+            with pytest.raises(BlockedError, match="NoSuchBucket") as raised:
                 await output.send(chunks[0])
+            assert raised.value.cause == "no_bucket"
             # The bucket appears: the background check makes the output ready.
             await asyncio.to_thread(s3.create_bucket, Bucket=name)
             await asyncio.to_thread(wait_for, lambda: output.ready, 60)
             assert not (await deliver(output, chunks)).fatal
             await output.flush()
-            # Removed under our feet: permanent error with the reason.
+            # Removed under our feet: still blocked, with the reason.
             for key in stored(s3, name):
                 await asyncio.to_thread(s3.delete_object, Bucket=name, Key=key)
             await asyncio.to_thread(s3.delete_bucket, Bucket=name)
-            with pytest.raises(FatalError, match=rf"s3://{name}/.*NoSuchBucket"):
+            with pytest.raises(BlockedError, match=rf"s3://{name}/.*NoSuchBucket"):
                 await output.send(make_chunks(1, 5)[0])
 
     with caplog.at_level(logging.ERROR):
@@ -504,21 +507,92 @@ def test_missing_bucket_is_fatal_and_not_ready(
     assert any("not reachable or not writable" in r.getMessage() for r in caplog.records)
 
 
-def test_access_denied_is_fatal(moto: MotoServer, s3: Any, bucket: str, tmp_path: Path) -> None:
-    denied = (
-        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-        b"<Message>Access Denied</Message></Error>"
+def _s3_error(code: str, message: str) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+        + code.encode()
+        + b"</Code><Message>"
+        + message.encode()
+        + b"</Message></Error>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "cause"),
+    [
+        (403, "AccessDenied", "Access Denied", "denied"),
+        (
+            403,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist",
+            "credentials",
+        ),
+        (
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match",
+            "credentials",
+        ),
+        (400, "KMS.NotFoundException", "Invalid keyId alias/audit", "kms"),
+        (403, "AccessDenied", "User is not authorized to perform kms:GenerateDataKey", "kms"),
+    ],
+)
+def test_denied_credentials_and_kms_errors_are_blocked_not_fatal(
+    moto: MotoServer,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    status: int,
+    code: str,
+    message: str,
+    cause: str,
+) -> None:
+    with FaultProxy(moto.url) as proxy:
+        config = s3_config(proxy.url, bucket, healthcheck=False)
+
+        async def scenario() -> None:
+            async with running(config, tmp_path, flush=False) as output:
+                proxy.respond(status, _s3_error(code, message), when=lambda r: r.method == "PUT")
+                with pytest.raises(BlockedError, match=code) as raised:
+                    await output.send(make_chunks(1, 5)[0])
+                assert raised.value.cause == cause
+                assert output.ready is False
+
+        run(scenario())
+
+
+def test_error_bodies_echoing_credentials_are_redacted(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy that echoes the request's headers in its error must not leak them into the
+    reason (logged, written to dead letters)."""
+    echoed = (
+        "Request refused. Authorization: AWS4-HMAC-SHA256 Credential=AKIAECHOED/20240101/"
+        "us-east-1/s3/aws4_request, Signature=deadbeef; X-Amz-Security-Token=SECRETTOKEN; "
+        + "x"
+        * 5000
     )
     with FaultProxy(moto.url) as proxy:
         config = s3_config(proxy.url, bucket, healthcheck=False)
 
         async def scenario() -> None:
             async with running(config, tmp_path, flush=False) as output:
-                proxy.respond(403, denied, when=lambda r: r.method == "PUT")
-                with pytest.raises(FatalError, match="AccessDenied"):
+                proxy.respond(
+                    400, _s3_error("InvalidRequest", echoed), when=lambda r: r.method == "PUT"
+                )
+                with pytest.raises(FatalError) as raised:
                     await output.send(make_chunks(1, 5)[0])
+                text = str(raised.value)
+                assert "InvalidRequest" in text
+                assert "AKIAECHOED" not in text and "SECRETTOKEN" not in text
+                assert "deadbeef" not in text
+                assert len(text) < 1000
 
-        run(scenario())
+        with caplog.at_level(logging.DEBUG, logger="test"):
+            run(scenario())
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("test."))
+    assert "InvalidRequest" in logged
+    assert "SECRETTOKEN" not in logged and "AKIAECHOED" not in logged
 
 
 # --------------------------------------------------------------------------- multipart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from pathlib import Path
 
 from outputs.s3_journal import Journal, group_digest
@@ -77,3 +78,25 @@ def test_compaction_keeps_pending_and_recent_done(tmp_path: Path) -> None:
         True,
     ]
     assert again.take_index() == 21
+
+
+def test_journal_and_its_directory_are_owner_only(tmp_path: Path) -> None:
+    """Object keys name hosts and tags: the journal under data_dir is 0600 in a 0700 directory,
+    also when an older version left them wider."""
+    path = tmp_path / "s3" / "out.journal"
+    path.parent.mkdir(mode=0o755)
+    path.parent.chmod(0o755)
+    path.write_text("")
+    path.chmod(0o644)
+    journal = reload(path)
+
+    async def write() -> None:
+        await journal.begin("k1", ["a"], group_digest(["a"]), journal.take_index())
+
+    asyncio.run(write())
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    fresh = reload(tmp_path / "other" / "s3" / "new.journal")
+    asyncio.run(fresh.begin("k", ["b"], group_digest(["b"]), fresh.take_index()))
+    assert stat.S_IMODE((tmp_path / "other" / "s3").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "other" / "s3" / "new.journal").stat().st_mode) == 0o600

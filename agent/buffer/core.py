@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import os
 import time
 from array import array
-from urllib.parse import quote
 
 import msgspec
 
@@ -28,6 +26,7 @@ from agent.buffer.chunk import (
     OpenChunk,
     join_lines,
 )
+from agent.deadletter import write_dead_letter
 from outputs.base import Chunk, Metrics
 
 DEFAULT_RESIDENT_BYTES = 16 * 1024 * 1024
@@ -47,45 +46,6 @@ class Salvage(msgspec.Struct):
 
 def _no_routes(tag: str) -> tuple[str, ...]:
     return ()
-
-
-def write_dead_letter(
-    directory: str,
-    chunk_id: str,
-    tag: str,
-    output: str,
-    reason: str,
-    data: bytes,
-    records: int,
-    part: str = "",
-) -> str:
-    """Write ``data`` (NDJSON) and a JSON reason file beside it; returns the data file's path.
-    Both are fsynced: a dead-lettered chunk is deleted from the buffer right after. ``part``
-    distinguishes several dead letters of one chunk and output (e.g. the records an
-    Elasticsearch bulk refused: ``part="items-3"``)."""
-    os.makedirs(directory, exist_ok=True)
-    name = f"{chunk_id}.{quote(output, safe='')}"
-    if part:
-        name += "." + quote(part, safe="")
-    base = os.path.join(directory, name)
-    reason_doc = {
-        "chunk": chunk_id,
-        "tag": tag,
-        "output": output,
-        "reason": reason,
-        "records": records,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    data_path = base + ".ndjson"
-    for path, content in (
-        (data_path, data),
-        (base + ".json", json.dumps(reason_doc).encode() + b"\n"),
-    ):
-        with open(path, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-    return data_path
 
 
 def describe_cuts(cuts: list[Cut]) -> str:

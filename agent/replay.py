@@ -1,0 +1,377 @@
+"""``python -m agent dead-letters list|replay --config agent.toml [--output NAME]``: look at the
+dead-letter directory, and send its records again once the cause is fixed (the bucket exists,
+the mapping was corrected, the credentials were rotated).
+
+Replay reads ``data_dir/dead-letter/*.json`` (the reason files; each names its output and sits
+beside its ``.ndjson`` data), builds each named output from the config, sends the records as
+one chunk per file and deletes the file pair once the destination confirmed it. Records the
+destination refuses again are dead-lettered again (a new file with the new reason). It does not
+touch the buffer, so it runs beside a running agent; an output's own state (the S3 journal)
+lives in ``data_dir/dead-letter-replay/`` for the same reason. Chunk ids are derived from the
+dead letter's file name, so a replay that is interrupted and run again overwrites (S3 keys,
+Elasticsearch ``_id`` with ``id_mode = "hash"``) instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import ConfigError, load_config
+from agent.deadletter import DeadLetterDir, ensure_private_dir
+from outputs.base import BlockedError, Chunk, FatalError, Output, OutputContext, RetryableError
+from outputs.redact import redact_text
+
+log = logging.getLogger("agent.replay")
+
+ATTEMPTS = 5
+"""Tries per dead letter for a retryable error (with backoff) before replay gives up on it."""
+
+
+@dataclass
+class Letter:
+    """One dead letter: a reason file and its data file."""
+
+    reason_path: str
+    data_path: str
+    output: str
+    chunk: str
+    tag: str
+    reason: str
+    records: int
+    times: list[float] | None
+
+    @property
+    def base(self) -> str:
+        return os.path.basename(self.reason_path)[: -len(".json")]
+
+
+def scan(directory: str) -> tuple[list[Letter], list[str]]:
+    """Dead letters in ``directory``, oldest chunk first, and the problems found (a reason
+    file without data, an unreadable reason file)."""
+    letters: list[Letter] = []
+    problems: list[str] = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return [], []
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        reason_path = os.path.join(directory, name)
+        data_path = reason_path[: -len(".json")] + ".ndjson"
+        try:
+            with open(reason_path, encoding="utf-8") as handle:
+                doc = json.load(handle)
+            letter = Letter(
+                reason_path=reason_path,
+                data_path=data_path,
+                output=str(doc["output"]),
+                chunk=str(doc["chunk"]),
+                tag=str(doc["tag"]),
+                reason=str(doc.get("reason", "")),
+                records=int(doc.get("records", 0)),
+                times=[float(t) for t in doc["times"]] if "times" in doc else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{reason_path}: unreadable reason file ({exc})")
+            continue
+        if not os.path.exists(data_path):
+            problems.append(f"{reason_path}: its data file {data_path} is missing")
+            continue
+        letters.append(letter)
+    return letters, problems
+
+
+class ReplayChunk:
+    """A dead letter as a read-only ``outputs.base.Chunk``."""
+
+    def __init__(self, letter: Letter) -> None:
+        with open(letter.data_path, "rb") as handle:
+            data = handle.read()
+        self._lines = data.splitlines()
+        self._data = b"".join(line + b"\n" for line in self._lines)
+        digest = hashlib.sha256(letter.base.encode()).hexdigest()[:12]
+        self.id = f"{letter.chunk}-replay-{digest}"
+        self.tag = letter.tag
+        fallback = os.stat(letter.data_path).st_mtime
+        times = letter.times if letter.times and len(letter.times) == len(self._lines) else None
+        self._times = times or [_event_time(line, fallback) for line in self._lines]
+        self.created = min(self._times, default=fallback)
+
+    @property
+    def records(self) -> int:
+        return len(self._lines)
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def lines(self) -> Sequence[bytes]:
+        return self._lines
+
+    def times(self) -> Sequence[float]:
+        return self._times
+
+    def data(self) -> bytes:
+        return self._data
+
+    def release_cache(self) -> None:
+        return None
+
+
+def _event_time(line: bytes, fallback: float) -> float:
+    """The record's ``time`` (RFC3339), for dead letters written before their times were kept."""
+    from datetime import datetime
+
+    try:
+        value = json.loads(line).get("time")
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError, TypeError):
+        return fallback
+
+
+class _Metrics:
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        return None
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        return None
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        return None
+
+
+@dataclass
+class Outcome:
+    replayed_files: int = 0
+    replayed_records: int = 0
+    lettered_again: int = 0
+    kept: list[str] = field(default_factory=list)
+
+
+async def _replay_output(
+    output: Output, letters: list[Letter], dead_letters: DeadLetterDir, outcome: Outcome
+) -> None:
+    name = output.context.name
+    written: set[str] = set()
+    original = output.context.dead_letter
+
+    def dead_letter(chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
+        path = dead_letters.write(chunk_for_letters[chunk.id], name, lines, f"replay: {reason}")
+        written.add(path)
+        outcome.lettered_again += len(lines)
+
+    chunk_for_letters: dict[str, Chunk] = {}
+    output.context.dead_letter = dead_letter
+    await output.start()
+    stop_flushing = asyncio.Event()
+
+    async def keep_flushing() -> None:
+        # Outputs that group chunks into one write (S3) hold them until flushed.
+        while not stop_flushing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_flushing.wait(), 0.5)
+            await output.flush()
+
+    flusher = asyncio.create_task(keep_flushing())
+    limit = asyncio.Semaphore(max(1, output.concurrency))
+    blocked: list[str] = []
+
+    async def one(letter: Letter) -> None:
+        async with limit:
+            if blocked:
+                outcome.kept.append(f"{letter.data_path}: not tried, {blocked[0]}")
+                return
+            chunk = ReplayChunk(letter)
+            # A dead letter of the same records written again must keep its own name.
+            chunk_for_letters[chunk.id] = _Renamed(chunk, letter.chunk)
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    await output.send(chunk)
+                except BlockedError as exc:
+                    blocked.append(f"{exc.cause}: {redact_text(str(exc))}")
+                    outcome.kept.append(f"{letter.data_path}: {blocked[-1]}")
+                    return
+                except FatalError as exc:
+                    outcome.kept.append(f"{letter.data_path}: refused again: {exc}")
+                    return
+                except RetryableError as exc:
+                    if attempt == ATTEMPTS:
+                        outcome.kept.append(f"{letter.data_path}: still failing: {exc}")
+                        return
+                    await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+                    continue
+                break
+            # Delivered (or refused records kept again under a new reason): the old pair goes,
+            # unless the new dead letter took its very name (the same records refused again).
+            if letter.data_path not in written:
+                for path in (letter.reason_path, letter.data_path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            outcome.replayed_files += 1
+            outcome.replayed_records += chunk.records
+
+    try:
+        await asyncio.gather(*(one(letter) for letter in letters))
+    finally:
+        stop_flushing.set()
+        await flusher
+        await output.flush()
+        await output.stop()
+        output.context.dead_letter = original
+
+
+class _Renamed:
+    """The replayed chunk under its original chunk id, for naming new dead letters."""
+
+    def __init__(self, chunk: ReplayChunk, chunk_id: str) -> None:
+        self._chunk = chunk
+        self.id = chunk_id
+        self.tag = chunk.tag
+        self.created = chunk.created
+
+    @property
+    def records(self) -> int:
+        return self._chunk.records
+
+    @property
+    def size(self) -> int:
+        return self._chunk.size
+
+    def lines(self) -> Sequence[bytes]:
+        return self._chunk.lines()
+
+    def times(self) -> Sequence[float]:
+        return self._chunk.times()
+
+    def data(self) -> bytes:
+        return self._chunk.data()
+
+    def release_cache(self) -> None:
+        return None
+
+
+async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
+    from agent.components import output_types
+
+    data_dir = config.agent.data_dir
+    directory = os.path.join(data_dir, "dead-letter")
+    dead_letters = DeadLetterDir(directory, int(config.agent.dead_letter_max_bytes))
+    letters, problems = scan(directory)
+    for problem in problems:
+        print(f"warning: {problem}", file=out)
+    by_output: dict[str, list[Letter]] = {}
+    for letter in letters:
+        if only is None or letter.output == only:
+            by_output.setdefault(letter.output, []).append(letter)
+    configured = {item.name: item for item in config.outputs}
+    if only is not None and only not in configured:
+        print(f"error: no output named {only!r} in the config", file=out)
+        return 2
+    work_dir = os.path.join(data_dir, "dead-letter-replay")
+    ensure_private_dir(work_dir)
+    kinds = output_types()
+    status = 0
+    if not by_output:
+        print(f"no dead letters to replay in {directory}", file=out)
+        return 0
+    for name, group in by_output.items():
+        out_config = configured.get(name)
+        if out_config is None:
+            print(
+                f"output {name}: {len(group)} dead letters kept: no output of that name in the "
+                "config (use --output with a configured name after renaming, or move them)",
+                file=out,
+            )
+            status = 1
+            continue
+        kind = out_config.__struct_config__.tag
+        context = OutputContext(
+            name=name,
+            data_dir=work_dir,
+            node_name=config.agent.node_name or socket.gethostname(),
+            logger=logging.getLogger(f"agent.replay.{name}"),
+            metrics=_Metrics(),
+            dead_letter=lambda chunk, lines, reason: None,
+        )
+        try:
+            output = kinds[kind][1](out_config, context)
+        except (ValueError, ImportError) as exc:
+            print(f"output {name}: cannot build it: {exc}", file=out)
+            status = 1
+            continue
+        if hasattr(output, "abort_stale_uploads"):
+            output.abort_stale_uploads = False  # the running agent's uploads are not stale
+        outcome = Outcome()
+        started = time.monotonic()
+        await _replay_output(output, group, dead_letters, outcome)
+        print(
+            f"output {name}: replayed {outcome.replayed_records} records from "
+            f"{outcome.replayed_files} of {len(group)} dead letters in "
+            f"{time.monotonic() - started:.1f}s"
+            + (
+                f"; {outcome.lettered_again} records refused again (dead-lettered again)"
+                if outcome.lettered_again
+                else ""
+            ),
+            file=out,
+        )
+        for kept in outcome.kept:
+            print(f"  kept {redact_text(kept)}", file=out)
+        if outcome.kept:
+            status = 1
+    return status
+
+
+def list_letters(config: Any, only: str | None, out: Any = sys.stdout) -> int:
+    directory = os.path.join(config.agent.data_dir, "dead-letter")
+    letters, problems = scan(directory)
+    for problem in problems:
+        print(f"warning: {problem}", file=out)
+    shown = [letter for letter in letters if only is None or letter.output == only]
+    for letter in shown:
+        print(
+            f"{letter.data_path}: output={letter.output} tag={letter.tag} "
+            f"records={letter.records}: {redact_text(letter.reason)}",
+            file=out,
+        )
+    total = sum(letter.records for letter in shown)
+    print(f"{len(shown)} dead letters, {total} records, in {directory}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="container-audit-agent dead-letters",
+        description="List the dead-letter directory, or send its records again once the "
+        "cause is fixed.",
+    )
+    parser.add_argument("action", choices=("list", "replay"))
+    parser.add_argument("--config", "-c", required=True, help="agent.toml")
+    parser.add_argument("--output", help="only the dead letters of this output (its name)")
+    args = parser.parse_args(list(argv))
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.action == "list":
+        return list_letters(config, args.output)
+    return asyncio.run(replay(config, args.output))
