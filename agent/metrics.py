@@ -9,6 +9,7 @@ lookup per call is cheap enough.
 from __future__ import annotations
 
 import bisect
+import builtins
 import math
 from collections.abc import Callable, Iterable
 
@@ -69,6 +70,12 @@ class Registry:
         if histogram is None:
             histogram = series[labels] = _Histogram(DEFAULT_BUCKETS)
         histogram.observe(value)
+
+    def retain(self, names: builtins.set[str]) -> None:
+        """Forget gauges of components that are gone (after a reload); counters stay."""
+        for series in self.gauges.values():
+            for key in [k for k in series if k and k[0][0] == "name" and k[0][1] not in names]:
+                del series[key]
 
     def value(self, metric: str, /, **labels: str) -> float:
         """Sum of a counter or gauge over the series whose labels include ``labels`` (tests,

@@ -84,6 +84,10 @@ class Input(abc.ABC):
         """True while bound and serving."""
         return True
 
+    def open_connections(self) -> int:
+        """Connections open now (stream inputs), for the reload's log line."""
+        return 0
+
     def describe(self) -> str:
         """Where it listens, for the start-up log line and ``--check``."""
         return self.context.name

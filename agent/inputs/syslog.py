@@ -185,6 +185,13 @@ class SyslogInput(Input):
         self._stop_listening()
         connections = list(self._connections)
         await asyncio.gather(*(c.shutdown() for c in connections), return_exceptions=True)
+        # A closed transport reports connection_lost on a later loop iteration, and that is
+        # where what a connection read but could not yet submit goes to the sink: wait for it,
+        # so a reload closes the old buffer only after a stopped input drained into it.
+        for _ in range(100):
+            if not self._connections:
+                break
+            await asyncio.sleep(0.01)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
@@ -203,6 +210,9 @@ class SyslogInput(Input):
     @property
     def ready(self) -> bool:
         return self._running
+
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     @property
     def bound(self) -> str | None:
