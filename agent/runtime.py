@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import platform
 import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from agent import __version__
 from agent.buffer.base import Buffer
 from agent.buffer.factory import build_buffer
 from agent.components import input_types, output_types
@@ -37,6 +39,34 @@ log = logging.getLogger("agent")
 
 HOUSEKEEPING_INTERVAL = 0.2
 
+INPUT_COUNTERS = (
+    "input_records_total",
+    "input_bytes_total",
+    "input_frames_total",
+    "input_truncated_total",
+    "parse_errors_total",
+)
+STREAM_INPUT_COUNTERS = (
+    "input_connections_total",
+    "input_connections_rejected_total",
+    "input_framing_errors_total",
+    "input_discarded_bytes_total",
+    "input_backpressure_pauses_total",
+)
+OUTPUT_COUNTERS = (
+    "output_records_total",
+    "output_bytes_total",
+    "output_chunks_total",
+    "output_retries_total",
+)
+BUFFER_COUNTERS = (
+    "buffer_corrupt_chunks_total",
+    "buffer_truncated_bytes_total",
+    "buffer_deleted_chunks_total",
+    "buffer_recovered_chunks_total",
+    "buffer_recovered_records_total",
+)
+
 
 class ReloadFailed(Exception):
     """A reload failed after the running pipeline closed; ``running`` is what runs now."""
@@ -54,6 +84,12 @@ class Agent:
         self.source = source
         self.registry = registry if registry is not None else Registry()
         """A reload passes the running pipeline's: counters go on across pipelines."""
+        self.registry.gauges.pop("build_info", None)
+        self.registry.set(
+            "build_info",
+            1,
+            (("python", platform.python_version()), ("version", __version__)),
+        )
         self.node_name = config.agent.node_name or socket.gethostname()
         self.router = Router.from_outputs(config.outputs)
         self.buffer: Buffer = build_buffer(
@@ -119,6 +155,48 @@ class Agent:
 
         for index, in_config in enumerate(config.inputs):
             self.inputs.append(self._make_input(index, in_config))
+        self._declare_counters()
+
+    def _declare_counters(self) -> None:
+        """Every counter whose labels are known now is exported as 0 from the start, as
+        fluent-bit does: ``increase()`` then sees the first drop, retry or dead letter."""
+        registry = self.registry
+        for in_config in self.config.inputs:
+            metrics = registry.component(in_config.name, in_config.__struct_config__.tag)
+            mode = getattr(in_config, "mode", "")
+            stream = mode not in ("udp", "unix_dgram")
+            for name in INPUT_COUNTERS + (STREAM_INPUT_COUNTERS if stream else ()):
+                metrics.declare(name)
+            if mode == "udp":
+                metrics.declare("input_kernel_drops_total")
+            reasons = ["buffer_full", "reloading", "buffer_error"]
+            if stream:
+                reasons.remove("buffer_error")  # a stream input retries instead
+                metrics.declare("input_retried_records_total", reason="buffer_error")
+            for reason in reasons:
+                metrics.declare("input_dropped_records_total", reason=reason)
+        for cfg in self.config.filters:
+            metrics = registry.component(cfg.name, cfg.__struct_config__.tag)
+            metrics.declare("filter_records_total", direction="in")
+            metrics.declare("filter_records_total", direction="out")
+            metrics.declare("filter_dropped_records_total")
+        buffer = registry.component("buffer", self.config.buffer.type)
+        for name in BUFFER_COUNTERS:
+            buffer.declare(name)
+        for reason in ("no_route", "drop_oldest", "corrupt"):
+            buffer.declare("buffer_dropped_records_total", reason=reason)
+            buffer.declare("buffer_dropped_bytes_total", reason=reason)
+        for dispatcher in self.dispatchers:
+            metrics = dispatcher.metrics
+            for name in OUTPUT_COUNTERS:
+                metrics.declare(name)
+            for reason in ("chunk", "record"):
+                metrics.declare("output_dead_lettered_records_total", reason=reason)
+            buffer.declare("buffer_dead_letter_records_total", output=dispatcher.name)
+            buffer.declare("buffer_dead_letter_chunks_total", output=dispatcher.name)
+        registry.component("router", "router").declare(
+            "router_dropped_records_total", reason="no_route"
+        )
 
     def _make_input(self, index: int, in_config: Any) -> Input:
         kind = in_config.__struct_config__.tag
@@ -340,9 +418,8 @@ class Agent:
             new.http = self.http
             if new.http is not None:
                 new.http.readiness = new.not_ready
-        self.registry.retain(
-            {i.context.name for i in new.inputs} | set(new.outputs) | {"buffer", "router"}
-        )
+        # Gauges of what is gone go (the new buffer sets its own when it opens).
+        self.registry.retain({i.context.name for i in new.inputs} | set(new.outputs))
         for item in kept:
             _sink(item).rebind(new.buffer, new.chain, new.store)
         try:
@@ -446,13 +523,7 @@ class Agent:
         return reasons
 
     def _collect(self) -> None:
-        stats = self.buffer.stats()
-        buffer_labels = (("name", "buffer"), ("type", self.config.buffer.type))
-        self.registry.set("buffer_chunks", stats.chunks, buffer_labels)
-        self.registry.set(
-            "buffer_bytes", stats.memory_bytes, (*buffer_labels, ("location", "memory"))
-        )
-        self.registry.set("buffer_bytes", stats.disk_bytes, (*buffer_labels, ("location", "disk")))
+        # buffer_chunks and buffer_bytes are the buffer's own (refreshed by seal_due).
         for dispatcher in self.dispatchers:
             labels = (("name", dispatcher.name), ("type", dispatcher.output.type_name))
             self.registry.set("output_pending_chunks", self.buffer.pending(dispatcher.name), labels)

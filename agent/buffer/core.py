@@ -388,9 +388,9 @@ class ChunkBuffer(Buffer):
             return
         self._gauges_updated = now
         stats = self.stats()
-        memory_chunks = len(self._open) + sum(1 for c in self._chunks.values() if c.loaded)
-        disk_chunks = stats.chunks if self.location == "disk" else 0
-        self.metrics.set("buffer_chunks", memory_chunks, location="memory")
-        self.metrics.set("buffer_chunks", disk_chunks, location="disk")
+        # The only owner of these gauges: one buffer_chunks series (where the chunks live), so
+        # sum() counts each chunk once; bytes held in memory, and on disk for a disk buffer.
+        self.metrics.set("buffer_chunks", stats.chunks, location=self.location)
         self.metrics.set("buffer_bytes", stats.memory_bytes, location="memory")
-        self.metrics.set("buffer_bytes", stats.disk_bytes, location="disk")
+        if self.location == "disk":
+            self.metrics.set("buffer_bytes", stats.disk_bytes, location="disk")
