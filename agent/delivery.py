@@ -111,11 +111,17 @@ class Dispatcher:
             self.metrics.inc("output_bytes_total", chunk.size)
             self.metrics.inc("output_chunks_total")
             self.buffer.ack(chunk, self.name)
+            log.debug(
+                "output %s: chunk %s (%d records, %d bytes) acknowledged after %d retries",
+                self.name, chunk.id, chunk.records, chunk.size, attempt,
+            )
             return
 
     def _dead_letter(self, chunk: Chunk, reason: str) -> None:
         try:
-            path = self.buffer.dead_letter(chunk, self.name, reason)
+            # The buffer logs it, one line per dead letter (chunk, tag, records, output, reason,
+            # where it was written).
+            self.buffer.dead_letter(chunk, self.name, reason)
         except OSError as exc:
             log.error(
                 "output %s: chunk %s (%d records) could not be dead-lettered (%s); it stays "
@@ -124,15 +130,6 @@ class Dispatcher:
             )
             return
         self.metrics.inc("output_dead_lettered_records_total", chunk.records, reason="chunk")
-        log.error(
-            "output %s: chunk %s (%d records, tag %r) moved to %s: %s",
-            self.name,
-            chunk.id,
-            chunk.records,
-            chunk.tag,
-            path,
-            reason,
-        )
 
     async def stop(self) -> None:
         """Stop taking chunks and cancel sends in flight: unacknowledged chunks stay buffered."""

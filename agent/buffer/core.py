@@ -199,6 +199,10 @@ class ChunkBuffer(Buffer):
         if not chunk.records:
             return
         sealed = chunk.seal()
+        self.logger.debug(
+            "chunk %s sealed: tag %r, %d records, %d bytes", sealed.id, sealed.tag,
+            sealed.records, sealed.size,
+        )
         budget_left = self._resident_limit - self._resident_bytes
         if sealed.path is None or sealed.loaded_bytes <= budget_left:
             sealed.resident = True

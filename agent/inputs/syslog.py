@@ -259,12 +259,20 @@ class SyslogInput(Input):
         self._connections.add(connection)
         metrics.inc("input_connections_total")
         metrics.set("input_active_connections", len(self._connections))
+        self.context.logger.debug(
+            "%s: connection from %s opened (%d open)",
+            self.context.name, connection.source or "a local peer", len(self._connections),
+        )
         return True
 
     def connection_closed(self, connection: StreamConnection) -> None:
         if connection in self._connections:
             self._connections.discard(connection)
             self.context.metrics.set("input_active_connections", len(self._connections))
+            self.context.logger.debug(
+                "%s: connection from %s closed (%d open)",
+                self.context.name, connection.source or "a local peer", len(self._connections),
+            )
 
 
 def _prepare_socket_path(path: str, kind: socket.SocketKind) -> None:
