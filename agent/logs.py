@@ -1,9 +1,10 @@
 """The agent's own log lines, on stderr, plain or JSON, times in UTC.
 
-Repeated warnings are rate-limited: a warning whose logger and message template already went out
-in the last ``RATE_WINDOW`` seconds is counted instead of written, and the next one that goes out
-says how many were suppressed (a host ejected every second, a chunk retried every few hundred
-milliseconds). Errors are never suppressed.
+Repeated warnings are rate-limited: a warning whose logger, message template and first argument
+(the component or host it is about) already went out in the last ``RATE_WINDOW`` seconds is
+counted instead of written, and the next one that goes out says how many were suppressed (a host
+ejected every second, a chunk retried every few hundred milliseconds). Errors are never
+suppressed.
 """
 
 from __future__ import annotations
@@ -57,13 +58,18 @@ class RepeatFilter(logging.Filter):
         super().__init__()
         self.window = window
         self._clock = clock
-        self._last: dict[tuple[str, object], tuple[float, int]] = {}
-        """(logger, template) -> (when the last one went out, how many suppressed since)."""
+        self._last: dict[tuple[str, object, str | None], tuple[float, int]] = {}
+        """(logger, template, first text argument) -> (when the last one went out, how many
+        were suppressed since)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
-        key = (record.name, record.msg)
+        # The first argument, when it is text, is the component or host the line is about: one
+        # failing output does not silence another's warnings.
+        args = record.args
+        first = args[0] if isinstance(args, tuple) and args and isinstance(args[0], str) else None
+        key = (record.name, record.msg, first)
         now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last[0] < self.window:

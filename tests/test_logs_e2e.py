@@ -104,8 +104,8 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
     now = [0.0]
     repeat = RepeatFilter(window=10.0, clock=lambda: now[0])
 
-    def record(message: str, level: int = logging.WARNING) -> logging.LogRecord:
-        return logging.LogRecord("agent.output.es", level, __file__, 1, message, ("h1",), None)
+    def record(message: str, level: int = logging.WARNING, host: str = "h1") -> logging.LogRecord:
+        return logging.LogRecord("agent.output.es", level, __file__, 1, message, (host,), None)
 
     assert repeat.filter(record("host %s ejected"))
     for _ in range(5):
@@ -113,6 +113,7 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
         assert not repeat.filter(record("host %s ejected"))
         assert repeat.filter(record("an error %s", logging.ERROR))  # errors always go out
     assert repeat.filter(record("another warning %s"))
+    assert repeat.filter(record("host %s ejected", host="h2"))  # another host: its own line
     now[0] = 12.0
     after = record("host %s ejected")
     assert repeat.filter(after)

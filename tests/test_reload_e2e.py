@@ -29,14 +29,16 @@ def _config(
     retry_base: str = "50ms",
     data_dir: Path | None = None,
     buffer: str = "",
+    buffer_type: str = "disk",
 ) -> str:
+    sync = "batch" if buffer_type == "disk" else "none"
     return f"""
 [agent]
 data_dir = "{data_dir or tmp_path / "data"}"
 grace_period = "5s"
 [buffer]
-type = "disk"
-sync = "batch"
+type = "{buffer_type}"
+sync = "{sync}"
 chunk_bytes = "256KiB"
 flush_interval = "200ms"
 {buffer}
@@ -83,15 +85,17 @@ def _alive(agent: AgentProcess) -> None:
 # ------------------------------------------------------------------------ connections kept
 
 
-@pytest.mark.parametrize("mode", ["tcp", "unix_stream"])
+@pytest.mark.parametrize(
+    ("mode", "buffer"), [("tcp", "disk"), ("unix_stream", "disk"), ("tcp", "memory")]
+)
 def test_unchanged_stream_input_keeps_its_open_connection_across_reloads(
-    tmp_path: Path, start_agent: Callable[..., AgentProcess], mode: str
+    tmp_path: Path, start_agent: Callable[..., AgentProcess], mode: str, buffer: str
 ) -> None:
     """A connection opened before three reloads (the output changes each time) stays open:
     lines written on it before, between and after arrive, and the agent never closed it."""
     where = str(tmp_path / "in.sock") if mode == "unix_stream" else f"127.0.0.1:{free_port()}"
     inputs = _input("in", mode, where)
-    agent = start_agent(_config(tmp_path, inputs))
+    agent = start_agent(_config(tmp_path, inputs, buffer_type=buffer))
     if mode == "unix_stream":
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(where)
@@ -102,7 +106,7 @@ def test_unchanged_stream_input_keeps_its_open_connection_across_reloads(
         conn.sendall(numbered_line(0))
         wait_for(lambda: 0 in numbers_in(out))
         for n in range(1, 4):
-            _write(agent, _config(tmp_path, inputs, retry_base=f"{50 + n}ms"))
+            _write(agent, _config(tmp_path, inputs, retry_base=f"{50 + n}ms", buffer_type=buffer))
             _hup(agent, "agent running:")
             conn.sendall(numbered_line(n))
             wait_for(lambda n=n: n in numbers_in(out))
@@ -112,6 +116,28 @@ def test_unchanged_stream_input_keeps_its_open_connection_across_reloads(
     assert "kept with their connections: in;" in agent.log()
     assert set(numbers_in(out)) == {0, 1, 2, 3}
     _alive(agent)
+
+
+def test_a_changed_stream_input_submits_what_it_read_before_the_old_buffer_closes(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """The input's tag changes: it restarts, closing its connections. A message the agent had
+    read but not yet framed (no newline yet) goes to the buffer when the connection closes, and
+    that must happen before the old pipeline's buffer closes."""
+    port = free_port()
+    agent = start_agent(_config(tmp_path, _input("in", "tcp", f"127.0.0.1:{port}", tag="a")))
+    out = tmp_path / "out.ndjson"
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(numbered_line(0) + numbered_line(1).rstrip(b"\n"))
+        wait_for(lambda: 0 in numbers_in(out))
+        wait_for(
+            lambda: agent.metric("input_bytes_total", name="in") == 2 * len(numbered_line(0)) - 1
+        )
+        _write(agent, _config(tmp_path, _input("in", "tcp", f"127.0.0.1:{port}", tag="b")))
+        _hup(agent, "agent running:")
+        assert conn.recv(100) == b""  # the agent closed it
+    wait_for(lambda: 1 in numbers_in(out))
+    assert "restarted or started: in;" in agent.log()
 
 
 def _udp_inode(pid: int, port: int) -> str:
