@@ -155,7 +155,6 @@ class Agent:
 
         for index, in_config in enumerate(config.inputs):
             self.inputs.append(self._make_input(index, in_config))
-        self._declare_counters()
 
     def _declare_counters(self) -> None:
         """Every counter whose labels are known now is exported as 0 from the start, as
@@ -281,6 +280,7 @@ class Agent:
     async def _open_pipeline(self, outputs_started: bool = False) -> None:
         """Buffer (recovery), outputs, their dispatchers, housekeeping."""
         await self.buffer.open(self.router.routes)
+        self._declare_counters()  # once this pipeline runs (not for a reload that failed)
         if not outputs_started:
             await self._start_outputs()
         for dispatcher in self.dispatchers:

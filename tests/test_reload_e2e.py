@@ -222,6 +222,7 @@ def test_a_reload_that_cannot_happen_is_logged_and_the_running_pipeline_goes_on(
     assert reason and "Traceback" not in agent.log_path.read_text(), agent.log()
     if problem == "port_taken":
         assert str(busy) in reason[0]
+        assert 'name="new"' not in agent.metrics_text()  # no series for what never ran
     _alive(agent)
 
 
