@@ -13,6 +13,7 @@ import random
 import time
 
 from agent.buffer.base import Buffer
+from agent.logs import REPEATS
 from agent.metrics import ComponentMetrics
 from outputs.base import Chunk, FatalError, Output, RetryableError
 
@@ -102,6 +103,7 @@ class Dispatcher:
                     attempt,
                     delay,
                     exc,
+                    extra=REPEATS,
                 )
                 await asyncio.sleep(delay)
                 continue

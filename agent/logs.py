@@ -1,10 +1,12 @@
 """The agent's own log lines, on stderr, plain or JSON, times in UTC.
 
-Repeated warnings are rate-limited: a warning whose logger, message template and first argument
-(the component or host it is about) already went out in the last ``RATE_WINDOW`` seconds is
-counted instead of written, and the next one that goes out says how many were suppressed (a host
-ejected every second, a chunk retried every few hundred milliseconds). Errors are never
-suppressed.
+Warnings that can repeat in a storm are rate-limited: a call site marks them with
+``extra=REPEATS`` (``{"repeats": True}``; outputs, which do not import ``agent``, write the dict).
+Such a warning whose logger, message template and first argument (the component or host it is
+about) already went out in the last ``RATE_WINDOW`` seconds is counted instead of written, and the
+next one that goes out says how many were suppressed (a host ejected every second, a chunk retried
+every few hundred milliseconds). Unmarked lines (each dropped or dead-lettered chunk, which the
+log accounts for one by one) and errors always go out.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 
 RATE_WINDOW = 10.0
+REPEATS = {"repeats": True}
+"""``logger.warning(..., extra=REPEATS)``: this warning may be rate-limited."""
 """Seconds during which a repeated warning (same logger, same template) is counted, not written."""
 
 
@@ -63,7 +67,7 @@ class RepeatFilter(logging.Filter):
         were suppressed since)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
+        if record.levelno != logging.WARNING or not getattr(record, "repeats", False):
             return True
         # The first argument, when it is text, is the component or host the line is about: one
         # failing output does not silence another's warnings.

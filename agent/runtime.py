@@ -523,7 +523,8 @@ class Agent:
         return reasons
 
     def _collect(self) -> None:
-        # buffer_chunks and buffer_bytes are the buffer's own (refreshed by seal_due).
+        # buffer_chunks and buffer_bytes are the buffer's own: fresh for the scrape.
+        self.buffer.update_gauges()
         for dispatcher in self.dispatchers:
             labels = (("name", dispatcher.name), ("type", dispatcher.output.type_name))
             self.registry.set("output_pending_chunks", self.buffer.pending(dispatcher.name), labels)

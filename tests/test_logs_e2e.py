@@ -105,7 +105,9 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
     repeat = RepeatFilter(window=10.0, clock=lambda: now[0])
 
     def record(message: str, level: int = logging.WARNING, host: str = "h1") -> logging.LogRecord:
-        return logging.LogRecord("agent.output.es", level, __file__, 1, message, (host,), None)
+        made = logging.LogRecord("agent.output.es", level, __file__, 1, message, (host,), None)
+        made.repeats = True
+        return made
 
     assert repeat.filter(record("host %s ejected"))
     for _ in range(5):
@@ -120,3 +122,6 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
     assert after.getMessage() == "host h1 ejected (5 similar lines suppressed in the last 12s)"
     now[0] = 13.0
     assert not repeat.filter(record("host %s ejected"))
+    unmarked = record("host %s ejected")
+    del unmarked.repeats  # a line not marked as one that may repeat always goes out
+    assert repeat.filter(unmarked)

@@ -385,6 +385,9 @@ class ChunkBuffer(Buffer):
             disk_bytes=disk,
         )
 
+    def update_gauges(self) -> None:
+        self._update_gauges(force=True)
+
     def _update_gauges(self, force: bool = False) -> None:
         # stats() walks every chunk: refresh the gauges at most once a second.
         now = time.monotonic()

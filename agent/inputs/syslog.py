@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 from agent.inputs.base import Input, InputConfig, InputContext
 from agent.inputs.framing import StreamFramer
+from agent.logs import REPEATS
 from outputs.base import Size
 
 Mode = Literal["udp", "tcp", "unix_dgram", "unix_stream", "relp"]
@@ -583,7 +584,9 @@ class _DatagramReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as error:
-                self.logger.warning("%s: receive failed: %s", self.owner.context.name, error)
+                self.logger.warning(
+                    "%s: receive failed: %s", self.owner.context.name, error, extra=REPEATS
+                )
                 break
             received += size
             if size and buffer[size - 1] == 0x0A:
