@@ -105,7 +105,7 @@ def _install_loop(choice: str) -> str:
 
 async def _serve(config: Any, config_path: str | None) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reloads the config (``_reload``)."""
-    from agent.runtime import Agent
+    from agent.runtime import Agent, PipelineLost
 
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,6 +114,7 @@ async def _serve(config: Any, config_path: str | None) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     agent = Agent(config, config_path or "<embedded default config>")
     await agent.start()
+    lost = False
     try:
         while not stop.is_set():
             waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())]
@@ -129,8 +130,12 @@ async def _serve(config: Any, config_path: str | None) -> None:
                 log.warning("SIGHUP: nothing to reload, the embedded default config is running")
                 continue
             agent = await _reload(agent, config_path)
+    except PipelineLost:
+        lost = True  # nothing runs that could be stopped; exit and let the supervisor restart
+        raise
     finally:
-        await agent.stop()
+        if not lost:
+            await agent.stop()
 
 
 async def _reload(agent: Any, config_path: str) -> Any:
@@ -139,7 +144,7 @@ async def _reload(agent: Any, config_path: str) -> Any:
     Whatever goes wrong (an invalid config, a port that is taken, a component that refuses to
     start) is logged and the running pipeline goes on: a reload never ends the process.
     Returns the agent that runs now."""
-    from agent.runtime import Agent, ReloadFailed
+    from agent.runtime import Agent, PipelineLost, ReloadFailed
 
     try:
         new_config = load_config(config_path)
@@ -154,6 +159,8 @@ async def _reload(agent: Any, config_path: str) -> Any:
     except ReloadFailed as exc:
         log.error("SIGHUP: config not reloaded: %s", _reason(exc.__cause__ or exc))
         return exc.running
+    except PipelineLost:
+        raise
     except Exception as exc:
         log.error("SIGHUP: config not reloaded, keeping the running one: %s", _reason(exc))
         log.debug("the reload failed here", exc_info=True)
@@ -208,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    except Exception as exc:
+        from agent.runtime import PipelineLost
+
+        if not isinstance(exc, PipelineLost):
+            raise
+        log.error("exiting: %s", exc)
         return 1
     finally:
         if runtime_dir:

@@ -68,6 +68,12 @@ BUFFER_COUNTERS = (
 )
 
 
+class PipelineLost(Exception):
+    """A reload closed the running pipeline and neither the new one nor the previous one could
+    open again (the disk under data_dir failed): the process must exit, its supervisor restarts
+    it."""
+
+
 class ReloadFailed(Exception):
     """A reload failed after the running pipeline closed; ``running`` is what runs now."""
 
@@ -409,7 +415,10 @@ class Agent:
             await self._restore(stopping, [*kept, *started])
             raise
         # No way back from here: this pipeline closes, the new one opens.
-        await self._close_pipeline(drain=self.config.buffer.type == "memory")
+        try:
+            await self._close_pipeline(drain=self.config.buffer.type == "memory")
+        except Exception:  # a disk error while sealing: the chunks on disk stay for the next
+            log.exception("SIGHUP: error while closing the previous pipeline")
         if new_http:
             if self.http is not None:
                 await self.http.stop()
@@ -425,7 +434,13 @@ class Agent:
         try:
             await new._open_pipeline(outputs_started=True)
         except Exception as exc:
-            raise ReloadFailed(await self._fall_back(new, exc), exc) from exc
+            try:
+                fallback = await self._fall_back(new, exc)
+            except Exception as again:
+                raise PipelineLost(
+                    f"neither the new nor the previous buffer can open: {exc}; {again}"
+                ) from again
+            raise ReloadFailed(fallback, exc) from exc
         for item in new.inputs:
             _sink(item).release()
         for item in kept:
