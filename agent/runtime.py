@@ -428,7 +428,11 @@ class Agent:
             if new.http is not None:
                 new.http.readiness = new.not_ready
         # Gauges of what is gone go (the new buffer sets its own when it opens).
-        self.registry.retain({i.context.name for i in new.inputs} | set(new.outputs))
+        self.registry.retain(
+            {i.context.name for i in new.inputs}
+            | set(new.outputs)
+            | {f.name for f in new.config.filters}
+        )
         for item in kept:
             _sink(item).rebind(new.buffer, new.chain, new.store)
         try:
