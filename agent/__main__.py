@@ -114,48 +114,73 @@ def _install_loop(choice: str) -> str:
 
 
 async def _serve(config: Any, config_path: str | None) -> None:
-    """Run until SIGTERM/SIGINT. SIGHUP reloads the config: a valid new config replaces the
-    running pipeline (the disk buffer carries every unacknowledged record across); an invalid
-    one is logged and the running pipeline goes on."""
-    from agent.runtime import Agent
+    """Run until SIGTERM/SIGINT. SIGHUP reloads the config (``_reload``)."""
+    from agent.runtime import Agent, PipelineLost
 
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    while True:
-        agent = Agent(config, config_path or "<embedded default config>")
-        reloading = False
-        finished = asyncio.Event()
-        running = asyncio.create_task(agent.run(finished))
-        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())]
-        while True:
-            await asyncio.wait([running, *waiters], return_when=asyncio.FIRST_COMPLETED)
-            if running.done() or stop.is_set():
+    agent = Agent(config, config_path or "<embedded default config>")
+    await agent.start()
+    lost = False
+    try:
+        while not stop.is_set():
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if stop.is_set():
                 break
             reload.clear()
-            waiters[1] = asyncio.create_task(reload.wait())
             if config_path is None:
                 log.warning("SIGHUP: nothing to reload, the embedded default config is running")
                 continue
-            try:
-                new_config = load_config(config_path)
-                Agent(new_config, config_path).build()
-            except ConfigError as exc:
-                log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
-                continue
-            log.info("SIGHUP: reloading %s", config_path)
-            config, reloading = new_config, True
-            # A disk buffer keeps what is unacknowledged; a memory buffer must drain first.
-            agent.drain_on_stop = agent.config.buffer.type == "memory"
-            break
-        for waiter in waiters:
-            waiter.cancel()
-        finished.set()
-        await running  # re-raises a failure of the pipeline
-        if not reloading:
-            return
+            agent = await _reload(agent, config_path)
+    except PipelineLost:
+        lost = True  # nothing runs that could be stopped; exit and let the supervisor restart
+        raise
+    finally:
+        if not lost:
+            await agent.stop()
+
+
+async def _reload(agent: Any, config_path: str) -> Any:
+    """A valid new config replaces the running pipeline: unchanged inputs keep their sockets and
+    connections, the disk buffer carries every unacknowledged record across, counters go on.
+    Whatever goes wrong (an invalid config, a port that is taken, a component that refuses to
+    start) is logged and the running pipeline goes on: a reload never ends the process.
+    Returns the agent that runs now."""
+    from agent.runtime import Agent, PipelineLost, ReloadFailed
+
+    try:
+        new_config = load_config(config_path)
+        new = Agent(new_config, config_path, agent.registry)
+        new.build()
+    except Exception as exc:
+        log.error("SIGHUP: config not reloaded, keeping the running one: %s", _reason(exc))
+        return agent
+    log.info("SIGHUP: reloading %s", config_path)
+    try:
+        await agent.hand_over(new)
+    except ReloadFailed as exc:
+        log.error("SIGHUP: config not reloaded: %s", _reason(exc.__cause__ or exc))
+        return exc.running
+    except PipelineLost:
+        raise
+    except Exception as exc:
+        log.error("SIGHUP: config not reloaded, keeping the running one: %s", _reason(exc))
+        log.debug("the reload failed here", exc_info=True)
+        return agent
+    return new
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {text}"
 
 
 def _load(args: argparse.Namespace, unresolved: list[str] | None = None) -> tuple[Any, str]:
@@ -215,6 +240,7 @@ def check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
     """Run until SIGTERM/SIGINT (exit 0); a config the run would refuse exits 2."""
     from agent.preflight import preflight
+    from agent.runtime import PipelineLost
 
     try:
         config, source = _load(args)
@@ -245,6 +271,9 @@ def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
         return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    except PipelineLost as exc:
+        log.error("exiting: %s", exc)
         return 1
     return 0
 

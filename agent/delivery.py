@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from agent.buffer.base import Buffer
 from agent.deadletter import DeadLetterDir
+from agent.logs import REPEATS
 from outputs.base import (
     BLOCKED_CAUSES,
     BlockedError,
@@ -228,6 +229,7 @@ class Dispatcher:
                         "output %s: chunk %s (%d records) failed (attempt %d), retrying in "
                         "%.1fs: %s",
                         self.name, chunk.id, chunk.records, attempt, delay, reason,
+                        extra=REPEATS,
                     )
                     await asyncio.sleep(delay)
                     continue
@@ -239,6 +241,10 @@ class Dispatcher:
                 self.metrics.inc("output_bytes_total", chunk.size)
                 self.metrics.inc("output_chunks_total")
                 self.buffer.ack(chunk, self.name)
+                log.debug(
+                    "output %s: chunk %s (%d records, %d bytes) acknowledged after %d retries",
+                    self.name, chunk.id, chunk.records, chunk.size, attempt - 1,
+                )
                 return
             # The chunk could not be dead-lettered: it stays, and is sent again after a pause
             # (the destination may take it by then; if not, dead-lettering is tried again).

@@ -31,6 +31,8 @@ Batch = tuple[str, list[Record]]
 log = logging.getLogger("agent.ingest")
 _NAN = float("nan")
 WRITE_RETRY_SECONDS = 1.0
+HOLD_BYTES = 32 * 1024 * 1024
+"""Per input, what a reload keeps in memory while the pipeline behind the input is replaced."""
 
 
 _get: Callable[[Record, str], Any] = dict.get
@@ -215,11 +217,63 @@ class IngestSink:
         self._tag_template = compile_template(config.tag) if has_placeholders(config.tag) else None
         # Datagrams cannot be asked to wait: what the buffer cannot take from them is lost.
         self._datagram = getattr(config, "mode", "") in ("udp", "unix_dgram")
+        self._holding: list[tuple[list[bytes], str | None, Sequence[int]]] | None = None
+        """While a reload swaps the pipeline behind this sink: what was submitted meanwhile."""
+        self._held_bytes = 0
+        self._released: asyncio.Event | None = None
+        self._rebound: asyncio.Event | None = None
+
+    # reload -------------------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """A reload begins: keep what is submitted from now on (up to ``HOLD_BYTES``; over
+        that stream inputs wait, datagrams are counted as dropped) until ``release``. The input
+        behind this sink keeps its sockets and connections throughout."""
+        if self._holding is None:
+            self._holding = []
+            self._held_bytes = 0
+            self._released = asyncio.Event()
+            if self._rebound is not None:
+                self._rebound.set()  # a wait_room on the old buffer must look again
+
+    def rebind(self, buffer: Buffer, chain: FilterChain | None, store: Store) -> None:
+        """The new pipeline's buffer, filters and store (an input kept across a reload)."""
+        self._buffer = buffer
+        self._chain = chain
+        self._chain_keeps_time = chain is not None and chain.keeps("time")
+        self._store = store
+
+    def release(self) -> None:
+        """Submit what was held, in order, to the (new) pipeline and resume."""
+        holding, self._holding = self._holding, None
+        released, self._released = self._released, None
+        for frames, source, truncated in holding or ():
+            # Taken even over max_bytes (by at most HOLD_BYTES): the input was told they were.
+            try:
+                self._submit(frames, source, truncated)
+            except OSError:
+                reason = "buffer_error"
+                self._metrics.inc("input_dropped_records_total", len(frames), reason=reason)
+                continue
+            self._metrics.inc("input_records_total", len(frames))
+        self._held_bytes = 0
+        if released is not None:
+            released.set()
+
+    # frames ------------------------------------------------------------------------------
 
     def submit(
         self, frames: list[bytes], source: str | None = None, truncated: Sequence[int] = ()
     ) -> bool:
         if not frames:
+            return True
+        if self._holding is not None:
+            if self._held_bytes >= HOLD_BYTES:
+                reason = "reloading"
+                self._metrics.inc("input_dropped_records_total", len(frames), reason=reason)
+                return False
+            self._holding.append((frames, source, truncated))
+            self._held_bytes += sum(map(len, frames))
             return True
         if not self._buffer.has_room():
             self._metrics.inc("input_dropped_records_total", len(frames), reason="buffer_full")
@@ -275,13 +329,35 @@ class IngestSink:
                 self._store.put(chain.process(tag, recs), parsed)
 
     def has_room(self) -> bool:
+        if self._holding is not None:
+            return self._held_bytes < HOLD_BYTES
         return self._buffer.has_room() and time.monotonic() >= self._store.retry_at
 
     async def wait_room(self) -> None:
-        delay = self._store.retry_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await self._buffer.wait_room()
+        while True:
+            if self._released is not None:
+                await self._released.wait()
+                continue
+            delay = self._store.retry_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._buffer.has_room():
+                return
+            # The buffer's room, or a reload that replaces the buffer (whose room then counts).
+            rebound = self._rebound = self._rebound or asyncio.Event()
+            room = asyncio.ensure_future(self._buffer.wait_room())
+            swapped = asyncio.ensure_future(rebound.wait())
+            try:
+                await asyncio.wait((room, swapped), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                room.cancel()
+                swapped.cancel()
+            if rebound.is_set():
+                self._rebound = None
+            elif self._released is None:
+                return
 
     async def commit(self) -> None:
+        while self._released is not None:  # a reload: commit in the buffer the frames went to
+            await self._released.wait()
         await self._buffer.commit()

@@ -9,7 +9,11 @@ lookup per call is cheap enough.
 from __future__ import annotations
 
 import bisect
+import builtins
 import math
+import os
+import resource
+import time
 from collections.abc import Callable, Iterable
 
 PREFIX = "audit_agent_"
@@ -30,6 +34,9 @@ HELP = {
     "output_request_seconds": "Time to deliver one chunk, from send to acknowledgement.",
     "router_dropped_records_total": "Records whose tag no output matches.",
     "up": "1 while the agent runs.",
+    "build_info": "The agent's version and runtime (always 1).",
+    "buffer_chunks": "Chunks in the buffer not yet acknowledged by all their outputs.",
+    "buffer_bytes": "Bytes the buffer holds, in memory and on disk.",
 }
 
 
@@ -70,6 +77,17 @@ class Registry:
             histogram = series[labels] = _Histogram(DEFAULT_BUCKETS)
         histogram.observe(value)
 
+    def declare(self, name: str, labels: LabelKey) -> None:
+        """A counter series known at start, exported as 0 until it counts (so ``increase()``
+        sees its first event)."""
+        self.counters.setdefault(name, {}).setdefault(labels, 0.0)
+
+    def retain(self, names: builtins.set[str]) -> None:
+        """Forget gauges of components that are gone (after a reload); counters stay."""
+        for series in self.gauges.values():
+            for key in [k for k in series if k and k[0][0] == "name" and k[0][1] not in names]:
+                del series[key]
+
     def value(self, metric: str, /, **labels: str) -> float:
         """Sum of a counter or gauge over the series whose labels include ``labels`` (tests,
         status lines)."""
@@ -107,6 +125,7 @@ class Registry:
                 out.append(f"{PREFIX}{name}_bucket{_labels(labels + inf)} {histogram.count}")
                 out.append(f"{PREFIX}{name}_sum{_labels(labels)} {_number(histogram.sum)}")
                 out.append(f"{PREFIX}{name}_count{_labels(labels)} {histogram.count}")
+        out.extend(process_metrics())
         return "\n".join(out) + "\n"
 
 
@@ -138,6 +157,9 @@ class ComponentMetrics:
         key = self._key(labels) if labels else self._base
         series[key] = series.get(key, 0.0) + value
 
+    def declare(self, name: str, **labels: str) -> None:
+        self._registry.declare(name, self._key(labels))
+
     def observe(self, name: str, value: float, **labels: str) -> None:
         self._registry.observe(name, value, self._key(labels))
 
@@ -166,3 +188,66 @@ def _number(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+# ------------------------------------------------------------------------- process metrics
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as file:
+            for line in file:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+_BOOT = _boot_time()
+_STARTED = time.time()
+
+
+def process_metrics() -> list[str]:
+    """The standard ``process_*`` metrics (Prometheus' client conventions, no prefix): CPU
+    seconds, resident memory, open and maximum file descriptors, start time."""
+    values: dict[str, float] = {}
+    start = _STARTED
+    try:
+        with open("/proc/self/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+        values["process_cpu_seconds_total"] = (int(fields[11]) + int(fields[12])) / _TICKS
+        if _BOOT is not None:
+            start = _BOOT + int(fields[19]) / _TICKS
+        with open("/proc/self/statm") as file:
+            values["process_resident_memory_bytes"] = int(file.read().split()[1]) * _PAGE
+        values["process_open_fds"] = len(os.listdir("/proc/self/fd"))
+    except (OSError, IndexError, ValueError):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        values["process_cpu_seconds_total"] = usage.ru_utime + usage.ru_stime
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY:
+        values["process_max_fds"] = soft
+    values["process_start_time_seconds"] = start
+    out: list[str] = []
+    for name, (kind, text) in _PROCESS_HELP.items():
+        if name in values:
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+            out.append(f"{name} {_number(values[name])}")
+    return out
+
+
+_PROCESS_HELP = {
+    "process_cpu_seconds_total": ("counter", "Total user and system CPU time spent in seconds."),
+    "process_resident_memory_bytes": ("gauge", "Resident memory size in bytes."),
+    "process_open_fds": ("gauge", "Number of open file descriptors."),
+    "process_max_fds": ("gauge", "Maximum number of open file descriptors."),
+    "process_start_time_seconds": (
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+}

@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import logging
 import math
+import platform
 import socket
 import time
 from typing import Any
 
+from agent import __version__
 from agent.buffer.base import Buffer
 from agent.buffer.factory import build_buffer
 from agent.components import input_types, output_types
 from agent.config import component_errors
 from agent.deadletter import DeadLetterDir
-from agent.delivery import DeadLetterSink, Dispatcher
+from agent.delivery import DEAD_LETTER_REASONS, DeadLetterSink, Dispatcher
 from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain
 from agent.http import HttpServer
@@ -30,18 +32,67 @@ from agent.ingest import IngestSink, Store
 from agent.inputs.base import Input, InputContext
 from agent.metrics import Registry
 from agent.router import Router
-from outputs.base import Output, OutputContext
+from outputs.base import BLOCKED_CAUSES, Output, OutputContext
 
 log = logging.getLogger("agent")
 
 HOUSEKEEPING_INTERVAL = 0.2
 
+INPUT_COUNTERS = (
+    "input_records_total",
+    "input_bytes_total",
+    "input_frames_total",
+    "input_truncated_total",
+    "parse_errors_total",
+)
+STREAM_INPUT_COUNTERS = (
+    "input_connections_total",
+    "input_framing_errors_total",
+    "input_discarded_bytes_total",
+)
+REJECTED_CONNECTION_REASONS = ("max_connections", "open_files", "accept_error", "stopping")
+OUTPUT_COUNTERS = (
+    "output_records_total",
+    "output_bytes_total",
+    "output_chunks_total",
+    "output_retries_total",
+)
+BUFFER_COUNTERS = (
+    "buffer_corrupt_chunks_total",
+    "buffer_deleted_chunks_total",
+    "buffer_recovered_chunks_total",
+    "buffer_recovered_records_total",
+)
+
+
+class PipelineLost(Exception):
+    """A reload closed the running pipeline and neither the new one nor the previous one could
+    open again (the disk under data_dir failed): the process must exit, its supervisor restarts
+    it."""
+
+
+class ReloadFailed(Exception):
+    """A reload failed after the running pipeline closed; ``running`` is what runs now."""
+
+    def __init__(self, running: Agent, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.running = running
+
 
 class Agent:
-    def __init__(self, config: Any, source: str = "agent.toml") -> None:
+    def __init__(
+        self, config: Any, source: str = "agent.toml", registry: Registry | None = None
+    ) -> None:
         self.config = config
         self.source = source
-        self.registry = Registry()
+        self.registry = registry if registry is not None else Registry()
+        """A reload passes the running pipeline's: counters go on across pipelines."""
+        self.registry.gauges.pop("build_info", None)
+        self.registry.set(
+            "build_info",
+            1,
+            (("python", platform.python_version()), ("version", __version__)),
+        )
         self.node_name = config.agent.node_name or socket.gethostname()
         with component_errors(source, "outputs"):
             self.router = Router.from_outputs(config.outputs)
@@ -60,6 +111,8 @@ class Agent:
         self.inputs: list[Input] = []
         self.chain: FilterChain | None = None
         self.http: HttpServer | None = None
+        self._built = False
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.drain_on_stop = True
         """False on a reload with a disk buffer: unacknowledged chunks stay on disk for the
@@ -113,21 +166,75 @@ class Agent:
                 )
         self.store = Store(self.buffer, self.router, self.registry.component("router", "router"))
 
-        inputs = input_types()
-        for in_config in config.inputs:
-            kind = in_config.__struct_config__.tag
-            metrics = self.registry.component(in_config.name, kind)
-            where = f"inputs[{len(self.inputs)}] ({kind})"
-            with self._config_errors(where):
-                sink = IngestSink(in_config, self.buffer, self.chain, self.store, metrics)
-            input_context = InputContext(
-                name=in_config.name,
-                logger=logging.getLogger(f"agent.input.{in_config.name}"),
-                metrics=metrics,
-                sink=sink,
-            )
-            with self._config_errors(where):
-                self.inputs.append(inputs[kind][1](in_config, input_context))
+        for index, in_config in enumerate(config.inputs):
+            self.inputs.append(self._make_input(index, in_config))
+
+    def _declare_counters(self) -> None:
+        """Every counter whose labels are known now is exported as 0 from the start, as
+        fluent-bit does: ``increase()`` then sees the first drop, retry or dead letter."""
+        registry = self.registry
+        for in_config in self.config.inputs:
+            metrics = registry.component(in_config.name, in_config.__struct_config__.tag)
+            mode = getattr(in_config, "mode", "")
+            stream = mode not in ("udp", "unix_dgram")
+            for name in INPUT_COUNTERS + (STREAM_INPUT_COUNTERS if stream else ()):
+                metrics.declare(name)
+            if mode == "udp":
+                metrics.declare("input_kernel_drops_total")
+            reasons = ["buffer_full", "reloading", "buffer_error"]
+            if stream:
+                reasons.remove("buffer_error")  # a stream input retries instead
+                metrics.declare("input_retried_records_total", reason="buffer_error")
+            for reason in reasons:
+                metrics.declare("input_dropped_records_total", reason=reason)
+            if stream:
+                for reason in REJECTED_CONNECTION_REASONS:
+                    metrics.declare("input_connections_rejected_total", reason=reason)
+                pauses = ("buffer_full", "unread_answers") if mode == "relp" else ("buffer_full",)
+                for reason in pauses:
+                    metrics.declare("input_backpressure_pauses_total", reason=reason)
+        for cfg in self.config.filters:
+            metrics = registry.component(cfg.name, cfg.__struct_config__.tag)
+            metrics.declare("filter_records_total", direction="in")
+            metrics.declare("filter_records_total", direction="out")
+            metrics.declare("filter_dropped_records_total")
+        buffer = registry.component("buffer", self.config.buffer.type)
+        for name in BUFFER_COUNTERS:
+            buffer.declare(name)
+        for reason in ("torn", "checksum", "malformed"):
+            buffer.declare("buffer_cut_bytes_total", reason=reason)
+            buffer.declare("buffer_cut_frames_total", reason=reason)
+        for reason in ("no_route", "drop_oldest", "corrupt"):
+            buffer.declare("buffer_dropped_records_total", reason=reason)
+            buffer.declare("buffer_dropped_bytes_total", reason=reason)
+        for dispatcher in self.dispatchers:
+            metrics = registry.component(dispatcher.name, dispatcher.output.type_name)
+            for name in OUTPUT_COUNTERS:
+                metrics.declare(name)
+            for reason in DEAD_LETTER_REASONS:
+                metrics.declare("output_dead_lettered_records_total", reason=reason)
+            for cause in BLOCKED_CAUSES:
+                metrics.declare("output_blocked_total", cause=cause)
+            buffer.declare("buffer_dead_letter_records_total", output=dispatcher.name)
+            buffer.declare("buffer_dead_letter_chunks_total", output=dispatcher.name)
+        registry.component("router", "router").declare(
+            "router_dropped_records_total", reason="no_route"
+        )
+
+    def _make_input(self, index: int, in_config: Any) -> Input:
+        kind = in_config.__struct_config__.tag
+        metrics = self.registry.component(in_config.name, kind)
+        where = f"inputs[{index}] ({kind})"
+        with self._config_errors(where):
+            sink = IngestSink(in_config, self.buffer, self.chain, self.store, metrics)
+        input_context = InputContext(
+            name=in_config.name,
+            logger=logging.getLogger(f"agent.input.{in_config.name}"),
+            metrics=metrics,
+            sink=sink,
+        )
+        with self._config_errors(where):
+            return input_types()[kind][1](in_config, input_context)
 
     def _config_errors(self, where: str | None) -> contextlib.AbstractContextManager[None]:
         """A component that rejects its config (a bad regex, a missing extra) is a config error
@@ -138,32 +245,64 @@ class Agent:
 
     def build(self) -> None:
         """Construct every component (no sockets, no files): ConfigError if one refuses."""
-        if not self.inputs:
+        if not self._built:
+            self._built = True
             self._build()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Start, run until ``stop`` is set, shut down."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
         self.build()
-        await self.buffer.open(self.router.routes)
-        for output in self.outputs.values():
-            await output.start()
-        for dispatcher in self.dispatchers:
-            dispatcher.start()
+        await self._open_pipeline()
         started: list[Input] = []
         try:
             for item in self.inputs:
                 await item.start()
                 started.append(item)
                 log.info("input %s listening on %s", item.context.name, item.describe())
+            if self.config.agent.http_listen:
+                self.http = HttpServer(self.config.agent.http_listen, self.registry, self.not_ready)
+                await self.http.start()
+                log.info(
+                    "http on %s:%d (/healthz /readyz /metrics)", self.http.host, self.http.port
+                )
         except BaseException:
             for item in started:
                 await item.stop()
-            await self._stop_outputs()
-            await self.buffer.close()
+            await self._close_pipeline(drain=False)
             raise
-        if self.config.agent.http_listen:
-            self.http = HttpServer(self.config.agent.http_listen, self.registry, self.not_ready)
-            await self.http.start()
-            log.info("http on %s:%d (/healthz /readyz /metrics)", self.http.host, self.http.port)
+        self._running()
+
+    async def _open_pipeline(self, outputs_started: bool = False) -> None:
+        """Buffer (recovery), outputs, their dispatchers, housekeeping."""
+        await self.buffer.open(self.router.routes)
+        self._declare_counters()  # once this pipeline runs (not for a reload that failed)
+        if not outputs_started:
+            await self._start_outputs()
+        for dispatcher in self.dispatchers:
+            dispatcher.start()
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self.registry.collectors.append(self._collect)
+
+    async def _start_outputs(self) -> None:
+        started: list[Output] = []
+        try:
+            for output in self.outputs.values():
+                await output.start()
+                started.append(output)
+        except BaseException:
+            for output in started:
+                with contextlib.suppress(Exception):
+                    await output.stop()
+            raise
+
+    def _running(self) -> None:
         for item in self.config.inputs:
             if "${" not in item.tag and not self.router.routes(item.tag) and not self.chain:
                 log.warning(
@@ -173,8 +312,6 @@ class Agent:
                     item.tag,
                 )
         self.registry.set("up", 1, ())
-        self.registry.collectors.append(self._collect)
-        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         log.info(
             "agent running: %d inputs, %d filters, %d outputs, %s buffer in %s",
             len(self.inputs),
@@ -183,34 +320,16 @@ class Agent:
             self.config.buffer.type,
             self.config.agent.data_dir,
         )
-        try:
-            await stop.wait()
-        finally:
-            housekeeping.cancel()
-            await asyncio.gather(housekeeping, return_exceptions=True)
-            await self.shutdown()
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            if self.chain is not None:
-                self.store.put(self.chain.flush(time.monotonic()))
-            self.buffer.seal_due(time.time())
-
-    async def shutdown(self) -> None:
+    async def stop(self) -> None:
+        """SIGTERM/SIGINT: inputs stop, filters flush, chunks are sealed, outputs drain."""
         self._stopping = True
         for item in self.inputs:
             try:
                 await item.stop()
             except Exception:
                 log.exception("input %s: error while stopping", item.context.name)
-        if self.chain is not None:
-            self.store.put(self.chain.close())
-        self.buffer.seal_due(math.inf)
-        if self.drain_on_stop:
-            await self._drain(float(self.config.agent.grace_period))
-        await self._stop_outputs()
-        await self.buffer.close()
+        await self._close_pipeline(self.drain_on_stop)
         if self.http is not None:
             await self.http.stop()
         left = {name: self.buffer.pending(name) for name in self.outputs}
@@ -218,6 +337,167 @@ class Agent:
             log.warning("stopped with chunks still buffered for the next start: %s", left)
         else:
             log.info("stopped; buffer empty")
+
+    async def _close_pipeline(self, drain: bool) -> None:
+        """Housekeeping ends, held-back filter records go to the buffer, open chunks are sealed,
+        outputs drain (``drain``) and stop, the buffer closes."""
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
+            await asyncio.gather(self._housekeeping_task, return_exceptions=True)
+            self._housekeeping_task = None
+        with contextlib.suppress(ValueError):
+            self.registry.collectors.remove(self._collect)
+        if self.chain is not None:
+            self.store.put(self.chain.close())
+        self.buffer.seal_due(math.inf)
+        if drain:
+            await self._drain(float(self.config.agent.grace_period))
+        await self._stop_outputs()
+        await self.buffer.close()
+
+    # ------------------------------------------------------------------------------ reload
+
+    async def hand_over(self, new: Agent) -> None:
+        """SIGHUP: replace this running pipeline by ``new`` (built, not started) without
+        losing a record. Inputs whose config did not change move to ``new`` as they are, with
+        their sockets and open connections; what they receive meanwhile waits in their sink.
+        Inputs that changed or went away stop (draining what they read into this pipeline).
+        Raises, with this pipeline still running, if ``new`` cannot start its inputs, its HTTP
+        listener or its outputs."""
+        new.build()
+        running = {id(item.config): item for item in self.inputs}
+        kept: list[Input] = []
+        for index, item in enumerate(new.inputs):
+            old = next((o for o in self.inputs if o.config == item.config), None)
+            if old is not None and id(old.config) in running:
+                del running[id(old.config)]
+                new.inputs[index] = old
+                kept.append(old)
+        stopping = [o for o in self.inputs if id(o.config) in running]
+        starting = [i for i in new.inputs if not any(i is k for k in kept)]
+        log.info(
+            "SIGHUP: inputs kept with their connections: %s; restarted or started: %s; "
+            "stopped: %s",
+            ", ".join(i.context.name for i in kept) or "none",
+            ", ".join(i.context.name for i in starting) or "none",
+            ", ".join(i.context.name for i in stopping) or "none",
+        )
+        for item in new.inputs:
+            _sink(item).hold()
+
+        for item in stopping:
+            try:
+                await item.stop()  # drains into this pipeline
+            except Exception:
+                log.exception("input %s: error while stopping", item.context.name)
+        started: list[Input] = []
+        http = self.http
+        new_http = self.config.agent.http_listen != new.config.agent.http_listen
+        try:
+            for item in starting:
+                await item.start()
+                started.append(item)
+                log.info("input %s listening on %s", item.context.name, item.describe())
+            if new_http and new.config.agent.http_listen:
+                http = HttpServer(new.config.agent.http_listen, self.registry, new.not_ready)
+                await http.start()
+                log.info("http on %s:%d (/healthz /readyz /metrics)", http.host, http.port)
+            await new._start_outputs()
+        except BaseException:
+            if http is not self.http and http is not None:
+                await http.stop()
+            for item in started:
+                await item.stop()
+            await self._restore(stopping, [*kept, *started])
+            raise
+        # No way back from here: this pipeline closes, the new one opens.
+        try:
+            await self._close_pipeline(drain=self.config.buffer.type == "memory")
+        except Exception:  # a disk error while sealing: the chunks on disk stay for the next
+            log.exception("SIGHUP: error while closing the previous pipeline")
+        if new_http:
+            if self.http is not None:
+                await self.http.stop()
+            new.http = http if new.config.agent.http_listen else None
+        else:
+            new.http = self.http
+            if new.http is not None:
+                new.http.readiness = new.not_ready
+        # Gauges of what is gone go (the new buffer sets its own when it opens).
+        self.registry.retain(
+            {i.context.name for i in new.inputs}
+            | set(new.outputs)
+            | {f.name for f in new.config.filters}
+        )
+        for item in kept:
+            _sink(item).rebind(new.buffer, new.chain, new.store)
+        try:
+            await new._open_pipeline(outputs_started=True)
+        except Exception as exc:
+            try:
+                fallback = await self._fall_back(new, exc)
+            except Exception as again:
+                raise PipelineLost(
+                    f"neither the new nor the previous buffer can open: {exc}; {again}"
+                ) from again
+            raise ReloadFailed(fallback, exc) from exc
+        for item in new.inputs:
+            _sink(item).release()
+        for item in kept:
+            log.debug(
+                "input %s kept across the reload with %d open connections",
+                item.context.name,
+                item.open_connections(),
+            )
+        new._running()
+
+    async def _fall_back(self, new: Agent, exc: Exception) -> Agent:
+        """The new pipeline's buffer cannot open (a data_dir that cannot be created or is
+        locked): this config's buffer and outputs run again behind the new inputs."""
+        log.error(
+            "SIGHUP: the new pipeline cannot open its buffer (%s); running the previous "
+            "buffer and outputs behind the new inputs",
+            exc,
+        )
+        await new._stop_outputs()
+        fallback = Agent(self.config, self.source, self.registry)
+        fallback.build()
+        fallback.inputs = new.inputs
+        fallback.http = new.http
+        if fallback.http is not None:
+            fallback.http.readiness = fallback.not_ready
+        for item in fallback.inputs:
+            _sink(item).rebind(fallback.buffer, fallback.chain, fallback.store)
+        await fallback._open_pipeline()
+        for item in fallback.inputs:
+            _sink(item).release()
+        fallback._running()
+        return fallback
+
+    async def _restore(self, stopped: list[Input], held: list[Input]) -> None:
+        """A reload failed before this pipeline closed: start again the inputs it stopped and
+        let the held ones (kept, or started then stopped again) submit here."""
+        for item in stopped:
+            index = self.inputs.index(item)
+            fresh = self._make_input(index, item.config)
+            try:
+                await fresh.start()
+            except Exception:
+                log.exception(
+                    "input %s: cannot listen again after a failed reload", fresh.context.name
+                )
+                continue
+            self.inputs[index] = fresh
+        for item in held:
+            _sink(item).rebind(self.buffer, self.chain, self.store)
+            _sink(item).release()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            if self.chain is not None:
+                self.store.put(self.chain.flush(time.monotonic()))
+            self.buffer.seal_due(time.time())
 
     async def _drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace
@@ -259,16 +539,17 @@ class Agent:
         return reasons
 
     def _collect(self) -> None:
-        stats = self.buffer.stats()
-        buffer_labels = (("name", "buffer"), ("type", self.config.buffer.type))
-        self.registry.set("buffer_chunks", stats.chunks, buffer_labels)
-        self.registry.set(
-            "buffer_bytes", stats.memory_bytes, (*buffer_labels, ("location", "memory"))
-        )
-        self.registry.set("buffer_bytes", stats.disk_bytes, (*buffer_labels, ("location", "disk")))
+        # buffer_chunks and buffer_bytes are the buffer's own: fresh for the scrape.
+        self.buffer.update_gauges()
         for dispatcher in self.dispatchers:
             labels = (("name", dispatcher.name), ("type", dispatcher.output.type_name))
             self.registry.set("output_pending_chunks", self.buffer.pending(dispatcher.name), labels)
             self.registry.set("output_up", 1 if dispatcher.output.ready else 0, labels)
         self.registry.set("dead_letter_bytes", self.dead_letters.used_bytes(), ())
         self.registry.set("dead_letter_max_bytes", self.dead_letters.max_bytes, ())
+
+
+def _sink(item: Input) -> IngestSink:
+    sink = item.context.sink
+    assert isinstance(sink, IngestSink)
+    return sink

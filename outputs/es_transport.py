@@ -163,7 +163,11 @@ class Transport:
         host.failures += 1
         host.ejected_until = time.monotonic() + float(self.config.host_eject_for)
         self.logger.warning(
-            "host %s ejected for %.0fs: %s", host.url, float(self.config.host_eject_for), reason
+            "host %s ejected for %.0fs: %s",
+            host.url,
+            float(self.config.host_eject_for),
+            reason,
+            extra={"repeats": True},  # rate-limited by the agent's log (agent.logs.REPEATS)
         )
         if self.on_eject is not None:
             self.on_eject(host.url)

@@ -253,7 +253,7 @@ def test_sighup_reloads_config_and_keeps_running_on_a_bad_one(
     os.kill(agent.pid, signal.SIGHUP)
     wait_for(lambda: "SIGHUP: reloading" in agent.log())
     wait_for(agent.ready)
-    wait_for(lambda: agent.log().count("listening on") >= 2)
+    wait_for(lambda: agent.log().count("agent running:") >= 2)
     send(b"<13>Nov 29 21:00:00 host app: after reload\n")
     after = _wait_records(tmp_path / "after.ndjson", 1)
     assert after[0]["message"] == "after reload"

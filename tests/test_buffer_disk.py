@@ -674,6 +674,10 @@ def test_gauges_and_stats(tmp_path: Path, kind: str) -> None:
         assert stats.chunks == 2 and stats.bytes > 0
         location = "disk" if kind == "disk" else "memory"
         assert metrics.gauges[("buffer_chunks", (("location", location),))] == 2
+        # One series: a sum() over buffer_chunks counts each chunk once.
+        assert [key for key in metrics.gauges if key[0] == "buffer_chunks"] == [
+            ("buffer_chunks", (("location", location),))
+        ]
         if kind == "disk":
             assert stats.disk_bytes == sum(p.stat().st_size for p in chunk_files(tmp_path))
             assert metrics.gauges[("buffer_bytes", (("location", "disk"),))] == stats.disk_bytes

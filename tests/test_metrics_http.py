@@ -96,3 +96,33 @@ def test_http_endpoints() -> None:
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_declared_counters_render_as_zero_and_process_metrics_parse() -> None:
+    registry = Registry()
+    metrics = registry.component("in", "syslog")
+    metrics.declare("input_dropped_records_total", reason="buffer_full")
+    metrics.inc("input_dropped_records_total", 2, reason="buffer_full")
+    metrics.declare("input_dropped_records_total", reason="reloading")
+    metrics.declare("input_dropped_records_total", reason="buffer_full")  # keeps the 2
+    families = _families(registry.render())
+    dropped = {
+        s.labels["reason"]: s.value
+        for s in families["audit_agent_input_dropped_records"].samples  # type: ignore[attr-defined]
+    }
+    assert dropped == {"buffer_full": 2, "reloading": 0}
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"):
+        assert name in families, name
+
+
+def test_retain_forgets_gauges_of_components_gone_and_keeps_counters() -> None:
+    registry = Registry()
+    registry.component("old", "file").set("output_up", 1)
+    registry.component("old", "file").inc("output_records_total", 3)
+    registry.component("kept", "file").set("output_up", 1)
+    registry.set("up", 1, ())
+    registry.retain({"kept"})
+    assert registry.value("output_up", name="old") == 0
+    assert registry.value("output_up", name="kept") == 1
+    assert registry.value("up") == 1
+    assert registry.value("output_records_total", name="old") == 3

@@ -112,6 +112,9 @@ class Buffer(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> BufferStats: ...
 
+    def update_gauges(self) -> None:
+        """Refresh the ``buffer_*`` gauges now (the agent calls this before a scrape)."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Seal open chunks and release files; what is unacknowledged stays for the next start."""

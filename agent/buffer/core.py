@@ -198,6 +198,10 @@ class ChunkBuffer(Buffer):
         if not chunk.records:
             return
         sealed = chunk.seal()
+        self.logger.debug(
+            "chunk %s sealed: tag %r, %d records, %d bytes", sealed.id, sealed.tag,
+            sealed.records, sealed.size,
+        )
         budget_left = self._resident_limit - self._resident_bytes
         if sealed.path is None or sealed.loaded_bytes <= budget_left:
             sealed.resident = True
@@ -421,6 +425,9 @@ class ChunkBuffer(Buffer):
             disk_bytes=disk,
         )
 
+    def update_gauges(self) -> None:
+        self._update_gauges(force=True)
+
     def _update_gauges(self, force: bool = False) -> None:
         # stats() walks every chunk: refresh the gauges at most once a second.
         now = time.monotonic()
@@ -428,9 +435,9 @@ class ChunkBuffer(Buffer):
             return
         self._gauges_updated = now
         stats = self.stats()
-        memory_chunks = len(self._open) + sum(1 for c in self._chunks.values() if c.loaded)
-        disk_chunks = stats.chunks if self.location == "disk" else 0
-        self.metrics.set("buffer_chunks", memory_chunks, location="memory")
-        self.metrics.set("buffer_chunks", disk_chunks, location="disk")
+        # The only owner of these gauges: one buffer_chunks series (where the chunks live), so
+        # sum() counts each chunk once; bytes held in memory, and on disk for a disk buffer.
+        self.metrics.set("buffer_chunks", stats.chunks, location=self.location)
         self.metrics.set("buffer_bytes", stats.memory_bytes, location="memory")
-        self.metrics.set("buffer_bytes", stats.disk_bytes, location="disk")
+        if self.location == "disk":
+            self.metrics.set("buffer_bytes", stats.disk_bytes, location="disk")

@@ -88,6 +88,10 @@ class Input(abc.ABC):
         """Why /readyz should not say ready on this input's account (empty when fine)."""
         return [] if self.ready else ["not serving"]
 
+    def open_connections(self) -> int:
+        """Connections open now (stream inputs), for the reload's log line."""
+        return 0
+
     def describe(self) -> str:
         """Where it listens, for the start-up log line and ``--check``."""
         return self.context.name

@@ -32,6 +32,7 @@ from typing import Any, Literal, cast
 
 from agent.inputs.base import Input, InputConfig, InputContext
 from agent.inputs.framing import StreamFramer
+from agent.logs import REPEATS
 from agent.resources import SPARE_FILES
 from outputs.base import Size
 
@@ -199,6 +200,13 @@ class SyslogInput(Input):
         self._stop_listening()
         connections = list(self._connections)
         await asyncio.gather(*(c.shutdown() for c in connections), return_exceptions=True)
+        # A closed transport reports connection_lost on a later loop iteration, and that is
+        # where what a connection read but could not yet submit goes to the sink: wait for it,
+        # so a reload closes the old buffer only after a stopped input drained into it.
+        for _ in range(100):
+            if not self._connections:
+                break
+            await asyncio.sleep(0.01)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
@@ -217,6 +225,9 @@ class SyslogInput(Input):
     @property
     def ready(self) -> bool:
         return self._running
+
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     @property
     def bound(self) -> str | None:
@@ -285,6 +296,10 @@ class SyslogInput(Input):
         _open_connections[0] += 1
         metrics.inc("input_connections_total")
         metrics.set("input_active_connections", len(self._connections))
+        self.context.logger.debug(
+            "%s: connection from %s opened (%d open)",
+            self.context.name, connection.source or "a local peer", len(self._connections),
+        )
         return True
 
     def problems(self) -> list[str]:
@@ -302,6 +317,10 @@ class SyslogInput(Input):
             self._connections.discard(connection)
             _open_connections[0] -= 1
             self.context.metrics.set("input_active_connections", len(self._connections))
+            self.context.logger.debug(
+                "%s: connection from %s closed (%d open)",
+                self.context.name, connection.source or "a local peer", len(self._connections),
+            )
 
 
 class _RefusalLog:
@@ -769,7 +788,9 @@ class _DatagramReader:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as error:
-                self.logger.warning("%s: receive failed: %s", self.owner.context.name, error)
+                self.logger.warning(
+                    "%s: receive failed: %s", self.owner.context.name, error, extra=REPEATS
+                )
                 break
             received += size
             if size and buffer[size - 1] == 0x0A:
