@@ -116,6 +116,7 @@ class Agent:
                 logger=logging.getLogger(f"agent.input.{in_config.name}"),
                 metrics=metrics,
                 sink=sink,
+                data_dir=config.agent.data_dir,
             )
             with self._config_errors(where):
                 self.inputs.append(inputs[kind][1](in_config, input_context))
