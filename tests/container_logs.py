@@ -99,6 +99,8 @@ class RuntimeWriter:
 def kubelet_rotate(path: Path) -> Path:
     """kubelet's rotation: rename ``0.log`` to ``0.log.<timestamp>`` (the runtime is then asked
     to reopen; until it does it still writes to the renamed file)."""
-    rotated = path.with_name(path.name + "." + time.strftime("%Y%m%d-%H%M%S") + f"{time.time_ns() % 10**6}")
+    rotated = path.with_name(
+        path.name + "." + time.strftime("%Y%m%d-%H%M%S") + f"{time.time_ns() % 10**6}"
+    )
     os.rename(path, rotated)
     return rotated

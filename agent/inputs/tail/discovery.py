@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import gzip
 import os
 import re
 import stat
+import struct
+import zlib
 from dataclasses import dataclass
 
 # Compressed files (kubelet gzips rotated logs, logrotate's compress) are never followed.
@@ -41,7 +44,9 @@ class PathInfo:
     """``namespace_name``, ``pod_name``, ``pod_id``, ``container_name``, ``container_id`` as
     far as the path tells; None for a file that is no container log."""
     container_id: str | None
-    """Docker json-file logs: the container's id (there is no kubernetes object then)."""
+    """The container's id where the path tells it (/var/log/containers names, Docker's
+    json-file paths); records carry it as top-level ``container_id`` too, as syslog records
+    from Docker's syslog driver do, so the audit rules keyed on it apply."""
 
 
 def path_info(path: str, target: str | None = None) -> PathInfo:
@@ -61,7 +66,8 @@ def path_info(path: str, target: str | None = None) -> PathInfo:
             kubernetes[key] = containers.group(key)
     if kubernetes:
         order = ("namespace_name", "pod_name", "pod_id", "container_name", "container_id")
-        return PathInfo({key: kubernetes[key] for key in order if key in kubernetes}, None)
+        ordered = {key: kubernetes[key] for key in order if key in kubernetes}
+        return PathInfo(ordered, ordered.get("container_id"))
     docker = _DOCKER.search(target or path)
     return PathInfo(None, docker.group("container_id") if docker is not None else None)
 
@@ -117,4 +123,31 @@ def find_moved(path: str, key: tuple[int, int]) -> str | None:
             continue
         if (st.st_dev, st.st_ino) == key and stat.S_ISREG(st.st_mode):
             return entry.path
+    return None
+
+
+def find_compressed(target: str, head: int, head_len: int) -> tuple[str, int] | None:
+    """The gzipped copy of a rotated file that used to be at ``target`` (kubelet's
+    ``0.log.<timestamp>.gz``, logrotate's ``x.log.1.gz``), told by the CRC of its first
+    ``head_len`` bytes: (its path, the uncompressed size). None if there is none."""
+    if head_len == 0:
+        return None
+    directory, name = os.path.split(target)
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(name) and n.endswith(".gz")]
+    except OSError:
+        return None
+    for candidate in sorted(names):
+        path = os.path.join(directory, candidate)
+        try:
+            with gzip.open(path, "rb") as handle:
+                data = handle.read(head_len)
+            if len(data) != head_len or zlib.crc32(data) != head:
+                continue
+            with open(path, "rb") as raw:
+                raw.seek(-4, os.SEEK_END)
+                (size,) = struct.unpack("<I", raw.read(4))  # ISIZE: the size modulo 2**32
+        except (OSError, EOFError, gzip.BadGzipFile, struct.error):
+            continue
+        return path, size
     return None

@@ -19,7 +19,7 @@ from typing import Any
 from agent.fields import compile_template, split_path
 from agent.inputs.base import Input, InputContext
 from agent.inputs.tail.config import TailInputConfig
-from agent.inputs.tail.discovery import Discovery, find_moved, path_info
+from agent.inputs.tail.discovery import Discovery, find_compressed, find_moved, path_info
 from agent.inputs.tail.positions import FileKey, Position, PositionStore
 from agent.inputs.tail.reader import TailedFile
 from parsers.container import ContainerLogParser
@@ -94,6 +94,7 @@ class TailInput(Input):
             offset=offset,
             safe=offset,
             idle_since=time.monotonic(),
+            target=target,
         )
         self._files[key] = tailed
         return tailed
@@ -128,7 +129,7 @@ class TailInput(Input):
                 tailed.offset = tailed.safe = position.offset
         now = time.monotonic()
         for key, position in stored.items():
-            moved = find_moved(position.path, key)
+            moved = find_moved(position.target or position.path, key)
             if moved is None:
                 self._lost(position, "removed while the agent was down")
                 continue
@@ -180,14 +181,25 @@ class TailInput(Input):
         return opened
 
     def _lost(self, position: Position, why: str) -> None:
+        """Count the bytes of a file that went before it was read to its end: exactly when its
+        gzipped copy is there (kubelet and logrotate compress rotated files), else what we saw
+        of it (a lower bound)."""
         lost = max(0, position.size - position.offset)
+        where = "at least"
+        compressed = find_compressed(
+            position.target or position.path, position.head, position.head_len
+        )
+        if compressed is not None:
+            lost = max(0, compressed[1] - position.offset)
+            where = f"compressed into {compressed[0]}:"
         if lost:
             self._metrics.inc("input_lost_bytes_total", lost)
         self._log.warning(
-            "%s: %s %s before it was read to its end: %d bytes lost (at least)",
+            "%s: %s %s before it was read to its end: %s %d bytes lost",
             self.context.name,
             position.path,
             why,
+            where,
             lost,
         )
 
@@ -207,7 +219,7 @@ class TailInput(Input):
             tailed.rotated_at = now
             self._metrics.inc("input_rotations_total")
             if tailed.fd is None:  # waiting for a slot when it went: find it, or count it
-                moved = find_moved(tailed.path, key)
+                moved = find_moved(tailed.target or tailed.path, key)
                 if moved is None or not self._open_moved(tailed, moved):
                     self._lost(tailed.position(), "was removed")
                     tailed.closed = True
@@ -215,8 +227,10 @@ class TailInput(Input):
                     self._dirty = True
         for key, paths in groups.items():
             st = found[paths[0]]
-            tailed = self._files.get(key)
-            if tailed is None:
+            known = self._files.get(key)
+            if known is not None:
+                tailed = known
+            else:
                 offset = 0
                 if key in self._ignored:
                     if st.st_mtime < wall - (self.config.ignore_older or 0):
@@ -443,7 +457,7 @@ class TailInput(Input):
                 copy = kubernetes.copy
                 for record in records:
                     record["kubernetes"] = copy()
-            elif info.container_id is not None:
+            if info.container_id is not None:  # as syslog records carry it (audit rules)
                 container_id = info.container_id
                 for record in records:
                     record["container_id"] = container_id

@@ -24,6 +24,8 @@ class Position(msgspec.Struct, kw_only=True):
     """Bytes of the file whose lines are in the buffer."""
     path: str
     """Where the file was last seen (to find it again after a rotation while we were down)."""
+    target: str = ""
+    """The file a symlinked ``path`` led to then (/var/log/pods/.../0.log)."""
     size: int = 0
     """The file's size when last seen (bytes lost if it is gone: ``size - offset``)."""
     head: int = 0

@@ -35,6 +35,8 @@ class TailedFile:
     """The path a glob found it under (the first, if several)."""
     info: PathInfo
     parser: ContainerLogParser
+    target: str = ""
+    """The file ``path`` resolved to when it was found (the same for a regular file)."""
     offset: int = 0
     safe: int = 0
     fd: int | None = None
@@ -101,6 +103,7 @@ class TailedFile:
             ino=self.key[1],
             offset=self.safe,
             path=self.path,
+            target=self.target,
             size=max(self.size, self.safe),
             head=self.head,
             head_len=self.head_len,

@@ -1,0 +1,292 @@
+"""The tail input in the real agent process: container log files written byte for byte as
+containerd, CRI-O and Docker write them while the test appends at a few thousand lines/s, rotated
+by kubelet's scheme, containers restarted and pods deleted, kill -9 under load; every line
+arrives, once (at most one batch twice after a crash)."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.harness import AgentProcess
+from tests.conftest import read_ndjson, wait_for
+from tests.container_logs import PIECE, RuntimeWriter, kubelet_rotate
+
+CID = "3b5a2c9f0e1d4c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+LINE_RATE = 3000
+"""Lines per second the writers append."""
+
+
+class Node:
+    """A node's /var/log/pods and /var/log/containers under a temporary directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pods = root / "pods"
+        self.containers = root / "containers"
+        self.pods.mkdir(parents=True)
+        self.containers.mkdir()
+
+    def container_log(
+        self, namespace: str, pod: str, uid: str, container: str, restart: int = 0, cid: str = CID
+    ) -> Path:
+        directory = self.pods / f"{namespace}_{pod}_{uid}" / container
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{restart}.log"
+        link = self.containers / f"{pod}_{namespace}_{container}-{cid}.log"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(path)
+        return path
+
+
+def tail_config(tmp_path: Path, paths: list[str], extra: str = "", outputs: str = "") -> str:
+    return f"""
+[agent]
+data_dir = "{tmp_path / "data"}"
+[buffer]
+flush_interval = "100ms"
+[[inputs]]
+type = "tail"
+paths = {paths!r}
+read_from_head = true
+refresh_interval = "200ms"
+poll_interval = "50ms"
+rotate_wait = "1s"
+{extra}
+{
+        outputs
+        or f'''
+[[outputs]]
+type = "file"
+match = "*"
+path = "{tmp_path / "out.ndjson"}"
+'''
+    }
+"""
+
+
+def text_of(n: int, long_every: int = 0) -> str:
+    """Line ``n``: now and then longer than containerd's 16 KiB pieces, with a multi-byte
+    character across the cut."""
+    if long_every and n % long_every == 0:
+        return "long " + "\u00e9" * 9000 + f" seq={n} end"
+    return f"line {n} with  spaces\tand tabs  seq={n} end"
+
+
+def expected_message(style: str, text: str) -> str:
+    """What a reader can get back: containerd and CRI-O cut bytes (joined back exactly);
+    Docker JSON-encodes each 16 KiB piece on its own, so a character cut in two is lost
+    there already (Go writes U+FFFD for each half)."""
+    if style != "docker":
+        return text
+    data = text.encode()
+    return "".join(
+        data[i : i + PIECE].decode("utf-8", "replace") for i in range(0, len(data), PIECE)
+    )
+
+
+def seqs(records: list[dict[str, object]]) -> collections.Counter[int]:
+    counter: collections.Counter[int] = collections.Counter()
+    for record in records:
+        message = str(record.get("message", ""))
+        if message.endswith(" end") and "seq=" in message:
+            counter[int(message.rsplit("seq=", 1)[1].split()[0])] += 1
+    return counter
+
+
+class Appender(threading.Thread):
+    """Writes lines ``start..`` at about LINE_RATE/s through ``write(n)`` until stopped, both
+    streams interleaved; ``pause`` lets a test rotate between two writes."""
+
+    def __init__(self, write: Callable[[int], None], start: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.write_line = write
+        self.next = start
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            began = time.monotonic()
+            sent = 0
+            while not self.stopped.is_set():
+                with self.lock:
+                    for _ in range(30):
+                        self.write_line(self.next)
+                        self.next += 1
+                        sent += 1
+                ahead = sent / LINE_RATE - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.join(10)
+        assert self.error is None, self.error
+        return self.next
+
+
+def wait_all(out: Path, count: int, timeout: float = 60) -> collections.Counter[int]:
+    wait_for(lambda: len(seqs(read_ndjson(out))) >= count, timeout=timeout, interval=0.2)
+    return seqs(read_ndjson(out))
+
+
+@pytest.mark.parametrize("style", ["containerd", "crio", "docker"])
+def test_runtime_files_under_load_with_kubelet_rotation(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess], style: str
+) -> None:
+    """Lines at 3000/s, long lines cut in 16 KiB pieces, stdout and stderr interleaved; kubelet
+    rotates 0.log three times (the runtime writes a few more lines to the renamed file before it
+    reopens; the old file is gzipped later), the container restarts into 1.log, then the pod
+    is deleted: every line arrives exactly once, whole, with its kubernetes fields."""
+    node = Node(tmp_path / "log")
+    log = node.container_log("shop", "web-7d9f-abcde", "0a1b-2c3d", "nginx")
+    writer = RuntimeWriter(log, style)
+    agent = start_agent(
+        tail_config(
+            tmp_path,
+            [str(node.containers / "*.log")],
+            outputs=f"""
+[[outputs]]
+type = "file"
+match = "kube.shop.*"
+path = "{tmp_path / "out.ndjson"}"
+""",
+        )
+    )
+
+    def write(n: int) -> None:
+        writer.write(text_of(n, long_every=97), "stderr" if n % 5 == 0 else "stdout")
+
+    appender = Appender(write)
+    appender.start()
+    for _ in range(3):
+        time.sleep(0.7)
+        with appender.lock:
+            rotated = kubelet_rotate(log)
+            for _ in range(20):  # before the runtime reopens: still into the renamed file
+                write(appender.next)
+                appender.next += 1
+            writer.reopen()
+        time.sleep(1.5)
+        with open(rotated, "rb") as src, gzip.open(f"{rotated}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.unlink(rotated)
+    time.sleep(0.5)
+    with appender.lock:  # the container restarts: a new 1.log, the symlink moves to it
+        writer.close()
+        log = node.container_log("shop", "web-7d9f-abcde", "0a1b-2c3d", "nginx", restart=1)
+        writer = RuntimeWriter(log, style)
+    time.sleep(1.0)
+    total = appender.stop()
+    writer.close()
+    # the pod is deleted: kubelet removes its directory and symlinks
+    shutil.rmtree(node.pods)
+    for link in node.containers.iterdir():
+        link.unlink()
+
+    counts = wait_all(tmp_path / "out.ndjson", total)
+    assert set(counts) == set(range(total))
+    assert [n for n, c in counts.items() if c != 1] == []
+    records = read_ndjson(tmp_path / "out.ndjson")
+    by_seq = {int(str(r["message"]).rsplit("seq=", 1)[1].split()[0]): r for r in records}
+    for n in (0, 1, 97, 194, total - 1):
+        record = by_seq[n]
+        assert record["message"] == expected_message(style, text_of(n, long_every=97))
+        assert record["stream"] == ("stderr" if n % 5 == 0 else "stdout")
+        assert record["kubernetes"] == {
+            "namespace_name": "shop",
+            "pod_name": "web-7d9f-abcde",
+            "pod_id": "0a1b-2c3d",
+            "container_name": "nginx",
+            "container_id": CID,
+        }
+        assert str(record["time"]).endswith("Z")
+    assert agent.metric("parse_errors_total") == 0
+    assert agent.metric("input_lost_bytes_total") == 0
+    assert agent.metric("input_rotations_total") >= 3
+    # let go of every file once read: nothing left open
+    wait_for(lambda: agent.metric("input_files_open") == 0, timeout=20)
+
+
+def test_kill9_under_load_and_rotation_while_down(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """kill -9 while lines are appended; while the agent is down kubelet rotates the file and
+    the runtime goes on in a new one. The restarted agent reads the rotated file's rest first,
+    then the new file: every line arrives, and no more than one batch twice."""
+    node = Node(tmp_path / "log")
+    log = node.container_log("default", "api-0", "uid-9", "api")
+    writer = RuntimeWriter(log, "containerd")
+    read_bytes = 16 * 1024
+    config = tail_config(tmp_path, [str(node.containers / "*.log")], f"read_bytes = {read_bytes}")
+    agent = start_agent(config, workdir=tmp_path / "run")
+    appender = Appender(lambda n: writer.write(text_of(n)))
+    appender.start()
+    wait_for(lambda: len(seqs(read_ndjson(tmp_path / "out.ndjson"))) > 2000, timeout=30)
+    agent.kill()
+    with appender.lock:
+        rotated = kubelet_rotate(log)
+        writer.reopen()
+    down_at = appender.next
+    time.sleep(1.0)
+    agent = start_agent(config, workdir=tmp_path / "run")
+    time.sleep(1.5)
+    total = appender.stop()
+    writer.close()
+    counts = wait_all(tmp_path / "out.ndjson", total)
+    assert set(counts) == set(range(total))
+    duplicates = sum(c - 1 for c in counts.values())
+    line_bytes = len(writer.pieces(text_of(total))[0])
+    assert duplicates <= read_bytes // line_bytes + 1, duplicates
+    # the rotated file's rest came before the new file's lines
+    order = [
+        int(str(r["message"]).rsplit("seq=", 1)[1].split()[0])
+        for r in read_ndjson(tmp_path / "out.ndjson")
+    ]
+    first_new = order.index(down_at)
+    assert all(n < down_at for n in order[:first_new])
+    assert agent.metric("input_lost_bytes_total") == 0
+    assert rotated.exists()
+
+
+def test_rotated_file_removed_while_down_is_counted_as_lost(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    node = Node(tmp_path / "log")
+    log = node.container_log("default", "batch-1", "uid-1", "job")
+    writer = RuntimeWriter(log, "containerd")
+    config = tail_config(tmp_path, [str(node.containers / "*.log")])
+    agent = start_agent(config, workdir=tmp_path / "run")
+    for n in range(100):
+        writer.write(text_of(n))
+    wait_all(tmp_path / "out.ndjson", 100)
+    agent.stop()
+    unread = b"".join(writer.pieces(text_of(n))[0] for n in range(100, 150))
+    os.write(writer.fd, unread)
+    rotated = kubelet_rotate(log)
+    writer.reopen()
+    with open(rotated, "rb") as src, gzip.open(f"{rotated}.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.unlink(rotated)
+    for n in range(150, 160):
+        writer.write(text_of(n))
+    agent = start_agent(config, workdir=tmp_path / "run")
+    counts = wait_all(tmp_path / "out.ndjson", 110)
+    assert set(counts) == set(range(100)) | set(range(150, 160))
+    # found in the gzipped copy by the CRC of its head: exactly the 50 unread lines
+    lost = agent.metric("input_lost_bytes_total")
+    assert lost == len(unread), (lost, len(unread))
+    assert "bytes lost" in agent.log() and "/containers/" in agent.log()
