@@ -9,6 +9,7 @@ import collections
 import gzip
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -290,3 +291,67 @@ def test_rotated_file_removed_while_down_is_counted_as_lost(
     lost = agent.metric("input_lost_bytes_total")
     assert lost == len(unread), (lost, len(unread))
     assert "bytes lost" in agent.log() and "/containers/" in agent.log()
+
+
+LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
+
+
+@pytest.mark.skipif(not os.path.exists(LOGROTATE), reason="logrotate is not installed")
+@pytest.mark.parametrize("mode", ["create", "copytruncate"])
+def test_real_logrotate(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess], mode: str
+) -> None:
+    """Debian's logrotate rotates a plain log (format raw, as for audit.log) three times while
+    lines are appended at 3000/s, compressing the older copies. ``create``: the writer goes on
+    in the renamed file until it reopens, every line arrives exactly once. ``copytruncate``:
+    the writer keeps its file; lines written between logrotate's copy and its truncation exist
+    only in the copy (logrotate's own race), so the test holds the writer while it rotates,
+    after the agent read everything, and then every line arrives exactly once."""
+    directory = tmp_path / "log"
+    directory.mkdir()
+    log = directory / "app.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(
+        f"{log} {{\n  {mode}\n  rotate 10\n  compress\n  delaycompress\n  missingok\n}}\n"
+    )
+    state = tmp_path / "logrotate.state"
+    out = tmp_path / "out.ndjson"
+    agent = start_agent(
+        tail_config(tmp_path, [str(directory / "*.log")], 'format = "raw"\npath_key = "file"')
+    )
+    holder = {"fd": fd}
+
+    def write(n: int) -> None:
+        os.write(holder["fd"], f"{text_of(n)}\n".encode())
+
+    appender = Appender(write)
+    appender.start()
+    for _ in range(3):
+        time.sleep(0.8)
+        if mode == "create":
+            subprocess.run([LOGROTATE, "-f", "-s", str(state), str(conf)], check=True, timeout=30)
+            time.sleep(0.05)  # the writer still writes to the renamed file until it reopens
+            with appender.lock:
+                os.close(holder["fd"])
+                holder["fd"] = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        else:
+            with appender.lock:
+                wait_all(out, appender.next)
+                subprocess.run(
+                    [LOGROTATE, "-f", "-s", str(state), str(conf)], check=True, timeout=30
+                )
+    time.sleep(0.8)
+    total = appender.stop()
+    os.close(holder["fd"])
+    counts = wait_all(out, total)
+    assert set(counts) == set(range(total))
+    assert [n for n, c in counts.items() if c != 1] == []
+    assert list(directory.glob("app.log.*.gz")), "logrotate compressed nothing"
+    record = read_ndjson(out)[0]
+    assert set(record) == {"message", "time", "file"}
+    assert record["file"] == str(log)
+    if mode == "copytruncate":
+        assert agent.metric("input_truncations_total") >= 3
+    else:
+        assert agent.metric("input_rotations_total") >= 3

@@ -253,6 +253,15 @@ class TailInput(Input):
                 tailed.size = st.st_size
             if tailed.rotated_at is not None:
                 tailed.rotated_at = None  # a glob reaches it again
+        for tailed in list(self._files.values()):
+            if tailed.fd is None or tailed.closed or tailed.size == tailed.scanned_size:
+                continue
+            tailed.scanned_size = tailed.size
+            try:
+                if tailed.head_changed():
+                    self._truncated(tailed)
+            except OSError as exc:
+                self._warn_once(tailed.path, f"cannot read: {exc}")
         if self._ignored:
             for key in [key for key in self._ignored if key not in groups]:
                 del self._ignored[key]
@@ -376,10 +385,11 @@ class TailInput(Input):
         )
         self._metrics.inc("input_truncations_total")
         if tailed.parser.pending_first_line() is not None:
-            self._deliver(tailed, [], 0, time.time(), final=True)
+            self._deliver(tailed, [], tailed.offset, time.time(), final=True)
         tailed.offset = tailed.safe = 0
         tailed.skipping = False
         tailed.retry_size = -1
+        tailed.forget_head()
         self._dirty = True
 
     def _let_go(self, tailed: TailedFile, wall: float) -> None:

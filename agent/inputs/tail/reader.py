@@ -57,6 +57,8 @@ class TailedFile:
     """Size at which the last read found only an unfinished line: no read until it grows."""
     head: int = 0
     head_len: int = 0
+    scanned_size: int = -1
+    """Size at the last scan: the head is checked again when it changed."""
     tags: dict[str | None, str] = field(default_factory=dict)
     """Rendered tag per stream (the tag depends only on the file and the stream)."""
 
@@ -94,6 +96,18 @@ class TailedFile:
             return True
         data = os.pread(self.fd, position.head_len, 0)
         return len(data) == position.head_len and zlib.crc32(data) == position.head
+
+    def head_changed(self) -> bool:
+        """True if the file no longer starts as it did: it was truncated and written again
+        (copytruncate) between two looks, past the offset where we were."""
+        if self.fd is None or self.head_len == 0:
+            return False
+        data = os.pread(self.fd, self.head_len, 0)
+        return len(data) < self.head_len or zlib.crc32(data) != self.head
+
+    def forget_head(self) -> None:
+        self.head = self.head_len = 0
+        self._take_head()
 
     def position(self) -> Position:
         if self.head_len < HEAD_BYTES:
