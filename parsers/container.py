@@ -284,7 +284,17 @@ class ContainerLogParser:
     def _parse_raw(self, lines: list[bytes]) -> tuple[list[dict[str, Any]], list[float]]:
         self.lines_seen += len(lines)
         received_text = self._received_text
-        records = [{"message": _text(line), "time": received_text} for line in lines]
+        records: list[dict[str, Any]] = [
+            {"message": _text(line), "time": received_text} for line in lines
+        ]
+        limit = self.max_line_bytes
+        if max(map(len, lines), default=0) > limit:
+            for record, line in zip(records, lines, strict=True):
+                if len(line) > limit:
+                    record["message"] = line[:limit].decode("utf-8", "ignore")
+                    record["truncated"] = True
+                    self.truncated += 1
+                    self.discarded_bytes += len(line) - limit
         return records, [self._received_epoch] * len(records)
 
     def _piece(

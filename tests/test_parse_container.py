@@ -173,6 +173,14 @@ def test_raw_lines() -> None:
     assert records[1]["message"] == "\ufffd"
 
 
+def test_raw_lines_longer_than_max_line_bytes_are_cut() -> None:
+    parser = ContainerLogParser("raw", max_line_bytes=4)
+    records = parse(parser, [b"abcdefgh", b"ok"])
+    assert records[0]["message"] == "abcd" and records[0]["truncated"] is True
+    assert records[1] == {"message": "ok", "time": "2026-11-29T21:00:05.250000Z"}
+    assert parser.truncated == 1 and parser.discarded_bytes == 4
+
+
 def test_flush_emits_what_is_held() -> None:
     parser = ContainerLogParser("cri")
     parse(parser, [b"2026-11-29T21:00:00Z stdout P held"])
