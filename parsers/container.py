@@ -49,6 +49,9 @@ class _DockerLine(msgspec.Struct):
 
 _decode_docker = msgspec.json.Decoder(_DockerLine).decode
 
+# b"YYYY-MM-DDTHH:MM:SS" of a UTC stamp -> (the same as text, its epoch as a float)
+_utc_seconds: dict[bytes, tuple[str, float]] = {}
+
 # "YYYY-MM-DDTHH:MM:SS" + zone -> ("YYYY-MM-DDTHH:MM:SS" in UTC, its epoch in whole seconds)
 _second_cache: dict[str, tuple[str, int] | None] = {}
 
@@ -373,8 +376,10 @@ class ContainerLogParser:
         streams = _BYTE_STREAMS
         pending = self._pending
         limit = self.max_line_bytes
-        stamp_cache: dict[bytes, tuple[str, float] | None] = {}
-        for line in lines:
+        seconds = _utc_seconds
+        first_line = self.lines_seen
+        self.lines_seen += len(lines)
+        for index, line in enumerate(lines):
             parts = line.split(b" ", 3)
             if len(parts) == 4:
                 stamp, stream_bytes, tags, data = parts
@@ -384,26 +389,40 @@ class ContainerLogParser:
             else:
                 append(self._error(line, "not a CRI log line"))
                 times_append(self._received_epoch)
-                self.lines_seen += 1
                 continue
             stream = streams.get(stream_bytes)
-            flag = tags[:1]
-            if stream is None or flag not in (b"F", b"P") or (len(tags) > 1 and tags[1:2] != b":"):
+            if tags == b"F":
+                final = True
+            elif tags == b"P":
+                final = False
+            elif tags[:1] in (b"F", b"P") and tags[1:2] == b":":
+                final = tags[:1] == b"F"
+            else:
+                stream = None
+            if stream is None:
                 append(self._error(line, "not a CRI log line"))
                 times_append(self._received_epoch)
-                self.lines_seen += 1
                 continue
-            converted = stamp_cache.get(stamp)
-            if converted is None:
+            # UTC stamps (containerd) in one lookup per distinct second; the epoch is the sum
+            # rfc3339_to_epoch computes from the text, so both agree exactly.
+            second = seconds.get(stamp[:19]) if stamp[-1:] == b"Z" else None
+            fraction = stamp[19:-1]
+            if second is not None and not fraction:
+                utc, epoch = second[0] + "Z", second[1]
+            elif second is not None and fraction[:1] == b"." and fraction[1:].isdigit():
+                utc, epoch = second[0] + fraction.decode() + "Z", second[1] + float(fraction)
+            else:
                 converted = cri_time_to_utc(stamp.decode("latin-1"))
                 if converted is None:
                     append(self._error(line, "invalid timestamp"))
                     times_append(self._received_epoch)
-                    self.lines_seen += 1
                     continue
-                stamp_cache[stamp] = converted
-            utc, epoch = converted
-            if flag == b"F" and stream not in pending:
+                utc, epoch = converted
+                if stamp[-1:] == b"Z" and len(seconds) < _CACHE_LIMIT:
+                    found = _utc_second(stamp[:19].decode("latin-1"), "Z")
+                    if found is not None:
+                        seconds[stamp[:19]] = (found[0], float(found[1]))
+            if final and stream not in pending:
                 if len(data) > limit:
                     self._cut(records, times, utc, epoch, stream, data)
                 else:
@@ -414,11 +433,12 @@ class ContainerLogParser:
                     append({"time": utc, "stream": stream, "message": message})
                     times_append(epoch)
             else:
-                self._piece(records, times, stream, utc, epoch, data, flag == b"F")
+                self.lines_seen = first_line + index
+                self._piece(records, times, stream, utc, epoch, data, final)
+                self.lines_seen = first_line + len(lines)
                 held = pending[stream]
                 if not held.pieces and not held.skipping:
                     del pending[stream]
-            self.lines_seen += 1
         return records, times
 
     def _parse_docker(self, lines: list[bytes]) -> tuple[list[dict[str, Any]], list[float]]:
