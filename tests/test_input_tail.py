@@ -17,6 +17,7 @@ import pytest
 from agent.config import ConfigError, parse_config
 from agent.inputs.tail.discovery import path_info
 from bench.harness import AgentProcess
+from parsers.container import ContainerLogParser
 from tests.conftest import read_ndjson, wait_for
 from tests.container_logs import RuntimeWriter
 from tests.test_input_tail_e2e import CID, Node, seqs, tail_config, text_of, wait_all
@@ -335,3 +336,21 @@ match = "*"
     assert set(flagged) == {"kubectl-exec", "container-package-manager"}
     assert flagged["container-package-manager"]["kubernetes"]["pod_name"] == "web-0"
     assert flagged["kubectl-exec"]["audit"]["fields"]["user"] == "mallory@example.com"
+
+
+def test_kubernetes_fields_name_elasticsearch_indices_and_s3_keys_by_tag() -> None:
+    """``${kubernetes.namespace_name}`` in an index name takes the tail record's field; S3 keys
+    are per chunk (one tag), so the namespace is ``${tag[1]}`` of ``kube.<ns>.<pod>.<c>``."""
+    from outputs.es_bulk import IndexNamer
+    from outputs.s3_keys import KeyTemplate
+
+    parser = ContainerLogParser("cri")
+    records, times = parser.parse_batch_with_times([b"2026-11-29T21:00:00.5Z stdout F hi"], 0.0)
+    record = {**records[0], "kubernetes": path_info(CONTAINER_LINK, POD_LOG).kubernetes}
+    namer = IndexNamer("logs-${kubernetes.namespace_name}-%Y.%m.%d")
+    assert namer.for_chunk("kube.kube-system.coredns.coredns")(times[0], record) == (
+        "logs-kube-system-2026.11.29"
+    )
+    keys = KeyTemplate("${tag[1]}/${host}/${chunk_id}${ext}", ext=".gz", host="node-1")
+    group = keys.group("kube.kube-system.coredns-5d78c9869d-8xk2p.coredns", 0.0)
+    assert keys.key(group, "c1", 0) == "kube-system/node-1/c1.gz"
