@@ -20,6 +20,24 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# A real container runtime for the tail input's peer test (tests/test_input_tail_containerd.py,
+# which skips without them or without root): Debian's containerd and runc, a static busybox for
+# the test's image, and crictl built from the Go module proxy when Go is there.
+ctr_need=()
+command -v containerd >/dev/null 2>&1 || ctr_need+=(containerd)
+command -v runc >/dev/null 2>&1 || ctr_need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || ctr_need+=(busybox-static)
+if [ ${#ctr_need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${ctr_need[@]}" >/dev/null 2>&1 \
+        || echo "containerd/runc not installable here: the containerd peer test will be skipped" >&2
+fi
+if ! command -v crictl >/dev/null 2>&1 && [ ! -x "$HOME/go/bin/crictl" ] && command -v go >/dev/null 2>&1; then
+    go install sigs.k8s.io/cri-tools/cmd/crictl@latest >/dev/null 2>&1 \
+        || echo "crictl did not build: the containerd peer test will be skipped" >&2
+fi
+
 # kubectl renders the kustomize overlays for the manifest tests; not every apt source has it,
 # so its absence only makes those tests skip.
 if ! command -v kubectl >/dev/null 2>&1; then
