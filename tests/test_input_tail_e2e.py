@@ -9,6 +9,7 @@ import collections
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -202,6 +203,9 @@ path = "{tmp_path / "out.ndjson"}"
     assert set(counts) == set(range(total))
     assert [n for n, c in counts.items() if c != 1] == []
     records = read_ndjson(tmp_path / "out.ndjson")
+    # in the order written: a rotated file is read to its end before the file after it
+    order = [int(str(r["message"]).rsplit("seq=", 1)[1].split()[0]) for r in records]
+    assert order == sorted(order)
     by_seq = {int(str(r["message"]).rsplit("seq=", 1)[1].split()[0]): r for r in records}
     for n in (0, 1, 97, 194, total - 1):
         record = by_seq[n]
@@ -258,7 +262,10 @@ def test_kill9_under_load_and_rotation_while_down(
         for r in read_ndjson(tmp_path / "out.ndjson")
     ]
     first_new = order.index(down_at)
-    assert all(n < down_at for n in order[:first_new])
+    first_seen: dict[int, int] = {}
+    for index, n in enumerate(order):
+        first_seen.setdefault(n, index)
+    assert all(first_seen[n] < first_new for n in range(down_at))
     assert agent.metric("input_lost_bytes_total") == 0
     assert rotated.exists()
 
@@ -355,3 +362,43 @@ def test_real_logrotate(
         assert agent.metric("input_truncations_total") >= 3
     else:
         assert agent.metric("input_rotations_total") >= 3
+
+
+def test_rotated_rest_is_read_before_the_new_file(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """A rotation found while much of the old file is unread: small reads make the old file's
+    rest take many rounds; the new file waits for it, so lines come out in the order written."""
+    node = Node(tmp_path / "log")
+    log = node.container_log("default", "burst-0", "uid-b", "app")
+    writer = RuntimeWriter(log, "containerd")
+    config = (
+        tail_config(
+            tmp_path,
+            [str(node.containers / "*.log")],
+            'max_line_bytes = 1000\nread_bytes = "4KiB"',
+        )
+        .replace('poll_interval = "50ms"', 'poll_interval = "1s"')
+        .replace('refresh_interval = "200ms"', 'refresh_interval = "2s"')
+    )
+    agent = start_agent(config)
+    writer.write(text_of(0))
+    wait_all(tmp_path / "out.ndjson", 1)
+    os.kill(agent.pid, signal.SIGSTOP)  # the agent falls behind: nothing read meanwhile
+    try:
+        for n in range(1, 3000):
+            writer.write(text_of(n))
+        kubelet_rotate(log)
+        writer.reopen()
+        for n in range(3000, 4000):
+            writer.write(text_of(n))
+        writer.close()
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    counts = wait_all(tmp_path / "out.ndjson", 4000)
+    assert counts == dict.fromkeys(range(4000), 1)
+    order = [
+        int(str(r["message"]).rsplit("seq=", 1)[1].split()[0])
+        for r in read_ndjson(tmp_path / "out.ndjson")
+    ]
+    assert order == sorted(order)

@@ -42,7 +42,8 @@ class TailInputConfig(
     """A longer line (after joining partial pieces) is cut at this size and flagged
     ``truncated``; the rest is skipped and counted."""
     read_bytes: Size = Size(256 * 1024)
-    """At most this much is read from one file in one go, so busy files take turns."""
+    """At most this much is read from one file in one go, so busy files take turns (but at
+    least ``max_line_bytes`` + 4KiB, so that a whole line fits)."""
     path_key: str | None = None
     """Record field that receives the file's path (as found by ``paths``)."""
     ignore_older: Duration | None = None
