@@ -234,9 +234,10 @@ def test_ignore_older_and_max_open_files(
     day_ago = time.time() - 86400
     os.utime(stale, (day_ago, day_ago))
     out = tmp_path / "out.ndjson"
-    agent = start_agent(
-        tail_config(tmp_path, [str(directory / "*.log")], 'max_open_files = 3\nignore_older = "1h"')
+    config = tail_config(
+        tmp_path, [str(directory / "*.log")], 'max_open_files = 3\nignore_older = "1h"'
     )
+    agent = start_agent(config)
     want = {i * 100 + n for i in range(12) for n in range(10)}
     counts = wait_all(out, len(want))
     assert counts == dict.fromkeys(want, 1)
@@ -248,6 +249,15 @@ def test_ignore_older_and_max_open_files(
     want |= {i * 100 + 50 for i in range(12)} | {9998}
     counts = wait_all(out, len(want))
     assert counts == dict.fromkeys(want, 1)
+    # a restart with more stored positions than open slots: each file resumes where it was
+    agent.stop()
+    for i, writer in enumerate(writers):
+        writer.write(text_of(i * 100 + 60))
+    want |= {i * 100 + 60 for i in range(12)}
+    again = start_agent(config, workdir=tmp_path / "again")
+    counts = wait_all(out, len(want))
+    assert counts == dict.fromkeys(want, 1)
+    assert again.metric("input_files_open") <= 3
 
 
 def test_backpressure_stops_reading_and_loses_nothing(
@@ -354,3 +364,21 @@ def test_kubernetes_fields_name_elasticsearch_indices_and_s3_keys_by_tag() -> No
     keys = KeyTemplate("${tag[1]}/${host}/${chunk_id}${ext}", ext=".gz", host="node-1")
     group = keys.group("kube.kube-system.coredns-5d78c9869d-8xk2p.coredns", 0.0)
     assert keys.key(group, "c1", 0) == "kube-system/node-1/c1.gz"
+
+
+def test_positions_file_unreadable_means_files_are_read_whole(tmp_path: Path) -> None:
+    """A torn or garbled positions file is reported and forgotten: the files are read from
+    their start (duplicates), never from their end (losses)."""
+    import logging
+
+    from agent.inputs.tail.positions import Position, PositionStore
+
+    store = PositionStore(str(tmp_path), "tail.0", logging.getLogger("test"))
+    assert store.load() == {} and store.existed is False
+    store.save([Position(dev=1, ino=2, offset=3, path="/x.log")])
+    assert (
+        PositionStore(str(tmp_path), "tail.0", logging.getLogger("test")).load()[(1, 2)].offset == 3
+    )
+    Path(store.path).write_bytes(b'{"version":1,"files":[{"dev"')
+    torn = PositionStore(str(tmp_path), "tail.0", logging.getLogger("test"))
+    assert torn.load() == {} and torn.existed is True

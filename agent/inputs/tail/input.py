@@ -119,14 +119,16 @@ class TailInput(Input):
                 if at_end:
                     tailed.offset = tailed.safe = st.st_size
                 continue
+            if self._open >= self.config.max_open_files:
+                # opened when a slot is free; its head is checked then (_resume)
+                tailed.offset = tailed.safe = min(position.offset, st.st_size)
+                tailed.restored = position
+                continue
             if not self._open_file(tailed):
                 stored[key] = position
                 del self._files[key]
                 continue
-            if not tailed.same_head(position):
-                self._lost(position, "its inode now holds another file")
-            elif tailed.size >= position.offset:
-                tailed.offset = tailed.safe = position.offset
+            self._resume(tailed, position)
         now = time.monotonic()
         for key, position in stored.items():
             moved = find_moved(position.target or position.path, key)
@@ -153,6 +155,18 @@ class TailInput(Input):
                 if other is not tailed and position.path in other.paths:
                     other.after = tailed
         self._fill_slots()
+
+    def _resume(self, tailed: TailedFile, position: Position) -> None:
+        """Continue an opened file at its stored position, unless it is not the file that was
+        stored (a recycled inode number: then it is new) or it shrank (read from its start)."""
+        tailed.restored = None
+        if not tailed.same_head(position):
+            self._lost(position, "its inode now holds another file")
+            tailed.offset = tailed.safe = 0
+        elif tailed.size >= position.offset:
+            tailed.offset = tailed.safe = position.offset
+        else:
+            tailed.offset = tailed.safe = 0
 
     def _too_old(self, key: FileKey, mtime: float, size: int, wall: float) -> bool:
         older = self.config.ignore_older
@@ -296,6 +310,8 @@ class TailInput(Input):
                 break
             if self._open_file(tailed):
                 tailed.idle_since = time.monotonic()
+                if tailed.restored is not None:
+                    self._resume(tailed, tailed.restored)
         self._metrics.set("input_files_open", self._open)
 
     # --------------------------------------------------------------------------- reading

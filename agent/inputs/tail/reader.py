@@ -57,6 +57,8 @@ class TailedFile:
     """Size at which the last read found only an unfinished line: no read until it grows."""
     head: int = 0
     head_len: int = 0
+    restored: Position | None = None
+    """A stored position not yet checked against the file (it waits for a slot)."""
     scanned_size: int = -1
     """Size at the last scan: the head is checked again when it changed."""
     tags: dict[str | None, str] = field(default_factory=dict)
