@@ -2,7 +2,8 @@
 
 ``config`` holds its keys, ``discovery`` finds files and reads container metadata from their
 paths, ``positions`` stores read offsets by device and inode, ``reader`` follows one file
-(offsets, lines, rotation), ``input`` runs the polling loop and submits batches.
+(offsets, lines, rotation), ``files`` keeps the set of followed files (new, rotated, lost, the
+open-file cap), ``input`` runs the polling loop and submits batches.
 """
 
 from agent.inputs.tail.config import TailInputConfig
