@@ -73,6 +73,8 @@ def describe(config: Any, source: str) -> str:
     )
     for item in config.inputs:
         where = getattr(item, "path", None) or getattr(item, "listen", "")
+        if isinstance(getattr(item, "paths", None), list):  # tail: its globs
+            where = " ".join(item.paths)
         mode = getattr(item, "mode", "")
         routes = (
             "templated tag: routed per record"
@@ -80,7 +82,7 @@ def describe(config: Any, source: str) -> str:
             else "-> " + (", ".join(router.routes(item.tag)) or "NO OUTPUT (records dropped)")
         )
         lines.append(
-            f"input {item.name}: {item.__struct_config__.tag} {mode} {where} "
+            f"input {item.name}: {item.__struct_config__.tag} {mode + ' ' if mode else ''}{where} "
             f"tag={item.tag!r} format={item.format} {routes}"
         )
     for item in config.filters:

@@ -12,7 +12,10 @@ from typing import Any
 
 Registry = dict[str, tuple[type, type]]
 
-_INPUTS = {"syslog": ("agent.inputs.syslog", "SyslogInputConfig", "SyslogInput")}
+_INPUTS = {
+    "syslog": ("agent.inputs.syslog", "SyslogInputConfig", "SyslogInput"),
+    "tail": ("agent.inputs.tail", "TailInputConfig", "TailInput"),
+}
 _OUTPUTS = {
     "stdout": ("outputs.stdout", "StdoutConfig", "StdoutOutput"),
     "file": ("outputs.file", "FileConfig", "FileOutput"),

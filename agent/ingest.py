@@ -200,19 +200,24 @@ class IngestSink:
 
     def __init__(
         self,
-        config: InputConfig,
+        config: Any,
         buffer: Buffer,
         chain: FilterChain | None,
         store: Store,
         metrics: ComponentMetrics,
     ) -> None:
-        self._parser = SyslogParser(config.format, config.timezone, config.tag_pattern)
+        # Syslog inputs hand over frames that the sink parses; an input that parses its own
+        # records (tail: CRI, Docker, raw lines) has a config of another shape and calls
+        # ``submit_records``.
+        self._parser: SyslogParser | None = None
+        if isinstance(config, InputConfig):
+            self._parser = SyslogParser(config.format, config.timezone, config.tag_pattern)
         self._buffer = buffer
         self._chain = chain
         self._chain_keeps_time = chain is not None and chain.keeps("time")
         self._store = store
         self._metrics = metrics
-        self._source_key = config.source_key
+        self._source_key = getattr(config, "source_key", None)
         self._tag = config.tag
         self._tag_template = compile_template(config.tag) if has_placeholders(config.tag) else None
         # Datagrams cannot be asked to wait: what the buffer cannot take from them is lost.
@@ -290,8 +295,31 @@ class IngestSink:
         self._metrics.inc("input_records_total", len(frames))
         return True
 
+    def submit_records(self, tag: str, records: list[Record], times: list[float]) -> bool:
+        """Filter, encode and buffer ``records`` already parsed by the input (``times``: each
+        one's event time, exactly ``rfc3339_to_epoch(record["time"])``), under ``tag``, which
+        the input rendered. Returns False, having counted nothing as dropped, when the buffer
+        was full or failed: the input keeps its data and tries again after ``wait_room``."""
+        if not records:
+            return True
+        if not self._buffer.has_room():
+            return False
+        try:
+            if self._chain is None:
+                self._store.put_with_times(tag, records, times)
+            else:
+                parsed = ChainTimes(records, times, self._chain_keeps_time)
+                self._store.put(self._chain.process(tag, records), parsed)
+        except OSError:
+            self._metrics.inc("input_retried_records_total", len(records), reason="buffer_error")
+            return False
+        self._metrics.inc("input_records_total", len(records))
+        return True
+
     def _submit(self, frames: list[bytes], source: str | None, truncated: Sequence[int]) -> None:
         parser = self._parser
+        if parser is None:
+            raise TypeError("this input parses its own records: call submit_records")
         errors_before = parser.parse_errors
         records, times = parser.parse_batch_with_times(frames, time.time())
         if parser.parse_errors != errors_before:

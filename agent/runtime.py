@@ -50,6 +50,7 @@ STREAM_INPUT_COUNTERS = (
     "input_framing_errors_total",
     "input_discarded_bytes_total",
 )
+FILE_INPUT_COUNTERS = ("input_rotations_total", "input_truncations_total", "input_lost_bytes_total")
 REJECTED_CONNECTION_REASONS = ("max_connections", "open_files", "accept_error", "stopping")
 OUTPUT_COUNTERS = (
     "output_records_total",
@@ -176,9 +177,13 @@ class Agent:
         for in_config in self.config.inputs:
             metrics = registry.component(in_config.name, in_config.__struct_config__.tag)
             mode = getattr(in_config, "mode", "")
-            stream = mode not in ("udp", "unix_dgram")
+            stream = mode in ("tcp", "unix_stream", "relp")
             for name in INPUT_COUNTERS + (STREAM_INPUT_COUNTERS if stream else ()):
                 metrics.declare(name)
+            if not mode:  # a file input: the files are its queue, it never drops for a full buffer
+                for name in FILE_INPUT_COUNTERS:
+                    metrics.declare(name)
+                continue
             if mode == "udp":
                 metrics.declare("input_kernel_drops_total")
             reasons = ["buffer_full", "reloading", "buffer_error"]
@@ -232,6 +237,7 @@ class Agent:
             logger=logging.getLogger(f"agent.input.{in_config.name}"),
             metrics=metrics,
             sink=sink,
+            data_dir=self.config.agent.data_dir,
         )
         with self._config_errors(where):
             return input_types()[kind][1](in_config, input_context)

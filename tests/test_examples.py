@@ -19,6 +19,7 @@ def test_there_are_examples() -> None:
         "s3.toml",
         "elasticsearch.toml",
         "s3-and-elasticsearch.toml",
+        "containerd.toml",
     }
 
 

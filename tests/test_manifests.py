@@ -198,7 +198,7 @@ def test_daemonset_runs_on_every_node_and_survives_restarts(target: str) -> None
     # hostPath volumes for the socket directory and the buffer, mounted where the config says.
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
-    unix_inputs = [i for i in config["inputs"] if i["mode"].startswith("unix")]
+    unix_inputs = [i for i in config["inputs"] if i.get("mode", "").startswith("unix")]
     assert len(unix_inputs) == 1
     socket_dir = str(Path(unix_inputs[0]["path"]).parent)
     for host_dir in (socket_dir, config["agent"]["data_dir"]):
@@ -263,12 +263,17 @@ def test_agent_runs_unprivileged_and_only_the_init_step_is_root() -> None:
     assert f"chown -R {uid}:{gid} " in " ".join(init["command"])
     init_mounts = {m["mountPath"] for m in init["volumeMounts"]}
     agent_mounts = {m["mountPath"]: m["name"] for m in container(pod, "agent")["volumeMounts"]}
+    read_only = {
+        m["mountPath"] for m in container(pod, "agent")["volumeMounts"] if m.get("readOnly")
+    }
     host_mounts = {
         path
         for path, name in agent_mounts.items()
         if any(v["name"] == name and "hostPath" in v for v in pod["volumes"])
     }
-    assert init_mounts == host_mounts
+    # every host directory the agent writes is handed to it; /var/log stays the node's
+    assert init_mounts == host_mounts - read_only
+    assert "/var/log" in read_only
     dockerfile_user = re.search(r"^USER (\d+):(\d+)$", dockerfile(), re.M)
     assert dockerfile_user and (int(dockerfile_user[1]), int(dockerfile_user[2])) == (uid, gid)
 
@@ -385,7 +390,7 @@ def omuxsock_socket(snippet: str) -> str:
 @pytest.mark.parametrize("target", AGENT_TARGETS)
 def test_config_listens_where_the_node_snippets_send(target: str) -> None:
     config = agent_config(target)
-    inputs = {i["mode"]: i for i in config["inputs"]}
+    inputs = {i["mode"]: i for i in config["inputs"] if i["type"] == "syslog"}
     unix_snippet = (NODE / "rsyslog-audit-agent.conf").read_text()
     assert inputs["unix_dgram"]["path"] == omuxsock_socket(unix_snippet)
     assert inputs["unix_dgram"]["socket_mode"] == "0666"  # rsyslog may run as user syslog
@@ -806,3 +811,53 @@ def test_dockerfile_entrypoint_module_exists() -> None:
         env=agent_env(),
     )
     assert result.returncode == 0 and "agent/__main__.py" in result.stdout, result.stderr
+
+
+# ------------------------------------------------------------------ container logs (tail)
+
+LOG_COMPONENTS = ("docker-containers", "read-logs-as-root")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_tail_input_reads_container_logs_from_a_read_only_var_log(target: str) -> None:
+    """The containerd / CRI-O path is the default: every shipped config tails
+    /var/log/containers, the DaemonSet mounts the node's /var/log read-only, and the agent
+    joins the root group (the logs are root:root 0640) without becoming root."""
+    pod = agent_daemonset(target)["spec"]["template"]["spec"]
+    agent = container(pod, "agent")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    assert mounts["/var/log"]["readOnly"] is True
+    assert volumes[mounts["/var/log"]["name"]]["hostPath"] == {
+        "path": "/var/log",
+        "type": "Directory",
+    }
+    assert pod["securityContext"]["supplementalGroups"] == [0]
+    assert agent["securityContext"]["runAsNonRoot"] is True
+    [tail] = [i for i in agent_config(target)["inputs"] if i["type"] == "tail"]
+    assert tail["paths"] == ["/var/log/containers/*.log"]
+    assert "${namespace_name}" in tail["tag"]
+    for pattern in tail["paths"]:
+        assert any(pattern.startswith(path + "/") for path in mounts), pattern
+
+
+@needs_kubectl
+@pytest.mark.parametrize("component", LOG_COMPONENTS)
+def test_log_components_render_validate_and_change_only_their_part(component: str) -> None:
+    objects = rendered(f"base+{component}")
+    for obj in objects:
+        validate_strict(obj, f"kustomize base+{component}")
+    pod = only(objects, "DaemonSet", "audit-agent")["spec"]["template"]["spec"]
+    agent = container(pod, "agent")
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    if component == "docker-containers":
+        assert mounts["/var/lib/docker/containers"]["readOnly"] is True
+        assert mounts["/var/log"]["readOnly"] is True
+        assert agent["securityContext"]["runAsNonRoot"] is True
+    else:
+        assert agent["securityContext"]["runAsUser"] == 0
+        assert agent["securityContext"]["runAsNonRoot"] is False
+        assert agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert agent["securityContext"]["allowPrivilegeEscalation"] is False
+        assert agent["securityContext"]["readOnlyRootFilesystem"] is True

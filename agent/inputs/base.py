@@ -27,6 +27,14 @@ class FrameSink(Protocol):
         moves on, a stream input should have waited on ``wait_room`` first."""
         ...
 
+    def submit_records(self, tag: str, records: list[dict[str, Any]], times: list[float]) -> bool:
+        """For inputs that parse their own lines (tail): filter, encode and buffer ``records``
+        under ``tag``; ``times`` are their event times as seconds since the epoch, exactly
+        ``timeutil.rfc3339_to_epoch(record["time"])``. False when the buffer was full or
+        failed: nothing was taken, the input keeps its data, waits on ``wait_room`` and tries
+        again."""
+        ...
+
     def has_room(self) -> bool:
         """False while the buffer is over its limit."""
         ...
@@ -64,6 +72,8 @@ class InputContext(msgspec.Struct, kw_only=True):
     logger: logging.Logger
     metrics: Metrics
     sink: FrameSink
+    data_dir: str = ""
+    """The agent's data_dir, for inputs that keep state (tail's read positions)."""
 
 
 class Input(abc.ABC):

@@ -1,0 +1,35 @@
+"""bench/tail.py --smoke runs and writes every row (the numbers are not checked: speed belongs
+in the benchmark, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, agent_env
+
+
+def test_tail_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "tail.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.tail", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=agent_env(),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["smoke"] is True
+    rows = {row["path"]: row for row in result["rows"]}
+    assert set(rows) == {"tail-cri (4 files)", "syslog-tcp"}
+    for row in rows.values():
+        assert row["records"] == 3000
+        assert row["records_per_second"] > 0 and row["cpu_us_per_record"] > 0
+    idle = result["idle"]
+    assert idle["files"] == 50
+    assert {"0_files_cpu_percent", "50_files_cpu_percent"} <= set(idle)
+    assert "records/s" in done.stdout and "idle:" in done.stdout
