@@ -228,7 +228,10 @@ def _int(value: str | None) -> int | None:
 def event_record(lines: list[AuditLine]) -> dict[str, Any]:
     """One record for the lines of one event (same node and serial, in arrival order):
     ``time``, ``message`` and ``auditd.{type, serial, syscall, success, exit, pid, ppid, uid,
-    auid, euid, ses, tty, comm, exe, argv, cwd, key, paths, names, records, node}``."""
+    auid, euid, ses, tty, comm, exe, argv, cwd, key, paths, proctitle, names, records, node}``.
+
+    ``argv`` is the exec'd command line (EXECVE), or for any other syscall the process's own
+    (PROCTITLE); a failed exec has none (its PATH records name what it tried to run)."""
     first = lines[0]
     info: dict[str, Any] = {"type": first.type, "serial": first.serial}
     execve: list[str] = []
@@ -289,10 +292,15 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
         if rule_key is not None and rule_key != "(null)":
             info["key"] = rule_key.replace("\x01", ",")
     argv = _argv(execve) if execve else []
-    if not argv and proctitle:
-        argv = [arg for arg in proctitle.split("\x00")]
-        while argv and not argv[-1]:
-            argv.pop()
+    if proctitle:
+        title = proctitle.split("\x00")
+        while title and not title[-1]:
+            title.pop()
+        info["proctitle"] = " ".join(title)
+        # The running process's command line: the argv of any syscall but a failed exec
+        # (which has no EXECVE record, and whose process still runs the old program).
+        if not argv and not info.get("syscall", "").startswith("execve"):
+            argv = title
     if argv:
         info["argv"] = argv
     if paths:
@@ -306,6 +314,8 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
         message = " ".join(argv)
     else:
         parts = [info["type"]]
+        if info.get("success") is False and "res" not in info:
+            parts.append("success=no")
         for key in ("syscall", "op", "acct", "exe", "cmd", "res"):
             shown = info.get(key)
             if shown is not None and shown != "?":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside Python: rsyslog with RELP (a real peer for the inputs),
-# logger (util-linux), and resolves the OpenSearch jars for the Elasticsearch output's tests.
+# logger (util-linux), auditd (the kernel audit tests), and resolves the OpenSearch jars for the Elasticsearch output's tests.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 compgen -G "/usr/lib/*/rsyslog/omrelp.so" >/dev/null || compgen -G "/usr/lib/rsyslog/omrelp.so" >/dev/null \
     || need+=(rsyslog-relp)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+# auditd and auditctl: the kernel audit tests run the real daemon with test-scoped exec rules.
+command -v auditd >/dev/null 2>&1 || need+=(auditd)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

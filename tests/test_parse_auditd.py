@@ -56,10 +56,22 @@ def test_raw_format_syscall_number_and_hex_proctitle() -> None:
     assert "names" not in info
 
 
-def test_proctitle_gives_argv_when_there_is_no_execve() -> None:
-    lines = [line for line in EXEC_CAT if "EXECVE" not in line]
-    (record,) = join(lines)
+def test_proctitle_gives_argv_of_other_syscalls_but_not_of_a_failed_exec() -> None:
+    opened = [EXEC_CAT[0].replace("syscall=59", "syscall=257"), *EXEC_CAT[2:]]
+    (record,) = join(opened)
+    assert record["auditd"]["syscall"] == "257"
     assert record["auditd"]["argv"] == ["cat", "/etc/shadow"]
+    assert record["auditd"]["proctitle"] == "cat /etc/shadow"
+    failed = [
+        EXEC_CAT[0].replace("success=yes exit=0", "success=no exit=-2"),
+        *EXEC_CAT[2:4],
+        EXEC_CAT[4].replace("636174002F6574632F736861646F77", "7368002D63006361742078"),
+    ]
+    (record,) = join(failed)
+    assert "argv" not in record["auditd"] and record["auditd"]["proctitle"] == "sh -c cat x"
+    assert record["message"] == (
+        "SYSCALL success=no syscall=execve exe=/usr/bin/cat paths=/usr/bin/cat"
+    )
 
 
 def test_user_space_records_stand_alone_with_their_inner_fields() -> None:
