@@ -53,7 +53,7 @@ CATEGORIES: dict[str, list[str]] = {
     ],
     "persistence": ["crontab-change", "systemd-unit-persistence", "authorized-keys-change"],
     "privilege changes": [
-        "sudo-command", "sudo-failure", "su-session", "su-failure", "root-shell",
+        "sudo-command", "sudo-failure", "su-session", "su-failure", "root-shell", "sudo-root-shell",
         "user-group-change", "user-group-change-audit", "user-management-command",
         "user-management-audit-event",
     ],
@@ -607,10 +607,6 @@ def _cases() -> list[Case]:
         ("history", history("sudo su -", user="alice")),
         ("snoopy", snoopy("su -", user="alice", uid=1000, new_format=True)),
         (
-            "sudo",
-            log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash"),
-        ),
-        (
             "auditd (PAM)",
             audit_user(
                 "USER_START",
@@ -625,13 +621,6 @@ def _cases() -> list[Case]:
         ("history", history("sudo -l", user="alice")),
         ("snoopy", snoopy("su alice -c id")),
         (
-            "sudo",
-            log(
-                "sudo",
-                "ansible : PWD=/home/ansible ; USER=root ; COMMAND=/bin/sh -c echo BECOME-SUCCESS-kq ; /usr/bin/python3",
-            ),
-        ),
-        (
             "auditd (PAM)",
             audit_user(
                 "USER_START",
@@ -640,6 +629,14 @@ def _cases() -> list[Case]:
             ),
         ),
     )
+    hit("sudo-root-shell",
+        ("sudo", log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash")),
+        ("sudo", log("sudo", "alice : TTY=pts/1 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/su -")),
+        ("sudo", log("sudo", "    bob : PWD=/srv ; USER=root ; COMMAND=/bin/sh")))  # fmt: skip
+    miss("sudo-root-shell",
+         ("sudo", log("sudo", "ansible : PWD=/home/ansible ; USER=root ; COMMAND=/bin/sh -c echo BECOME-SUCCESS-kq ; /usr/bin/python3")),
+         ("sudo", log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=postgres ; COMMAND=/bin/bash")),
+         ("sudo", log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/bashtop")))  # fmt: skip
     hit(
         "user-management-command",
         ("auditd", audit("useradd -m -s /bin/bash -G sudo backdoor", container=None)),

@@ -69,6 +69,7 @@ SINGLE_SOURCE = {
     "container-escape-mount",
     "user-management-audit-event",
     "container-exec-shell",
+    "sudo-root-shell",
 }
 """Rules that only one kind of source can show (auditd events of container processes, the
 runtime's exec lines); their positives come from different runtimes or forwarding paths."""
