@@ -35,10 +35,24 @@ _HEADER = re.compile(
     r"type=(?P<type>[A-Za-z0-9_]+) (?:msg=)?audit\("
     r"(?P<sec>\d{1,12})\.(?P<ms>\d{1,9}):(?P<serial>\d{1,20})\):?"
 )
+_KIND = re.compile(r"[A-Za-z0-9_]+")
 _NODE = re.compile(r"node=(\S+) $")
 _PAIR = re.compile(r"([^\s=\x1d]+)=(\"[^\"]*\"?|'[^']*'?|[^\s\x1d]*)")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _ARG_PIECE = re.compile(r"a(\d+)\[(\d+)\]")
+_CWD = re.compile(r"(?:^|\s)cwd=(\"[^\"]*\"?|[^\s\x1d]+)")
+_NAME = re.compile(r"(?:^|\s)name=(\"[^\"]*\"?|[^\s\x1d]+)")
+_PROCTITLE = re.compile(r"(?:^|\s)proctitle=(\"[^\"]*\"?|[^\s\x1d]+)")
+_SYSCALL_FIELDS = re.compile(
+    r"arch=(?P<arch>\S+) syscall=(?P<syscall>\d+) (?:success=(?P<success>\S+) "
+    r"exit=(?P<exit>\S+) )?(?:a\d=\S+ )*items=\d+ ppid=(?P<ppid>\d+) pid=(?P<pid>\d+) "
+    r"auid=(?P<auid>\d+) uid=(?P<uid>\d+) gid=\d+ euid=(?P<euid>\d+) suid=\d+ fsuid=\d+ "
+    r"egid=\d+ sgid=\d+ fsgid=\d+ tty=(?P<tty>\S+) ses=(?P<ses>\d+) comm=(?P<comm>\S+) "
+    r"exe=(?P<exe>\S+)(?: subj=\S+)? key=(?P<key>\S+)$"
+)
+"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split."""
+_DETAILED = frozenset(("CONFIG_CHANGE", "LOGIN"))
+"""Kernel records besides SYSCALL whose fields are kept (what a rule change or login was)."""
 
 HEX_FIELDS = frozenset(
     ("proctitle", "comm", "exe", "cwd", "name", "key", "cmd", "path", "data", "old", "new")
@@ -93,6 +107,31 @@ class AuditLine:
 def parse_line(line: str) -> AuditLine | None:
     """The record in ``line``, or None when it holds no audit header. Any text before the
     header (a syslog header, ``audit: ``) is skipped; a ``node=`` just before it is kept."""
+    if line[:5] == "type=":
+        # auditd's own lines (audit.log, a raw tail): plain string operations, no regex.
+        end = line.find(" msg=audit(", 5)
+        close = line.find("): ", end) if end > 5 else -1
+        if close > 0:
+            kind = line[5:end]
+            stamp = line[end + 11 : close]
+            sec, dot, rest = stamp.partition(".")
+            ms, colon, serial = rest.partition(":")
+            if (
+                dot
+                and colon
+                and stamp.isascii()
+                and sec.isdigit()
+                and ms.isdigit()
+                and serial.isdigit()
+                and len(sec) <= 12
+                and len(serial) <= 20
+                and _KIND.fullmatch(kind) is not None
+            ):
+                if kind[0].isdigit():
+                    kind = NUMERIC_TYPES.get(kind, kind)
+                return AuditLine(
+                    None, kind, int(sec), ms[:3].ljust(3, "0"), int(serial), line[close + 3 :]
+                )
     start = line.find("type=")
     if start < 0:
         return None
@@ -152,6 +191,17 @@ def parse_fields(body: str) -> tuple[dict[str, str], dict[str, str]]:
             continue
         fields[key] = _value(key, raw)
     return fields, names
+
+
+def _split_fields(body: str) -> dict[str, str]:
+    """A kernel record's fields as written (values still quoted or hex): the kernel hex-encodes
+    any value with a space, so splitting at spaces is exact."""
+    fields: dict[str, str] = {}
+    for token in body.split(" "):
+        key, eq, raw = token.partition("=")
+        if eq:
+            fields[key] = raw
+    return fields
 
 
 def _argv(execve: list[str]) -> list[str]:
@@ -220,7 +270,7 @@ def _int(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        return int(value.strip('"'))
     except ValueError:
         return None
 
@@ -243,29 +293,40 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
     for line in lines:
         kind = line.type
         types.append(kind)
+        body = line.body
         if kind == "EXECVE":
-            execve.append(line.body)
-            continue
-        if kind == "EOE":
-            continue
-        fields, enriched = parse_fields(line.body)
-        if enriched:
-            for key, value in enriched.items():
-                names.setdefault(key, value)
-        if kind == "SYSCALL":
-            main = fields
+            execve.append(body)
+        elif kind == "SYSCALL":
+            # The fields as written (a C-speed findall); only the few shown are decoded below.
+            sep = body.find("\x1d")
+            if sep >= 0:
+                names = {
+                    key.lower(): raw[1:-1] if raw[:1] == '"' else raw
+                    for key, raw in _PAIR.findall(body, sep + 1)
+                } | names
+                body = body[:sep]
+            known = _SYSCALL_FIELDS.match(body)
+            main = known.groupdict() if known is not None else _split_fields(body)
             info["type"] = "SYSCALL"
         elif kind == "CWD":
-            if "cwd" in fields:
-                info["cwd"] = fields["cwd"]
+            found = _CWD.search(body)
+            if found is not None:
+                info["cwd"] = _value("cwd", found.group(1))
         elif kind == "PATH":
-            if "name" in fields and fields["name"] != "(null)":
-                paths.append(fields["name"])
+            found = _NAME.search(body)
+            if found is not None and found.group(1) != "(null)":
+                paths.append(_value("name", found.group(1)))
         elif kind == "PROCTITLE":
-            proctitle = fields.get("proctitle")
-        else:
+            found = _PROCTITLE.search(body)
+            if found is not None:
+                proctitle = _value("proctitle", found.group(1))
+        elif kind != "EOE" and (main is None or _standalone(kind) or kind in _DETAILED):
+            # User-space records (and a few kernel ones) carry what the event is about.
+            fields, enriched = parse_fields(body)
+            for key, value in enriched.items():
+                names.setdefault(key, value)
             if main is None:
-                main = fields
+                main = {key: f'"{value}"' for key, value in fields.items()}
             for key in _USER_FIELDS:
                 if key in fields and key not in info:
                     info[key] = fields[key]
@@ -279,7 +340,7 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
         if success is not None:
             info["success"] = success == "yes"
         elif "res" in main:
-            info["success"] = main["res"] in ("success", "1")
+            info["success"] = main["res"].strip('"') in ("success", "1")
         for key in _INT_FIELDS:
             number = _int(main.get(key))
             if number is not None:
@@ -287,10 +348,10 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
         for key in ("tty", "comm", "exe"):
             text = main.get(key)
             if text is not None:
-                info[key] = text
+                info[key] = _value(key, text)
         rule_key = main.get("key")
         if rule_key is not None and rule_key != "(null)":
-            info["key"] = rule_key.replace("\x01", ",")
+            info["key"] = _value("key", rule_key).replace("\x01", ",")
     argv = _argv(execve) if execve else []
     if proctitle:
         title = proctitle.split("\x00")
@@ -365,6 +426,10 @@ class AuditJoiner:
         self.max_bytes = max_bytes
         self._pending: OrderedDict[tuple[Hashable, str | None, int], _Event] = OrderedDict()
         self._newest = 0
+        self._head: _Event | None = None
+        """The oldest waiting event (the first of ``_pending``)."""
+        self._records = 0
+        """Records added since ``counts["records"]`` was last brought up to date."""
         self.counts: dict[str, int] = {
             "events": 0,
             "records": 0,
@@ -383,12 +448,15 @@ class AuditJoiner:
     ) -> list[tuple[dict[str, Any], Any]]:
         """Add one parsed line; ``stream`` keeps events of different sources apart."""
         key = (stream, line.node, line.serial)
-        self.counts["records"] += 1
-        event = self._pending.get(key)
+        self._records += 1
+        pending = self._pending
+        event = pending.get(key)
         if event is None:
             if line.type == "EOE":  # the end marker of an event already released: no data
                 return self._release(now)
-            self._pending[key] = _Event(line, now, context)
+            event = pending[key] = _Event(line, now, context)
+            if self._head is None:
+                self._head = event
         elif len(event.lines) >= self.max_records or event.size + len(line.body) > self.max_bytes:
             self.counts["truncated_records"] += 1
         else:
@@ -398,6 +466,15 @@ class AuditJoiner:
                 event.done = True
         if line.sec > self._newest:
             self._newest = line.sec
+        head = self._head
+        if (
+            head is not None
+            and not head.done
+            and now - head.since < self.timeout
+            and self._newest - head.epoch <= self.timeout
+            and len(pending) <= self.max_events
+        ):
+            return []  # the usual case between an event's first and last record
         return self._release(now)
 
     def _release(self, now: float) -> list[tuple[dict[str, Any], Any]]:
@@ -415,7 +492,10 @@ class AuditJoiner:
                     break
             del pending[key]
             out.append((event_record(event.lines), event.context))
+        self._head = next(iter(pending.values())) if pending else None
         counts["events"] += len(out)
+        counts["records"] += self._records
+        self._records = 0
         return out
 
     def flush(self, now: float) -> list[tuple[dict[str, Any], Any]]:
@@ -430,5 +510,8 @@ class AuditJoiner:
                 self.counts["timeout"] += 1
             out.append((event_record(event.lines), event.context))
         self._pending.clear()
+        self._head = None
         self.counts["events"] += len(out)
+        self.counts["records"] += self._records
+        self._records = 0
         return out
