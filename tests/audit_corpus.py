@@ -732,6 +732,155 @@ def _cases() -> list[Case]:
         ("auditd", audit("auditctl -l", container=None)),
         ("history", history("journalctl -u kubelet --since today")),
     )
+
+    # ------------------------------------------------ the daemon-line rules (older defaults)
+    def k8s_audit(stage: str, sub: str, user: str = "alice@example.com", verb: str = "create") -> str:
+        return (
+            '{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":'
+            f'"5f0c2e8a-2a51-4c7e-9d0b-6c3f3d1e9a11","stage":"{stage}","requestURI":'
+            f'"/api/v1/namespaces/app/pods/web-0/{sub}?command=sh&container=web&stdin=true&tty=true",'
+            f'"verb":"{verb}","user":{{"username":"{user}","groups":["system:authenticated"]}},'
+            '"sourceIPs":["10.0.0.5"],"userAgent":"kubectl/v1.31.0","objectRef":{"resource":"pods",'
+            f'"namespace":"app","name":"web-0","apiVersion":"v1","subresource":"{sub}"}},'
+            '"responseStatus":{"metadata":{},"code":101}}'
+        )
+
+    hit("container-exec",
+        ("containerd", containerd_exec("cat /etc/hostname", tty=False)),
+        ("CRI-O", crio_exec("env", tty=False)),
+        ("containerd", log("containerd", f'time="2026-12-06T13:23:20.1Z" level=debug msg="Exec for \\"{CID}\\" with command [python3 -c import os], tty false and stdin false"')))
+    miss("container-exec",
+         ("containerd probe", containerd_exec("cat /tmp/healthy", sync=True)),
+         ("containerd", log("containerd", f'time="2026-12-06T13:23:20.1Z" level=info msg="StartContainer for \\"{CID}\\" returns successfully"')),
+         ("CRI-O", log("crio", 'time="2026-12-06 13:23:20.1Z" level=info msg="Removed container 3d1b8a1c8e0f: app/web-0/web" id=5f0c2e8a name=/runtime.v1.RuntimeService/RemoveContainer')))
+    hit("docker-exec",
+        ("dockerd", log("dockerd", 'time="2026-12-06T13:23:20.120361207Z" level=debug msg="Calling POST /v1.45/containers/web/exec"')),
+        ("dockerd", log("dockerd", f'time="2026-12-06T13:23:20.2Z" level=debug msg="starting exec command 9f8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a49382716f5e4d3c2b1a09 in container {CID}"')),
+        ("docker", log("docker", 'time="2026-12-06T13:23:20.3Z" level=debug msg="Calling POST /v1.41/containers/3d1b8a1c8e0f/exec"')))
+    miss("docker-exec",
+         ("dockerd", log("dockerd", 'time="2026-12-06T13:23:20.1Z" level=debug msg="Calling GET /v1.45/containers/json"')),
+         ("dockerd", log("dockerd", 'time="2026-12-06T13:23:20.1Z" level=debug msg="Calling POST /v1.45/containers/web/start"')),
+         ("dockerd", log("dockerd", 'time="2026-12-06T13:23:20.1Z" level=info msg="ignoring event" container=3d1b8a1c8e0f module=libcontainerd namespace=moby topic=/tasks/delete')))
+    hit("kubectl-exec",
+        ("kube-apiserver audit", log("kube-apiserver-audit", k8s_audit("ResponseStarted", "exec"))),
+        ("kube-apiserver audit", log("kube-apiserver-audit", k8s_audit("ResponseComplete", "attach", user="system:serviceaccount:ci:deployer"))),
+        ("audit log file", {"message": k8s_audit("ResponseComplete", "exec", user="bob")}))
+    miss("kubectl-exec",
+         ("kube-apiserver audit", log("kube-apiserver-audit", k8s_audit("ResponseComplete", "log"))),
+         ("kube-apiserver audit", log("kube-apiserver-audit", k8s_audit("RequestReceived", "exec"))),
+         ("audit log file", {"message": k8s_audit("ResponseComplete", "portforward")}))
+    hit("container-shell-spawned",
+        ("falco", log("falco", "13:23:20.123456789: Notice A shell was spawned in a container with an attached terminal (evt_type=execve user=root user_uid=0 user_loginuid=-1 process=bash proc_exepath=/usr/bin/bash parent=runc command=bash terminal=34816 container_id=3d1b8a1c8e0f container_name=web)")),
+        ("falco", log("falco", "13:23:21.000000000: Notice A shell was spawned in a container with an attached terminal (user=root user_loginuid=-1 k8s.ns=app k8s.pod=web-0 container=3d1b8a1c8e0f shell=sh parent=runc cmdline=sh terminal=34816 container_id=3d1b8a1c8e0f image=nginx)")),
+        ("falco", log("falco", "13:23:22.000000000: Notice A shell was spawned in a container with an attached terminal (evt_type=execve user=www-data user_uid=33 process=dash command=sh -i terminal=34817 container_id=9f8e7d6c5b4a)")))
+    miss("container-shell-spawned",
+         ("falco", log("falco", "Falco initialized with configuration files: /etc/falco/falco.yaml")),
+         ("falco", log("falco", "13:23:20.1: Warning Sensitive file opened for reading by non-trusted program (file=/etc/shadow process=cat)")),
+         ("falco", log("falco", "13:23:20.1: Notice Unexpected connection to K8s API Server from container (connection=10.0.0.5:51514->10.96.0.1:443)")))
+    hit("container-package-manager",
+        ("apt (container stdout)", log("web", "Setting up curl (7.88.1-10+deb12u5) ...", container_id="3d1b8a1c8e0f", container_name="web")),
+        ("apk (container stdout)", log("web", "(1/4) Installing ca-certificates (20240226-r0)", container_id="3d1b8a1c8e0f", container_name="web")),
+        ("pip (container stdout)", log("web", "Successfully installed requests-2.32.3 urllib3-2.2.2", container_id="3d1b8a1c8e0f", container_name="web")))
+    miss("container-package-manager",
+         ("container stdout", log("web", "Setting up database connection pool (size 10)", container_id="3d1b8a1c8e0f", container_name="web")),
+         ("node apt (no container)", log("apt", "Setting up curl (7.88.1-10+deb12u5) ...")),
+         ("container stdout", log("web", "Installing signal handlers", container_id="3d1b8a1c8e0f", container_name="web")))
+    hit("package-manager-exec",
+        ("audisp-syslog", log("audisp-syslog", 'node=worker-1 type=EXECVE msg=audit(1796563400.413:2231): argc=4 a0="apt-get" a1="install" a2="-y" a3="netcat-openbsd"')),
+        ("audit", log("audit", 'type=EXECVE msg=audit(1796563400.414:2232): argc=3 a0="apk" a1="add" a2="socat"')),
+        ("kernel", log("kernel", 'audit: type=1309 audit(1796563400.415:2233): argc=3 a0="/usr/bin/pip" a1="install" a2="pyinstaller"')))
+    miss("package-manager-exec",
+         ("audisp-syslog", log("audisp-syslog", 'node=worker-1 type=EXECVE msg=audit(1796563400.413:2231): argc=2 a0="apt-cache" a1="policy"')),
+         ("audit", log("audit", 'type=EXECVE msg=audit(1796563400.414:2232): argc=2 a0="dpkg" a1="-l"')),
+         ("kernel", log("kernel", 'audit: type=1309 audit(1796563400.415:2233): argc=2 a0="pip" a1="list"')))
+    hit("sudo-command",
+        ("sudo", log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/cat /etc/shadow")),
+        ("sudo", log("sudo", "ansible : PWD=/home/ansible ; USER=root ; COMMAND=/bin/sh -c echo BECOME-SUCCESS-kq ; /usr/bin/python3")),
+        ("sudo", log("sudo", "    bob : TTY=pts/1 ; PWD=/srv ; USER=postgres ; COMMAND=/usr/bin/psql")))
+    miss("sudo-command",
+         ("sudo", log("sudo", "pam_unix(sudo:session): session closed for user root")),
+         ("sudo", log("sudo", "pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)")),
+         ("sudo", log("sudo", "   alice : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash")))
+    hit("sudo-failure",
+        ("sudo", log("sudo", "   alice : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash")),
+        ("sudo", log("sudo", "mallory : user NOT in sudoers ; TTY=pts/2 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh")),
+        ("sudo", log("sudo", "pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice")))
+    miss("sudo-failure",
+         ("sudo", log("sudo", "pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)")),
+         ("sudo", log("sudo", "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls")),
+         ("sudo", log("sudo", "pam_unix(sudo:auth): conversation failed")))
+    hit("su-session",
+        ("su", log("su", "pam_unix(su:session): session opened for user root(uid=0) by alice(uid=1000)")),
+        ("su-l", log("su-l", "pam_unix(su-l:session): session opened for user postgres(uid=108) by alice(uid=1000)")),
+        ("su", log("su", "pam_unix(su:session): session opened for user nobody by (uid=0)")))
+    miss("su-session",
+         ("su", log("su", "pam_unix(su:session): session closed for user root")),
+         ("su", log("su", "(to root) alice on pts/0")),
+         ("su-l", log("su-l", "pam_unix(su-l:auth): authentication failure; logname=alice uid=1000 euid=0 tty=pts/0 ruser=alice rhost=  user=root")))
+    hit("su-failure",
+        ("su", log("su", "pam_unix(su:auth): authentication failure; logname=alice uid=1000 euid=0 tty=pts/0 ruser=alice rhost=  user=root")),
+        ("su-l", log("su-l", "pam_unix(su-l:auth): authentication failure; logname=bob uid=1001 euid=0 tty=pts/1 ruser=bob rhost=  user=root")),
+        ("su", log("su", "FAILED SU (to root) alice on pts/0")))
+    miss("su-failure",
+         ("su", log("su", "pam_unix(su:session): session closed for user root")),
+         ("su", log("su", "(to root) alice on pts/0")),
+         ("su", log("su", "Successful su for root by alice")))
+    hit("ssh-root-login",
+        ("sshd", log("sshd", "Accepted publickey for root from 203.0.113.9 port 50122 ssh2: ED25519 SHA256:Jm8uQ3n0eWc0y7o9e0d1Zk2bq6S6e5k3QmX1x2y3z4A")),
+        ("sshd-session", log("sshd-session", "Accepted password for root from 198.51.100.7 port 40022 ssh2")),
+        ("sshd", log("sshd", "Accepted keyboard-interactive/pam for root from 203.0.113.50 port 51234 ssh2")))
+    miss("ssh-root-login",
+         ("sshd", log("sshd", "Accepted publickey for alice from 203.0.113.9 port 50122 ssh2: ED25519 SHA256:Jm8uQ3n0eWc0y7o9e0d1Zk2bq6S6e5k3QmX1x2y3z4A")),
+         ("sshd", log("sshd", "Failed password for root from 203.0.113.50 port 51234 ssh2")),
+         ("sshd-session", log("sshd-session", "pam_unix(sshd:session): session opened for user root(uid=0) by root(uid=0)")))
+    hit("ssh-login",
+        ("sshd", log("sshd", "Accepted publickey for ansible from 10.0.0.5 port 51514 ssh2: ED25519 SHA256:Jm8uQ3n0eWc0y7o9e0d1Zk2bq6S6e5k3QmX1x2y3z4A")),
+        ("sshd-session", log("sshd-session", "Accepted password for alice from 198.51.100.7 port 40022 ssh2")),
+        ("sshd", log("sshd", "Accepted gssapi-with-mic for bob from 10.0.0.6 port 40100 ssh2")))
+    miss("ssh-login",
+         ("sshd", log("sshd", "Disconnected from user alice 198.51.100.7 port 40022")),
+         ("sshd", log("sshd", "Connection closed by 203.0.113.50 port 51234 [preauth]")),
+         ("sshd-session", log("sshd-session", "Received disconnect from 10.0.0.5 port 51514:11: disconnected by user")))
+    hit("ssh-auth-failure",
+        ("sshd", log("sshd", "Failed password for invalid user admin from 203.0.113.50 port 51234 ssh2")),
+        ("sshd-session", log("sshd-session", "Failed publickey for root from 203.0.113.51 port 51235 ssh2: RSA SHA256:abc")),
+        ("sshd", log("sshd", "Failed password for alice from 198.51.100.7 port 40022 ssh2")))
+    miss("ssh-auth-failure",
+         ("sshd", log("sshd", "Connection closed by 203.0.113.50 port 51234 [preauth]")),
+         ("sshd", log("sshd", "error: maximum authentication attempts exceeded for root from 203.0.113.50 port 51234 ssh2 [preauth]")),
+         ("sshd-session", log("sshd-session", "Accepted password for alice from 198.51.100.7 port 40022 ssh2")))
+    hit("ssh-invalid-user",
+        ("sshd", log("sshd", "Invalid user admin from 203.0.113.50 port 51234")),
+        ("sshd-session", log("sshd-session", "Invalid user oracle from 203.0.113.52 port 40110")),
+        ("sshd", log("sshd", "Invalid user  from 203.0.113.53 port 40111")))
+    miss("ssh-invalid-user",
+         ("sshd", log("sshd", "Connection closed by invalid user admin 203.0.113.50 port 51234 [preauth]")),
+         ("sshd", log("sshd", "Disconnected from invalid user admin 203.0.113.50 port 51234 [preauth]")),
+         ("sshd", log("sshd", "input_userauth_request: invalid user admin [preauth]")))
+    hit("sensitive-file-access",
+        ("audit", log("audit", 'type=PATH msg=audit(1796563400.413:2232): item=0 name="/var/run/secrets/kubernetes.io/serviceaccount/..2026_12_06_13_00_00.1234/token" inode=393377 dev=00:2f mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL')),
+        ("audisp-syslog", log("audisp-syslog", 'node=worker-1 type=PATH msg=audit(1796563400.414:2233): item=0 name="/etc/shadow" inode=1 dev=08:01 mode=0100640 ouid=0 ogid=42 rdev=00:00 nametype=NORMAL')),
+        ("kernel", log("kernel", 'audit: type=1302 audit(1796563400.415:2234): item=0 name="/root/.ssh/id_rsa" inode=2 dev=08:01 mode=0100600 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL')))
+    miss("sensitive-file-access",
+         ("audit", log("audit", 'type=PATH msg=audit(1796563400.413:2232): item=0 name="/etc/passwd" inode=393377 dev=08:01 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL')),
+         ("audisp-syslog", log("audisp-syslog", 'node=worker-1 type=PATH msg=audit(1796563400.414:2233): item=0 name="/var/run/secrets/kubernetes.io/serviceaccount/namespace" inode=1 dev=00:2f nametype=NORMAL')),
+         ("kernel", log("kernel", 'audit: type=1302 audit(1796563400.415:2234): item=0 name="/etc/shadow.conf" inode=2 dev=08:01 nametype=NORMAL')))
+    hit("user-group-change",
+        ("useradd", log("useradd", "new user: name=mallory, UID=1001, GID=1001, home=/home/mallory, shell=/bin/bash, from=/dev/pts/0")),
+        ("usermod", log("usermod", "add 'mallory' to group 'sudo'")),
+        ("passwd", log("passwd", "pam_unix(passwd:chauthtok): password changed for root")))
+    miss("user-group-change",
+         ("passwd", log("passwd", "pam_unix(passwd:chauthtok): authentication failure; logname= uid=1000 euid=0 tty=pts/0 ruser= rhost=  user=alice")),
+         ("chpasswd", log("chpasswd", "pam_unix(chpasswd:chauthtok): conversation failed")),
+         ("useradd", log("useradd", "pam_unix(useradd:auth): authentication failure; logname=alice uid=1000")))
+    hit("user-group-change-audit",
+        ("audit", log("audit", "type=ADD_USER msg=audit(1796563400.500:2240): pid=4242 uid=0 auid=1000 ses=3 subj=unconfined msg='op=adding user id=1001 exe=\"/usr/sbin/useradd\" hostname=worker-1 addr=? terminal=pts/0 res=success'")),
+        ("audisp-syslog", log("audisp-syslog", "node=worker-1 type=USER_MGMT msg=audit(1796563400.501:2241): pid=4243 uid=0 auid=1000 ses=3 msg='op=add-user-to-group grp=\"sudo\" acct=\"mallory\" exe=\"/usr/sbin/usermod\" hostname=worker-1 addr=? terminal=pts/0 res=success'")),
+        ("auditd via imfile", log("audit", "type=USER_CHAUTHTOK msg=audit(1796563400.502:2242): pid=4244 uid=0 auid=1000 ses=3 msg='op=PAM:chauthtok acct=\"root\" exe=\"/usr/bin/passwd\" hostname=worker-1 addr=? terminal=pts/0 res=success'")))
+    miss("user-group-change-audit",
+         ("audit", log("audit", "type=USER_LOGIN msg=audit(1796563400.500:2241): pid=4242 uid=0 auid=1000 ses=3 msg='op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=10.0.0.5 addr=10.0.0.5 terminal=/dev/pts/0 res=success'")),
+         ("audisp-syslog", log("audisp-syslog", "node=worker-1 type=USER_ACCT msg=audit(1796563400.501:2242): pid=4245 uid=0 auid=1001 ses=9 msg='op=PAM:accounting grantors=pam_permit acct=\"ansible\" exe=\"/usr/sbin/sshd\" hostname=10.0.0.5 addr=10.0.0.5 terminal=ssh res=success'")),
+         ("audit", log("audit", "type=USER_CMD msg=audit(1796563400.502:2243): pid=5000 uid=1000 auid=1000 ses=3 msg='cwd=\"/home/alice\" cmd=7573657261646420 exe=\"/usr/bin/sudo\" terminal=pts/0 res=success'")))
     return cases
 
 

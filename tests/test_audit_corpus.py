@@ -70,9 +70,13 @@ SINGLE_SOURCE = {
     "user-management-audit-event",
     "container-exec-shell",
     "sudo-root-shell",
+    "sudo-command",
+    "sudo-failure",
+    "container-shell-spawned",
 }
 """Rules that only one kind of source can show (auditd events of container processes, the
-runtime's exec lines); their positives come from different runtimes or forwarding paths."""
+runtime's exec lines, sudo's and Falco's own lines); their positives come from different
+runtimes, forwarding paths or message shapes."""
 
 
 def test_every_rule_is_in_a_category() -> None:
