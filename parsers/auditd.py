@@ -392,9 +392,12 @@ def _standalone(kind: str) -> bool:
 
 
 class _Event:
-    __slots__ = ("context", "done", "epoch", "lines", "since", "size")
+    __slots__ = ("context", "done", "epoch", "lines", "since", "size", "source")
 
-    def __init__(self, line: AuditLine, since: float, context: Any) -> None:
+    def __init__(
+        self, line: AuditLine, since: float, context: Any, source: tuple[Hashable, str | None]
+    ) -> None:
+        self.source = source
         self.lines = [line]
         self.size = len(line.body)
         self.since = since
@@ -425,7 +428,10 @@ class AuditJoiner:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self._pending: OrderedDict[tuple[Hashable, str | None, int], _Event] = OrderedDict()
-        self._newest = 0
+        self._newest: dict[tuple[Hashable, str | None], int] = {}
+        """The latest event time (seconds) seen per source (stream and node): an event is over
+        once its own source has moved on by ``timeout``. Per source, because sources' clocks
+        differ (a node behind another must not have its events cut record by record)."""
         self._head: _Event | None = None
         """The oldest waiting event (the first of ``_pending``)."""
         self._records = 0
@@ -454,7 +460,7 @@ class AuditJoiner:
         if event is None:
             if line.type == "EOE":  # the end marker of an event already released: no data
                 return self._release(now)
-            event = pending[key] = _Event(line, now, context)
+            event = pending[key] = _Event(line, now, context, (stream, line.node))
             if self._head is None:
                 self._head = event
         elif len(event.lines) >= self.max_records or event.size + len(line.body) > self.max_bytes:
@@ -464,14 +470,18 @@ class AuditJoiner:
             event.size += len(line.body)
             if line.type in _ENDS:
                 event.done = True
-        if line.sec > self._newest:
-            self._newest = line.sec
+        source = (stream, line.node)
+        newest = self._newest.get(source, 0)
+        if line.sec > newest:
+            if len(self._newest) >= 4 * self.max_events and source not in self._newest:
+                self._newest.clear()
+            self._newest[source] = newest = line.sec
         head = self._head
         if (
             head is not None
             and not head.done
             and now - head.since < self.timeout
-            and self._newest - head.epoch <= self.timeout
+            and self._newest.get(head.source, 0) - head.epoch <= self.timeout
             and len(pending) <= self.max_events
         ):
             return []  # the usual case between an event's first and last record
@@ -486,7 +496,10 @@ class AuditJoiner:
             if not event.done:
                 if len(pending) > self.max_events:
                     counts["evicted"] += 1
-                elif now - event.since >= self.timeout or self._newest - event.epoch > self.timeout:
+                elif (
+                    now - event.since >= self.timeout
+                    or self._newest.get(event.source, 0) - event.epoch > self.timeout
+                ):
                     counts["timeout"] += 1
                 else:
                     break

@@ -170,6 +170,17 @@ def test_a_much_later_event_time_closes_older_events() -> None:
     assert joiner.counts["timeout"] == 1
 
 
+def test_a_node_whose_clock_is_behind_another_is_not_cut_record_by_record() -> None:
+    """Event time moves on per source: node b, 100 s behind node a, has its events joined."""
+    ahead = ["node=a " + line for line in EXEC_CAT]  # 1796563400
+    behind = ["node=b " + line for line in EXEC_LONG]  # 1796563300
+    out = join([*ahead, *behind])
+    assert [(r["auditd"]["node"], len(r["auditd"]["records"])) for r in out] == [
+        ("a", 5),
+        ("b", 9),
+    ]
+
+
 def test_bounds_evict_and_truncate_with_counters() -> None:
     joiner = AuditJoiner(max_events=2, max_records=3)
     lines = [f"type=SYSCALL msg=audit(1796563400.005:{n}): pid={n}" for n in range(5)]
