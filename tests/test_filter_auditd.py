@@ -114,6 +114,18 @@ def test_through_the_chain_with_the_audit_filter_after_it() -> None:
     assert tag == "syslog" and event["message"] == "cat /etc/shadow"
 
 
+def test_a_batch_without_audit_lines_is_returned_as_is_and_times_are_kept() -> None:
+    """The agent reuses the parser's event times when no filter may change ``time`` and a
+    filter hands back the list it was given; the auditd filter runs on the whole syslog
+    stream, so it must not cost that for the lines it does not touch."""
+    f = auditd()
+    records = [{"message": "hello"}, {"message": "type=nothing"}]
+    ((tag, out),) = f.process("syslog", records)
+    assert tag == "syslog" and out is records
+    filters, _ = chain({"type": "auditd", "containers": False}, {"type": "audit"})
+    assert filters.keeps("time")
+
+
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match=r"timeout: must be positive"):
         make("auditd", timeout=0)
