@@ -92,22 +92,33 @@ class AuditdFilter(Filter):
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         now = self.clock()
         joiner = self.joiner
-        passed: list[Record] = []
+        passed: list[Record] | None = None
+        """The records that pass through, once one was consumed (until then: all so far)."""
         released: list[tuple[Record, Any]] = []
-        for record in records:
-            text = self._line(record)
-            line = parse_line(text) if text.__class__ is str else None
+        line_of = self._line
+        for index, record in enumerate(records):
+            text = line_of(record)
+            # Most records on a syslog stream are not audit lines: one `in` rules them out.
+            line = parse_line(text) if text.__class__ is str and "type=" in text else None
             if line is None:
-                passed.append(record)
+                if passed is not None:
+                    passed.append(record)
                 continue
+            if passed is None:
+                passed = records[:index]
             host = record.get("host")
             released.extend(joiner.add(line, now, (tag, host), (tag, host)))
-        out = self._finish(released)
-        if len(passed) == len(records):
+        out = self._finish(released) if released else self._report_only()
+        if passed is None:
             out.insert(0, (tag, records))  # nothing consumed: the list itself, not a copy
         elif passed:
             out.insert(0, (tag, passed))
         return out
+
+    def _report_only(self) -> list[Batch]:
+        if self.joiner.counts != self._reported:
+            self._report()
+        return []
 
     def flush(self, now: float) -> list[Batch]:
         return self._finish(self.joiner.flush(now))
