@@ -1,8 +1,9 @@
-"""Audit lines through the real agent process, as audisp-syslog hands them to syslog: ``logger``
-sends them (tag ``audisp-syslog``, with a long EXECVE record) to the syslog input over TCP; the
-``auditd`` filter joins each event, finds the container of its process in a /proc tree, and the
-``audit`` rules mark it. An event whose end record never comes is sent out by the agent's
-periodic flush after ``timeout``, counted."""
+"""Audit lines through the real agent process: as audisp-syslog hands them to syslog (``logger``
+sends them, tag ``audisp-syslog``, with long EXECVE records, to the syslog input over TCP), and
+as a real rsyslog forwards audit.log read by imfile. The ``auditd`` filter joins each event,
+finds the container of its process in a /proc tree, and the ``audit`` rules mark it. An event
+whose end record never comes is sent out by the agent's periodic flush after ``timeout``,
+counted."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from bench.harness import AgentProcess
 from tests.auditd_lines import EXEC_CAT, EXEC_LONG, LONG
 from tests.conftest import free_port, read_ndjson, wait_for
+from tests.peers.rsyslog import Rsyslog
+from tests.peers.rsyslog import available as rsyslog_available
 from tests.test_filter_auditd import CGROUPS, CID, fake_proc
 
 pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="logger is needed")
@@ -104,3 +107,42 @@ def test_forwarded_audit_lines_become_marked_events_with_their_container(
     ) + 1
     assert agent.metric("filter_auditd_incomplete_events_total", name="join", reason="timeout") == 1
     assert agent.metric("filter_auditd_attribution_total", name="join", result="ppid") == 1
+
+
+@pytest.mark.rsyslog
+@pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd and logger are needed")
+def test_rsyslog_imfile_forwards_audit_log_lines_to_the_agent(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """A node without the audisp plugin: rsyslog's imfile reads audit.log (tag ``audit``) and
+    omfwd sends every line over TCP to the agent, which joins them into events."""
+    fake_proc(tmp_path / "proc", 4100, CGROUPS["crio-v2"])  # cat's parent shell
+    audit_log = tmp_path / "audit.log"
+    audit_log.write_text("")
+    port = free_port()
+    agent = start_agent(_config(tmp_path, port))
+    forward = f"""
+module(load="imfile" mode="polling" PollingInterval="1")
+input(type="imfile" File="{audit_log}" Tag="audit:" Facility="local6" Severity="info")
+local6.* action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
+                TCP_Framing="octet-counted")
+"""
+    with Rsyslog(tmp_path, forward):
+        with audit_log.open("a") as log:  # as auditd appends: in time order
+            for line in [*EXEC_LONG, *EXEC_CAT]:
+                log.write(line + "\n")
+        wait_for(lambda: '"serial":120' in _text(tmp_path / "node.ndjson"), timeout=30)
+    node: list[dict[str, Any]] = read_ndjson(tmp_path / "node.ndjson")
+    by_serial = {r["auditd"]["serial"]: r for r in node if "auditd" in r}
+    assert sorted(by_serial) == [47, 120]
+    assert by_serial[47]["auditd"]["argv"] == ["/bin/echo", "hello", "a b", LONG, "é"]
+    assert by_serial[47]["auditd"]["records"].count("EXECVE") == 3
+    assert by_serial[120]["message"] == "cat /etc/shadow"
+    assert by_serial[120]["container_id"] == CID
+    assert agent.metric("filter_auditd_records_total", name="join") == len(EXEC_LONG) + len(
+        EXEC_CAT
+    )
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
