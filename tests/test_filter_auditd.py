@@ -101,6 +101,14 @@ def test_bounds_are_counted() -> None:
     assert metrics.get("filter_auditd_incomplete_events_total", reason="evicted") == 1
 
 
+def test_a_host_that_is_not_text_does_not_break_joining() -> None:
+    f = auditd()
+    out = run(f, [{"host": {"a": 1}, "message": line} for line in EXEC_CAT])
+    assert [(r["message"], "host" in r) for r in out] == [("cat /etc/shadow", False)]
+    out = run(f, [{"host": 7, "message": line} for line in EXEC_CAT])
+    assert out[0]["host"] == "7"
+
+
 def test_records_without_text_pass_through() -> None:
     f = auditd()
     records = [{"message": 5}, {"message": {"a": 1}}, {}, {"message": "type=x"}]

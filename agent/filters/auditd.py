@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.cgroups import ContainerResolver
-from agent.filters.common import make_getter, parse_path
+from agent.filters.common import as_text, make_getter, parse_path
 from outputs.base import Duration, Size
 from parsers.auditd import AuditJoiner, parse_line
 
@@ -107,6 +107,8 @@ class AuditdFilter(Filter):
             if passed is None:
                 passed = records[:index]
             host = record.get("host")
+            if host is not None and host.__class__ is not str:
+                host = as_text(host)  # a table or list names no host (and is not hashable)
             released.extend(joiner.add(line, now, (tag, host), (tag, host)))
         out = self._finish(released) if released else self._report_only()
         if passed is None:
