@@ -35,7 +35,6 @@ _HEADER = re.compile(
     r"type=(?P<type>[A-Za-z0-9_]+) (?:msg=)?audit\("
     r"(?P<sec>\d{1,12})\.(?P<ms>\d{1,9}):(?P<serial>\d{1,20})\):?"
 )
-_KIND = re.compile(r"[A-Za-z0-9_]+")
 _NODE = re.compile(r"node=(\S+) $")
 _PAIR = re.compile(r"([^\s=\x1d]+)=(\"[^\"]*\"?|'[^']*'?|[^\s\x1d]*)")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
@@ -125,7 +124,8 @@ def parse_line(line: str) -> AuditLine | None:
                 and serial.isdigit()
                 and len(sec) <= 12
                 and len(serial) <= 20
-                and _KIND.fullmatch(kind) is not None
+                and kind.isascii()
+                and (kind.isidentifier() or kind.isdigit())
             ):
                 if kind[0].isdigit():
                     kind = NUMERIC_TYPES.get(kind, kind)
