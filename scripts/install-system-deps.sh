@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside Python: rsyslog with RELP (a real peer for the inputs),
-# logger (util-linux), logrotate (the tail input's rotation tests), and resolves the OpenSearch jars for the Elasticsearch output's tests.
+# logger (util-linux), logrotate (the tail input's rotation tests), auditd (the kernel audit tests),
+# and resolves the OpenSearch jars for the Elasticsearch output's tests.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ compgen -G "/usr/lib/*/rsyslog/omrelp.so" >/dev/null || compgen -G "/usr/lib/rsy
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 # the tail input's rotation tests run Debian's real logrotate (create and copytruncate)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
+# auditd and auditctl: the kernel audit tests run the real daemon with test-scoped exec rules.
+command -v auditd >/dev/null 2>&1 || need+=(auditd)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agent.filters.audit import AuditFilter, default_rules_text, load_rules_text
+from tests.audit_corpus import CASES as CORPUS
 from tests.filter_helpers import Clock, make_audit
 
 
@@ -256,6 +257,7 @@ def test_default_rule_fires_and_near_miss_does_not(
 def test_every_default_rule_has_a_case() -> None:
     ids = {rule.id for rule in load_rules_text(default_rules_text(), "defaults")}
     covered = {case[0] for case in CASES} | {"ssh-auth-failure-burst"}
+    covered |= {case.rule for case in CORPUS}  # the command-level rules: tests/audit_corpus.py
     assert ids == covered
 
 

@@ -48,10 +48,21 @@ CONFIGS: list[dict[str, Any]] = [
     {"type": "multiline", "start_pattern": "^[A-Z]", "key": "l_message"},
     {"type": "python", "function": "builtins:list"},
     {"type": "audit", "keep_original": False},
+    {"type": "auditd", "key": "msg", "proc_root": "/nonexistent", "max_events": 2},
 ]
 
+AUDIT_LINES = st.sampled_from(
+    ["type=SYSCALL msg=audit(1796563400.005:1): pid=1 ppid=2 syscall=59 arch=c000003e",
+     'type=EXECVE msg=audit(1796563400.005:1): argc=2 a0="x" a1_len=4 a1[0]=6869',
+     "type=PROCTITLE msg=audit(1796563400.005:1): proctitle=6869", "type=USER_CMD msg=audit(1:2):"]
+)  # fmt: skip
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | AUDIT_LINES,
     lambda children: (
         st.lists(children, max_size=3)
         | st.dictionaries(st.sampled_from(["x", "y", "a.b", "m"]), children, max_size=3)

@@ -861,3 +861,18 @@ def test_log_components_render_validate_and_change_only_their_part(component: st
         assert agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert agent["securityContext"]["allowPrivilegeEscalation"] is False
         assert agent["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_agent_joins_audit_events_and_sees_host_processes(target: str) -> None:
+    """The auditd filter runs before the audit rules on the syslog stream (audisp-syslog's
+    lines arrive there), and the pod shares the host's PID namespace so that the filter can
+    read the cgroup of the process an audit record names; the agent stays unprivileged."""
+    pod = agent_daemonset(target)["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+    assert container(pod, "agent")["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    filters = tomllib.loads(agent_toml(target))["filters"]
+    kinds = [f["type"] for f in filters]
+    assert kinds.index("auditd") < kinds.index("audit")
+    assert filters[kinds.index("auditd")]["match"] == "syslog"

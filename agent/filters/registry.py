@@ -7,6 +7,7 @@ the chain builds filters from the classes.
 from __future__ import annotations
 
 from agent.filters.audit import AuditConfig, AuditFilter
+from agent.filters.auditd import AuditdConfig, AuditdFilter
 from agent.filters.base import Filter, FilterConfig
 from agent.filters.grep import GrepConfig, GrepFilter
 from agent.filters.modify import ModifyConfig, ModifyFilter
@@ -29,6 +30,7 @@ FILTER_TYPES: dict[str, tuple[type[FilterConfig], type[Filter]]] = {
     "multiline": (MultilineConfig, MultilineFilter),
     "python": (PythonConfig, PythonFilter),
     "audit": (AuditConfig, AuditFilter),
+    "auditd": (AuditdConfig, AuditdFilter),
 }
 
 

@@ -1,0 +1,530 @@
+"""Linux audit records: parse ``type=... msg=audit(<epoch>:<serial>): key=value ...`` lines and
+join the records of one event into one record.
+
+The kernel writes an event as several records sharing ``audit(<epoch>:<serial>)``: a ``SYSCALL``,
+then ``EXECVE`` (the argv; a long argument is split into ``a1_len=N a1[0]=... a1[1]=...`` pieces
+that may span several ``EXECVE`` records), ``CWD``, ``PATH`` (one per file), ``PROCTITLE`` and,
+on the netlink socket, ``EOE``. auditd does not write ``EOE`` to its log, so an event is complete
+at ``EOE``, at ``PROCTITLE`` (the kernel logs it last), at a record of a type that stands alone
+(``USER_*``, ``CRED_*``, ``DAEMON_*``, ``ANOM_*``, ...), or when it has waited ``timeout``
+seconds, or when a line of a later event arrives more than ``timeout`` seconds later in event
+time (a file read from its start). Records of several events may interleave; events come out in
+the order their first record arrived.
+
+Lines are accepted as auditd writes them (``type=SYSCALL msg=audit(...)``), with the ``node=``
+prefix of a multi-host setup, after any syslog header (as audisp-syslog and rsyslog forward
+them), and as the kernel prints them when no auditd runs (``audit: type=1300 audit(...)``).
+Unquoted values of the fields the kernel hex-encodes (argv, proctitle, comm, exe, cwd, name,
+key, cmd) are decoded; the names that ``log_format = ENRICHED`` appends after a ``0x1d``
+character (``AUID="alice"``, ``SYSCALL=execve``) are kept under ``auditd.names``.
+
+Pure: no I/O, never imports ``agent``; nothing here raises for any input.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+__all__ = ["AuditJoiner", "AuditLine", "event_record", "parse_fields", "parse_line"]
+
+_HEADER = re.compile(
+    r"type=(?P<type>[A-Za-z0-9_]+) (?:msg=)?audit\("
+    r"(?P<sec>\d{1,12})\.(?P<ms>\d{1,9}):(?P<serial>\d{1,20})\):?"
+)
+_NODE = re.compile(r"node=(\S+) $")
+_PAIR = re.compile(r"([^\s=\x1d]+)=(\"[^\"]*\"?|'[^']*'?|[^\s\x1d]*)")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_ARG_PIECE = re.compile(r"a(\d+)\[(\d+)\]")
+_CWD = re.compile(r"(?:^|\s)cwd=(\"[^\"]*\"?|[^\s\x1d]+)")
+_NAME = re.compile(r"(?:^|\s)name=(\"[^\"]*\"?|[^\s\x1d]+)")
+_PROCTITLE = re.compile(r"(?:^|\s)proctitle=(\"[^\"]*\"?|[^\s\x1d]+)")
+_SYSCALL_FIELDS = re.compile(
+    r"arch=(?P<arch>\S+) syscall=(?P<syscall>\d+) (?:success=(?P<success>\S+) "
+    r"exit=(?P<exit>\S+) )?(?:a\d=\S+ )*items=\d+ ppid=(?P<ppid>\d+) pid=(?P<pid>\d+) "
+    r"auid=(?P<auid>\d+) uid=(?P<uid>\d+) gid=\d+ euid=(?P<euid>\d+) suid=\d+ fsuid=\d+ "
+    r"egid=\d+ sgid=\d+ fsgid=\d+ tty=(?P<tty>\S+) ses=(?P<ses>\d+) comm=(?P<comm>\S+) "
+    r"exe=(?P<exe>\S+)(?: subj=\S+)? key=(?P<key>\S+)$"
+)
+"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split."""
+_DETAILED = frozenset(("CONFIG_CHANGE", "LOGIN"))
+"""Kernel records besides SYSCALL whose fields are kept (what a rule change or login was)."""
+
+HEX_FIELDS = frozenset(
+    ("proctitle", "comm", "exe", "cwd", "name", "key", "cmd", "path", "data", "old", "new")
+)
+"""Fields whose unquoted values the kernel (or a PAM message) hex-encodes."""
+
+NUMERIC_TYPES = {
+    "1006": "LOGIN", "1100": "USER_AUTH", "1101": "USER_ACCT", "1102": "USER_MGMT",
+    "1103": "CRED_ACQ", "1104": "CRED_DISP", "1105": "USER_START", "1106": "USER_END",
+    "1112": "USER_LOGIN", "1113": "USER_LOGOUT", "1114": "ADD_USER", "1115": "DEL_USER",
+    "1116": "ADD_GROUP", "1117": "DEL_GROUP", "1123": "USER_CMD", "1124": "USER_TTY",
+    "1119": "CHGRP_ID", "1125": "CHUSER_ID", "1130": "SERVICE_START", "1131": "SERVICE_STOP",
+    "1300": "SYSCALL", "1302": "PATH", "1305": "CONFIG_CHANGE", "1306": "SOCKADDR",
+    "1307": "CWD", "1309": "EXECVE", "1320": "EOE", "1327": "PROCTITLE",
+}  # fmt: skip
+"""The kernel's record type numbers (as printed with no auditd running) that matter here."""
+
+_STANDALONE_PREFIXES = (
+    "USER_", "CRED_", "DAEMON_", "ANOM_", "ADD_", "DEL_", "GRP_", "ACCT_", "CHUSER_", "CHGRP_",
+    "SERVICE_", "SYSTEM_", "ROLE_", "LABEL_", "RESP_", "CRYPTO_", "VIRT_", "AVC_PATH",
+)  # fmt: skip
+"""Record types that user space (PAM, shadow utils, systemd, auditd) sends as one-record events."""
+
+_ENDS = frozenset(("EOE", "PROCTITLE"))
+
+_SYSCALLS = {
+    ("c000003e", "59"): "execve", ("c000003e", "322"): "execveat",
+    ("c00000b7", "221"): "execve", ("c00000b7", "281"): "execveat",
+    ("40000003", "11"): "execve", ("40000003", "358"): "execveat",
+}  # fmt: skip
+"""(arch, number) -> name for the exec calls, when the log is not ENRICHED."""
+
+_INT_FIELDS = ("exit", "pid", "ppid", "uid", "auid", "euid", "ses")
+_USER_FIELDS = ("op", "acct", "res", "terminal", "hostname", "addr", "cmd", "grantors", "id", "cwd")
+"""Fields of user-space records (PAM, sudo, shadow utils) kept on the event."""
+
+
+class AuditLine:
+    """One record: its header and the text after it (fields are parsed on demand)."""
+
+    __slots__ = ("body", "ms", "node", "sec", "serial", "type")
+
+    def __init__(self, node: str | None, type: str, sec: int, ms: str, serial: int, body: str):
+        self.node = node
+        self.type = type
+        self.sec = sec
+        self.ms = ms
+        self.serial = serial
+        self.body = body
+
+
+def parse_line(line: str) -> AuditLine | None:
+    """The record in ``line``, or None when it holds no audit header. Any text before the
+    header (a syslog header, ``audit: ``) is skipped; a ``node=`` just before it is kept."""
+    if line[:5] == "type=":
+        # auditd's own lines (audit.log, a raw tail): plain string operations, no regex.
+        end = line.find(" msg=audit(", 5)
+        close = line.find("): ", end) if end > 5 else -1
+        if close > 0:
+            kind = line[5:end]
+            stamp = line[end + 11 : close]
+            sec, dot, rest = stamp.partition(".")
+            ms, colon, serial = rest.partition(":")
+            if (
+                dot
+                and colon
+                and stamp.isascii()
+                and sec.isdigit()
+                and ms.isdigit()
+                and serial.isdigit()
+                and len(sec) <= 12
+                and len(serial) <= 20
+                and kind.isascii()
+                and (kind.isidentifier() or kind.isdigit())
+            ):
+                if kind[0].isdigit():
+                    kind = NUMERIC_TYPES.get(kind, kind)
+                return AuditLine(
+                    None, kind, int(sec), ms[:3].ljust(3, "0"), int(serial), line[close + 3 :]
+                )
+    start = line.find("type=")
+    if start < 0:
+        return None
+    match = _HEADER.match(line, start)
+    if match is None:
+        # ``type=`` inside a syslog header or an earlier field: try the next one, once.
+        start = line.find("type=", start + 5)
+        if start < 0 or (match := _HEADER.match(line, start)) is None:
+            return None
+    node = None
+    if start >= 6:
+        found = _NODE.search(line, max(0, start - 300), start)
+        if found is not None:
+            node = found.group(1)
+    kind = match.group("type")
+    if kind[0].isdigit():
+        kind = NUMERIC_TYPES.get(kind, kind)
+    body = line[match.end() :]
+    if body[:1] == " ":
+        body = body[1:]
+    return AuditLine(
+        node, kind, int(match.group("sec")), match.group("ms")[:3].ljust(3, "0"),
+        int(match.group("serial")), body,
+    )  # fmt: skip
+
+
+def _decode_hex(value: str) -> str:
+    return bytes.fromhex(value).decode("utf-8", "replace")
+
+
+def _value(key: str, raw: str) -> str:
+    first = raw[:1]
+    if first == '"':
+        return raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+    if first == "'":
+        return raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
+    if key in HEX_FIELDS and raw and _HEX.fullmatch(raw) is not None:
+        return _decode_hex(raw)
+    return raw
+
+
+def parse_fields(body: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``key=value`` fields of a record's body (quotes removed, hex decoded) and the
+    enriched names after ``0x1d`` (keys lower-cased). A user-space record's ``msg='...'`` is
+    opened: its fields join the others (an inner field does not replace an outer one)."""
+    names: dict[str, str] = {}
+    sep = body.find("\x1d")
+    if sep >= 0:
+        for key, raw in _PAIR.findall(body, sep + 1):
+            names[key.lower()] = _value("", raw)
+        body = body[:sep]
+    fields: dict[str, str] = {}
+    for key, raw in _PAIR.findall(body):
+        if key == "msg" and raw[:1] == "'":
+            for inner_key, inner_raw in _PAIR.findall(raw.strip("'")):
+                fields.setdefault(inner_key, _value(inner_key, inner_raw))
+            continue
+        fields[key] = _value(key, raw)
+    return fields, names
+
+
+def _split_fields(body: str) -> dict[str, str]:
+    """A kernel record's fields as written (values still quoted or hex): the kernel hex-encodes
+    any value with a space, so splitting at spaces is exact."""
+    fields: dict[str, str] = {}
+    for token in body.split(" "):
+        key, eq, raw = token.partition("=")
+        if eq:
+            fields[key] = raw
+    return fields
+
+
+def _argv(execve: list[str]) -> list[str]:
+    """Arguments from the bodies of one event's EXECVE records (quoted, hex, or split into
+    ``aN[k]`` hex pieces that may span records)."""
+    args: dict[int, str] = {}
+    pieces: dict[int, dict[int, str]] = {}
+    argc = -1
+    for body in execve:
+        for key, raw in _PAIR.findall(body):
+            if key[:1] != "a":
+                continue
+            if key == "argc":
+                argc = int(raw) if raw.isdigit() else argc
+                continue
+            index = key[1:]
+            if index.isdigit():
+                if raw[:1] == '"':
+                    args[int(index)] = raw[1:-1] if len(raw) > 1 and raw[-1] == '"' else raw[1:]
+                elif raw == "(null)":
+                    args[int(index)] = ""
+                elif _HEX.fullmatch(raw) is not None:
+                    args[int(index)] = _decode_hex(raw)
+                else:
+                    args[int(index)] = raw
+                continue
+            piece = _ARG_PIECE.fullmatch(key)
+            if piece is not None:
+                value = raw.strip('"')
+                pieces.setdefault(int(piece.group(1)), {})[int(piece.group(2))] = value
+    for index, parts in pieces.items():
+        hexed = "".join(parts[k] for k in sorted(parts))
+        try:
+            args[index] = _decode_hex(hexed)
+        except ValueError:
+            args[index] = hexed
+    if not args:
+        return []
+    count = max(args) + 1 if argc < 0 else min(argc, max(args) + 1)
+    return [args.get(i, "") for i in range(count)]
+
+
+_SECOND_TEXT: dict[int, str] = {}
+
+
+def _time_text(sec: int, ms: str) -> str:
+    prefix = _SECOND_TEXT.get(sec)
+    if prefix is None:
+        try:
+            parts = time.gmtime(sec)
+            if not 1 <= parts.tm_year <= 9999:
+                raise OverflowError(sec)
+            prefix = (
+                f"{parts.tm_year:04d}-{parts.tm_mon:02d}-{parts.tm_mday:02d}"
+                f"T{parts.tm_hour:02d}:{parts.tm_min:02d}:{parts.tm_sec:02d}"
+            )
+        except (OverflowError, ValueError, OSError):
+            prefix = "1970-01-01T00:00:00"
+        if len(_SECOND_TEXT) > 4096:
+            _SECOND_TEXT.clear()
+        _SECOND_TEXT[sec] = prefix
+    return f"{prefix}.{ms}Z"
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip('"'))
+    except ValueError:
+        return None
+
+
+def event_record(lines: list[AuditLine]) -> dict[str, Any]:
+    """One record for the lines of one event (same node and serial, in arrival order):
+    ``time``, ``message`` and ``auditd.{type, serial, syscall, success, exit, pid, ppid, uid,
+    auid, euid, ses, tty, comm, exe, argv, cwd, key, paths, proctitle, names, records, node}``.
+
+    ``argv`` is the exec'd command line (EXECVE), or for any other syscall the process's own
+    (PROCTITLE); a failed exec has none (its PATH records name what it tried to run)."""
+    first = lines[0]
+    info: dict[str, Any] = {"type": first.type, "serial": first.serial}
+    execve: list[str] = []
+    paths: list[str] = []
+    names: dict[str, str] = {}
+    proctitle: str | None = None
+    types: list[str] = []
+    main: dict[str, str] | None = None
+    for line in lines:
+        kind = line.type
+        types.append(kind)
+        body = line.body
+        if kind == "EXECVE":
+            execve.append(body)
+        elif kind == "SYSCALL":
+            # The fields as written (a C-speed findall); only the few shown are decoded below.
+            sep = body.find("\x1d")
+            if sep >= 0:
+                names = {
+                    key.lower(): raw[1:-1] if raw[:1] == '"' else raw
+                    for key, raw in _PAIR.findall(body, sep + 1)
+                } | names
+                body = body[:sep]
+            known = _SYSCALL_FIELDS.match(body)
+            main = known.groupdict() if known is not None else _split_fields(body)
+            info["type"] = "SYSCALL"
+        elif kind == "CWD":
+            found = _CWD.search(body)
+            if found is not None:
+                info["cwd"] = _value("cwd", found.group(1))
+        elif kind == "PATH":
+            found = _NAME.search(body)
+            if found is not None and found.group(1) != "(null)":
+                paths.append(_value("name", found.group(1)))
+        elif kind == "PROCTITLE":
+            found = _PROCTITLE.search(body)
+            if found is not None:
+                proctitle = _value("proctitle", found.group(1))
+        elif kind != "EOE" and (main is None or _standalone(kind) or kind in _DETAILED):
+            # User-space records (and a few kernel ones) carry what the event is about.
+            fields, enriched = parse_fields(body)
+            for key, value in enriched.items():
+                names.setdefault(key, value)
+            if main is None:
+                main = {key: f'"{value}"' for key, value in fields.items()}
+            for key in _USER_FIELDS:
+                if key in fields and key not in info:
+                    info[key] = fields[key]
+    if main is not None:
+        syscall = main.get("syscall")
+        if syscall is not None:
+            info["syscall"] = names.get("syscall") or _SYSCALLS.get(
+                (main.get("arch", ""), syscall), syscall
+            )
+        success = main.get("success")
+        if success is not None:
+            info["success"] = success == "yes"
+        elif "res" in main:
+            info["success"] = main["res"].strip('"') in ("success", "1")
+        for key in _INT_FIELDS:
+            number = _int(main.get(key))
+            if number is not None:
+                info[key] = number
+        for key in ("tty", "comm", "exe"):
+            text = main.get(key)
+            if text is not None:
+                info[key] = _value(key, text)
+        rule_key = main.get("key")
+        if rule_key is not None and rule_key != "(null)":
+            info["key"] = _value("key", rule_key).replace("\x01", ",")
+    argv = _argv(execve) if execve else []
+    if proctitle:
+        title = proctitle.split("\x00")
+        while title and not title[-1]:
+            title.pop()
+        info["proctitle"] = " ".join(title)
+        # The running process's command line: the argv of any syscall but a failed exec
+        # (which has no EXECVE record, and whose process still runs the old program).
+        if not argv and not info.get("syscall", "").startswith("execve"):
+            argv = title
+    if argv:
+        info["argv"] = argv
+    if paths:
+        info["paths"] = paths
+    if names:
+        info["names"] = names
+    info["records"] = types
+    if first.node is not None:
+        info["node"] = first.node
+    if argv:
+        message = " ".join(argv)
+    else:
+        parts = [info["type"]]
+        if info.get("success") is False and "res" not in info:
+            parts.append("success=no")
+        for key in ("syscall", "op", "acct", "exe", "cmd", "res"):
+            shown = info.get(key)
+            if shown is not None and shown != "?":
+                parts.append(f"{key}={shown}")
+        if paths:
+            parts.append("paths=" + ",".join(paths))
+        message = " ".join(parts)
+    return {"time": _time_text(first.sec, first.ms), "message": message, "auditd": info}
+
+
+def _standalone(kind: str) -> bool:
+    return kind.startswith(_STANDALONE_PREFIXES)
+
+
+class _Event:
+    __slots__ = ("context", "done", "epoch", "lines", "since", "size", "source")
+
+    def __init__(
+        self, line: AuditLine, since: float, context: Any, source: tuple[Hashable, str | None]
+    ) -> None:
+        self.source = source
+        self.lines = [line]
+        self.size = len(line.body)
+        self.since = since
+        self.epoch = line.sec
+        self.context = context
+        self.done = line.type in _ENDS or _standalone(line.type)
+
+
+class AuditJoiner:
+    """Joins audit lines into events. ``add`` a line (with the agent's clock and an opaque
+    ``context`` kept from an event's first line, e.g. the source record's tag and host);
+    ``flush(now)`` releases events that waited ``timeout``; ``close()`` releases everything.
+    Each call returns ``(record, context)`` pairs, oldest event first.
+
+    Bounds: at most ``max_events`` events wait (past that the oldest is released as it is) and
+    an event keeps at most ``max_records`` records and ``max_bytes`` of text (the rest is
+    dropped). ``counts`` says how often each happened, and how many events came out."""
+
+    def __init__(
+        self,
+        timeout: float = 2.0,
+        max_events: int = 4096,
+        max_records: int = 1024,
+        max_bytes: int = 2 * 1024 * 1024,
+    ) -> None:
+        self.timeout = timeout
+        self.max_events = max_events
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._pending: OrderedDict[tuple[Hashable, str | None, int], _Event] = OrderedDict()
+        self._newest: dict[tuple[Hashable, str | None], int] = {}
+        """The latest event time (seconds) seen per source (stream and node): an event is over
+        once its own source has moved on by ``timeout``. Per source, because sources' clocks
+        differ (a node behind another must not have its events cut record by record)."""
+        self._head: _Event | None = None
+        """The oldest waiting event (the first of ``_pending``)."""
+        self._records = 0
+        """Records added since ``counts["records"]`` was last brought up to date."""
+        self.counts: dict[str, int] = {
+            "events": 0,
+            "records": 0,
+            "timeout": 0,
+            "evicted": 0,
+            "truncated_records": 0,
+        }
+        """events out; records joined; events released by ``timeout`` (no end record seen) or
+        evicted by ``max_events``; records dropped past ``max_records``/``max_bytes``."""
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(
+        self, line: AuditLine, now: float, context: Any = None, stream: Hashable = None
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Add one parsed line; ``stream`` keeps events of different sources apart."""
+        key = (stream, line.node, line.serial)
+        self._records += 1
+        pending = self._pending
+        event = pending.get(key)
+        if event is None:
+            if line.type == "EOE":  # the end marker of an event already released: no data
+                return self._release(now)
+            event = pending[key] = _Event(line, now, context, (stream, line.node))
+            if self._head is None:
+                self._head = event
+        elif len(event.lines) >= self.max_records or event.size + len(line.body) > self.max_bytes:
+            self.counts["truncated_records"] += 1
+        else:
+            event.lines.append(line)
+            event.size += len(line.body)
+            if line.type in _ENDS:
+                event.done = True
+        source = (stream, line.node)
+        newest = self._newest.get(source, 0)
+        if line.sec > newest:
+            if len(self._newest) >= 4 * self.max_events and source not in self._newest:
+                self._newest.clear()
+            self._newest[source] = newest = line.sec
+        head = self._head
+        if (
+            head is not None
+            and not head.done
+            and now - head.since < self.timeout
+            and self._newest.get(head.source, 0) - head.epoch <= self.timeout
+            and len(pending) <= self.max_events
+        ):
+            return []  # the usual case between an event's first and last record
+        return self._release(now)
+
+    def _release(self, now: float) -> list[tuple[dict[str, Any], Any]]:
+        out: list[tuple[dict[str, Any], Any]] = []
+        pending = self._pending
+        counts = self.counts
+        while pending:
+            key, event = next(iter(pending.items()))
+            if not event.done:
+                if len(pending) > self.max_events:
+                    counts["evicted"] += 1
+                elif (
+                    now - event.since >= self.timeout
+                    or self._newest.get(event.source, 0) - event.epoch > self.timeout
+                ):
+                    counts["timeout"] += 1
+                else:
+                    break
+            del pending[key]
+            out.append((event_record(event.lines), event.context))
+        self._head = next(iter(pending.values())) if pending else None
+        counts["events"] += len(out)
+        counts["records"] += self._records
+        self._records = 0
+        return out
+
+    def flush(self, now: float) -> list[tuple[dict[str, Any], Any]]:
+        """Events whose time has come (complete ones behind them too)."""
+        return self._release(now)
+
+    def close(self) -> list[tuple[dict[str, Any], Any]]:
+        """Every waiting event, complete or not (incomplete ones count as ``timeout``)."""
+        out: list[tuple[dict[str, Any], Any]] = []
+        for event in self._pending.values():
+            if not event.done:
+                self.counts["timeout"] += 1
+            out.append((event_record(event.lines), event.context))
+        self._pending.clear()
+        self._head = None
+        self.counts["events"] += len(out)
+        self.counts["records"] += self._records
+        self._records = 0
+        return out

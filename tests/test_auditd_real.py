@@ -1,0 +1,228 @@
+"""The real audit subsystem: the test starts auditd in the foreground with its own config and a
+log file under tmp, adds an execve rule scoped to one shell (``-F ppid=`` and a unique key),
+runs commands in that shell (inside a cgroup named like containerd's), and feeds the log
+through the ``auditd`` filter. The rule is removed, auditd stopped and the audit state restored
+in ``finally``, also when the test fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cgroup_helpers import Scope, containerd_parts, mounts, scopes, writable
+from tests.filter_helpers import Clock, make, run
+
+__all__ = ["scopes"]  # the fixture
+
+AUDITD_CONF = """\
+local_events = yes
+write_logs = yes
+log_file = {log}
+log_group = root
+log_format = ENRICHED
+flush = DATA
+freq = 0
+max_log_file = 100
+num_logs = 2
+priority_boost = 0
+name_format = NONE
+max_log_file_action = ROTATE
+space_left = 2
+space_left_action = IGNORE
+admin_space_left = 1
+admin_space_left_action = IGNORE
+disk_full_action = IGNORE
+disk_error_action = IGNORE
+use_libwrap = no
+transport = TCP
+q_depth = 2000
+overflow_action = IGNORE
+max_restarts = 0
+plugin_dir = {plugins}
+end_of_event_timeout = 2
+"""
+
+
+def auditctl(*args: str) -> str:
+    done = subprocess.run(["auditctl", *args], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise RuntimeError(f"auditctl {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+def status() -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in auditctl("-s").splitlines() if " " in line)
+
+
+def unavailable() -> str | None:
+    """Why the audit subsystem cannot be used here, with the exact error; None if it can."""
+    if os.geteuid() != 0:
+        return "needs root for the audit netlink socket"
+    for tool in ("auditd", "auditctl"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (scripts/install-system-deps.sh installs auditd)"
+    try:
+        state = status()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return f"audit subsystem unavailable: {exc}"
+    if state.get("pid", "0") != "0":
+        return f"another auditd (pid {state['pid']}) owns the audit log"
+    return None
+
+
+@pytest.fixture
+def audit_daemon(tmp_path: Path) -> Iterator[Path]:
+    """auditd in the foreground (``-n``) writing a log file under tmp; yields the log's path."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    enabled_before = status().get("enabled", "0")
+    (tmp_path / "plugins").mkdir()
+    log = tmp_path / "audit.log"
+    conf = tmp_path / "auditd.conf"
+    conf.write_text(AUDITD_CONF.format(log=log, plugins=tmp_path / "plugins"))
+    conf.chmod(0o600)
+    output = (tmp_path / "auditd.out").open("wb")
+    daemon = subprocess.Popen(
+        ["auditd", "-n", "-c", str(tmp_path)], stdout=output, stderr=subprocess.STDOUT
+    )
+    try:
+        for _ in range(500):
+            if status().get("pid") == str(daemon.pid):
+                break
+            if daemon.poll() is not None:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("auditd did not register with the kernel within 10 s")
+        if daemon.poll() is not None:
+            # -n reports errors to syslog only; -f (debug, events to stderr) says why on stderr.
+            debug = subprocess.run(
+                ["auditd", "-f", "-c", str(tmp_path)], capture_output=True, text=True, timeout=10
+            )
+            said = [line for line in debug.stderr.splitlines() if "parser called" not in line]
+            pytest.skip(f"auditd exited with {daemon.returncode}: {' / '.join(said[-3:])}")
+        yield log
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        output.close()
+        auditctl("-e", enabled_before)
+
+
+@pytest.fixture
+def exec_rule() -> Iterator[Any]:
+    """Adds execve rules scoped to one ppid and a unique key; removes them afterwards."""
+    added: list[list[str]] = []
+
+    def add(ppid: int, key: str) -> None:
+        for arch in ("b64", "b32"):
+            rule = ["always,exit", "-F", f"arch={arch}", "-S", "execve", "-F", f"ppid={ppid}"]
+            rule += ["-F", f"key={key}"]
+            auditctl("-a", *rule)
+            added.append(rule)
+
+    try:
+        yield add
+    finally:
+        errors = []
+        for rule in added:
+            try:
+                auditctl("-d", *rule)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        assert not errors, errors
+
+
+LONG = "x" * 9000
+SCRIPT = f"""
+read go
+/bin/echo hello "a b" {LONG} é > /dev/null
+/nonexistent/program 2>/dev/null
+cd /tmp && /bin/cat /etc/hostname > /dev/null
+read done
+"""
+
+
+def test_real_auditd_exec_events_joined_and_attributed(
+    audit_daemon: Path, exec_rule: Any, scopes: list[Scope]
+) -> None:
+    key = f"cat-test-{secrets.token_hex(4)}"
+    cid = secrets.token_hex(32)
+    roots = mounts("cgroup2")
+    in_cgroup = bool(roots) and writable(roots[0]) is None
+    if in_cgroup:
+        scope = Scope(roots[0], containerd_parts(cid))
+        scopes.append(scope)
+        shell = scope.start("sh", "-c", SCRIPT)
+    else:
+        shell = subprocess.Popen(["sh", "-c", SCRIPT], stdin=subprocess.PIPE)
+    assert shell.stdin is not None
+    try:
+        exec_rule(shell.pid, key)
+        shell.stdin.write(b"go\n")
+        shell.stdin.flush()
+        text = ""
+        for _ in range(500):  # until cat's event is in the log
+            text = audit_daemon.read_text(errors="replace") if audit_daemon.exists() else ""
+            if re.search(r"type=PROCTITLE msg=audit\([^)]*\): proctitle=2F62696E2F636174", text):
+                break
+            time.sleep(0.02)
+        # Not splitlines(): it also splits at the 0x1d before the enriched names.
+        lines = [line for line in text.split("\n") if line]
+        f = make("auditd")  # the real /proc: the shell is alive and answers for its children
+        f.clock = Clock()
+        passed = run(f, [{"message": line} for line in lines], tag="auditd")
+        passed += [e for _, batch in f.close() for e in batch]
+        events = [e for e in passed if e.get("auditd", {}).get("key") == key]
+    finally:
+        if shell.poll() is None:
+            shell.stdin.write(b"done\n")
+            shell.stdin.close()
+            shell.wait(timeout=10)
+
+    assert [r for r in passed if "auditd" not in r] == []  # every line was an audit line
+    by_exe = {e["auditd"].get("argv", e["auditd"]["paths"])[0]: e for e in events}
+    assert set(by_exe) == {"/bin/echo", "/nonexistent/program", "/bin/cat"}, events
+    echo = by_exe["/bin/echo"]
+    info = echo["auditd"]
+    assert info["argv"] == ["/bin/echo", "hello", "a b", LONG, "é"]
+    assert echo["message"] == f"/bin/echo hello a b {LONG} é"
+    assert info["records"].count("EXECVE") >= 2  # the long argument took several records
+    assert info["type"] == "SYSCALL" and info["syscall"] == "execve"
+    assert info["success"] is True and info["exit"] == 0
+    assert info["ppid"] == shell.pid and info["pid"] != shell.pid
+    assert info["uid"] == 0 and info["euid"] == 0
+    assert info["comm"] == "echo" and os.path.realpath(info["exe"]) == os.path.realpath("/bin/echo")
+    assert info["key"] == key
+    assert info["names"]["syscall"] == "execve"
+    assert isinstance(info["ses"], int) and isinstance(info["auid"], int)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", echo["time"])
+    failed = by_exe["/nonexistent/program"]["auditd"]
+    assert failed["success"] is False and failed["exit"] == -2  # ENOENT
+    assert failed["proctitle"].startswith("sh -c") and "argv" not in failed
+    cat = by_exe["/bin/cat"]
+    assert cat["auditd"]["argv"] == ["/bin/cat", "/etc/hostname"]
+    assert cat["auditd"]["cwd"] == "/tmp"
+    assert "/bin/cat" in cat["auditd"]["paths"]
+    if in_cgroup:
+        # Each command had exited when its record was read; the shell, in the container's
+        # cgroup, answered for it.
+        assert [e.get("container_id") for e in events] == [cid] * 3
+        assert f.context.metrics.get("filter_auditd_attribution_total", result="ppid") >= 3
+    assert f.context.metrics.get("filter_auditd_incomplete_events_total", reason="timeout") == 0
