@@ -159,6 +159,8 @@ class Agent:
             dispatcher.start()
         started: list[Input] = []
         try:
+            if self.chain is not None:
+                await self.chain.start()
             for item in self.inputs:
                 await item.start()
                 started.append(item)
@@ -166,6 +168,8 @@ class Agent:
         except BaseException:
             for item in started:
                 await item.stop()
+            if self.chain is not None:
+                await self.chain.stop()
             await self._stop_outputs()
             await self.buffer.close()
             raise
@@ -215,6 +219,7 @@ class Agent:
                 log.exception("input %s: error while stopping", item.context.name)
         if self.chain is not None:
             self.store.put(self.chain.close())
+            await self.chain.stop()
         self.buffer.seal_due(math.inf)
         if self.drain_on_stop:
             await self._drain(float(self.config.agent.grace_period))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside Python: rsyslog with RELP (a real peer for the inputs),
-# logger (util-linux), and resolves the OpenSearch jars for the Elasticsearch output's tests.
+# logger (util-linux), etcd and a kube-apiserver built from source (the kubernetes filter's
+# peer), and resolves the OpenSearch jars for the Elasticsearch output's tests.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 compgen -G "/usr/lib/*/rsyslog/omrelp.so" >/dev/null || compgen -G "/usr/lib/rsyslog/omrelp.so" >/dev/null \
     || need+=(rsyslog-relp)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)     # the kubernetes filter's API peer
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -25,6 +28,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kubectl >/dev/null 2>&1 \
         || echo "kubectl not installable here: the kustomize render tests will be skipped" >&2
+fi
+
+# kube-apiserver for the kubernetes filter's tests: built once from the Go module proxy into the
+# user's cache directory (minutes, at the lowest priority); without Go those tests skip.
+if command -v go >/dev/null 2>&1; then
+    bash scripts/build-kube-apiserver.sh >/dev/null \
+        || echo "kube-apiserver could not be built: the kubernetes API tests will be skipped" >&2
+else
+    echo "go not installed: the kubernetes API tests will be skipped" >&2
 fi
 
 if [ -f scripts/fetch-opensearch.sh ] && command -v java >/dev/null 2>&1; then
