@@ -355,3 +355,27 @@ def test_in_cluster_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     with pytest.raises(ValueError, match="KUBERNETES_SERVICE_HOST"):
         Credentials(KubernetesConfig())
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, agent_env
+
+    out = tmp_path / "kubernetes.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.kubernetes", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=agent_env(),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    shapes = {row["shape"]: row for row in result["results"]}
+    assert shapes["syslog short id"]["enriched"] == 2000
+    assert shapes["tail"]["enriched"] == 2000
+    assert shapes["no key"]["enriched"] == 0
+    assert result["cache_bytes"] > 0

@@ -60,7 +60,11 @@ class KubernetesFilter(Filter):
         super().__init__(config, context)
         self.clock: Callable[[], float] = time.monotonic
         self.node_name = config.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
-        self.credentials = Credentials(config)  # ValueError: a config error, seen by --check
+        # A kubeconfig or kube_url is read now (its errors are config errors, seen by --check);
+        # the in-cluster environment only when the watch starts, on the node.
+        self.credentials: Credentials | None = (
+            Credentials(config) if config.kubeconfig or config.kube_url else None
+        )
         self.cache = PodCache(config, context.metrics)
         self._pod_decoder = msgspec.json.Decoder(Pod)
         self._namespace_decoder = msgspec.json.Decoder(Namespace)
@@ -76,6 +80,8 @@ class KubernetesFilter(Filter):
     async def start(self) -> None:
         import aiohttp  # the `kubernetes` extra; imported only when a filter runs
 
+        if self.credentials is None:
+            self.credentials = Credentials(self.config)
         self._session = aiohttp.ClientSession()
         metrics = self.context.metrics
         self.pods_watch = Watcher(
@@ -138,23 +144,32 @@ class KubernetesFilter(Filter):
 
     # ----------------------------------------------------------------------- hot path
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
-        by_id = self.cache.by_id
+        lookup = self.cache.by_id.get
         held: list[int] | None = None
-        for index, record in enumerate(records):
+        index = -1
+        for record in records:
+            index += 1
             k = record.get("kubernetes")
             if k is None:
                 cid = record.get("container_id")
-                if cid is not None:
-                    obj = by_id.get(cid)
+                if cid is None:
+                    if "container_name" not in record:
+                        continue  # no key at all: the price of every other record
+                else:
+                    obj = lookup(cid)
                     if obj is not None:
                         record["kubernetes"] = obj.copy()
                         continue
             elif k.__class__ is dict:
                 cid = k.get("container_id")
                 if cid is not None:
-                    obj = by_id.get(cid)
+                    obj = lookup(cid)
                     if obj is not None:
-                        k.update(obj)
+                        # The pod's object, then the record's own (few) fields over it: cheaper
+                        # than growing the record's small dict to the pod's size.
+                        obj = obj.copy()
+                        obj.update(k)
+                        record["kubernetes"] = obj
                         continue
             if self._slow(record) == _UNKNOWN:
                 if held is None:
