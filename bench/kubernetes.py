@@ -5,7 +5,8 @@
 
 Each batch's records are copied from templates before the clock starts and let go after; only
 ``process`` is timed, in CPU time of this process (``time.process_time_ns``), best of the
-rounds; a bare loop doing the least possible (a lookup, a copy, a store) is the yardstick. Shapes: a syslog record with Docker's 12-digit container ID, one with the full ID, a
+rounds; a bare loop doing the least possible (a lookup, a copy, a store) is the yardstick.
+Shapes: a syslog record with Docker's 12-digit container ID, one with the full ID, a
 ``tail`` record (``kubernetes.container_id`` from the path), and a record with no key (the
 price every other record pays). The cache part decodes a list of ``--pods`` pods as the API
 server sends it and reports the time and the memory the cache holds (tracemalloc). Prints a
