@@ -379,3 +379,96 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert shapes["tail"]["enriched"] == 2000
     assert shapes["no key"]["enriched"] == 0
     assert result["cache_bytes"] > 0
+
+
+def kube_audit_chain(tmp_path: Path, rules: str | None = None) -> tuple[Any, Any]:
+    from tests.filter_helpers import chain
+
+    audit: dict[str, Any] = {"type": "audit"}
+    if rules is not None:
+        path = tmp_path / "rules.toml"
+        path.write_text(rules)
+        audit["rules_file"] = str(path)
+    built, _ = chain(
+        {"type": "kubernetes", "kube_url": "https://127.0.0.1:1", "node_name": "node-a"}, audit
+    )
+    kube_filter = built.filters[0]
+    kube_filter.cache.put_pod(
+        pod(
+            labels={"app": "web", "pod-template-hash": "7d4b9c8f5d"},
+            owner=("ReplicaSet", "web-7d4b9c8f5d"),
+        )
+    )
+    kube_filter.cache.put_pod(
+        pod(
+            name="coredns-abc",
+            namespace="kube-system",
+            uid="uid-9",
+            ids={"app": "containerd://" + CID2},
+            labels={"k8s-app": "kube-dns"},
+        )
+    )
+    return built, kube_filter
+
+
+def test_audit_alert_after_the_kubernetes_filter_names_the_pod(tmp_path: Path) -> None:
+    built, _ = kube_audit_chain(tmp_path)
+    record = {
+        "ident": "web",
+        "container_id": CID[:12],
+        "message": "Setting up curl (7.88.1-10) ...",
+    }
+    batches = dict(built.process("syslog", [record]))
+    [alert] = batches["audit.container-package-manager"]
+    assert alert["audit"]["rule"] == "container-package-manager"
+    k = alert["kubernetes"]
+    assert (k["namespace_name"], k["pod_name"]) == ("shop", "web-7d4b9c8f5d-x2x9q")
+    assert k["owner"] == {"kind": "Deployment", "name": "web"}
+    assert k["labels"]["app"] == "web"
+
+
+def test_audit_rules_scoped_by_namespace_and_label(tmp_path: Path) -> None:
+    """A rule with a default's id replaces it: the same rule, kube-system and a label excluded."""
+    rules = r"""
+[[rule]]
+id = "container-package-manager"
+severity = "medium"
+description = "package manager in a container, outside kube-system and canaries"
+when = [
+  { field = "container_id", exists = true },
+  { field = "kubernetes.namespace_name", not_regex = '^kube-system$' },
+  { field = "kubernetes.labels.canary", exists = false },
+  { field = "message", regex = '^Setting up \S+ \(' },
+]
+"""
+    built, _ = kube_audit_chain(tmp_path, rules)
+    shop = {"container_id": CID[:12], "message": "Setting up curl (7.88.1-10) ..."}
+    system = {"container_id": CID2[:12], "message": "Setting up curl (7.88.1-10) ..."}
+    batches = dict(built.process("syslog", [shop, system]))
+    alerts = batches["audit.container-package-manager"]
+    assert [a["kubernetes"]["namespace_name"] for a in alerts] == ["shop"]
+
+
+def test_runtime_exec_line_names_the_pod_of_the_container_it_mentions(tmp_path: Path) -> None:
+    built, _ = kube_audit_chain(tmp_path)
+    containerd = {
+        "ident": "containerd",
+        "message": f'time="2026-11-29T21:30:00Z" level=info msg="Exec for \\"{CID}\\" with '
+        'command [/bin/bash] and tty true and stdin true"',
+    }
+    cri = {
+        "ident": "crio",
+        "message": f"ExecRequest &ExecRequest{{ContainerId:{CID2},Cmd:[/bin/sh],Tty:true}}",
+    }
+    unknown = {
+        "ident": "containerd",
+        "message": 'Exec for \\"' + "f" * 64 + '\\" with command [sh]',
+    }
+    other = {"ident": "kubelet", "message": 'Exec for \\"' + CID + '\\" with command [sh]'}
+    batches = dict(built.process("syslog", [containerd, cri, unknown, other]))
+    [alert] = batches["audit.container-exec-shell"][:1]
+    assert alert["kubernetes"]["pod_name"] == "web-7d4b9c8f5d-x2x9q"
+    assert alert["audit"]["fields"]["container_id"] == CID
+    assert cri["kubernetes"]["namespace_name"] == "kube-system"
+    assert "kubernetes" not in unknown and "kubernetes" not in other
+    assert len(batches["syslog"]) == 4  # nothing held back

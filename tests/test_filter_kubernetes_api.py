@@ -406,3 +406,74 @@ def test_a_thousand_pods_list_time_and_memory(
             await f.stop()
 
     run(body)
+
+
+def test_agent_process_names_the_pod_in_records_and_alerts(
+    kube: KubeApiServer, token_file: Path, tmp_path: Path, start_agent: Callable[..., Any]
+) -> None:
+    """The whole agent: syslog over TCP with Docker's default tag (the short container ID), the
+    kubernetes filter's watch started and stopped by the runtime, audit after it."""
+    import socket
+
+    from tests.conftest import free_port, read_ndjson, wait_for
+
+    kube.create_namespace("agent-e2e")
+    kube.create_pod(
+        "agent-e2e",
+        "shop-0",
+        NODE,
+        {"app": "shop:2"},
+        labels={"app": "shop"},
+        owner=("StatefulSet", "shop"),
+    )
+    kube.set_container_ids("agent-e2e", "shop-0", {"app": "containerd://" + cid(80)})
+    port = free_port()
+    config = f"""
+[agent]
+data_dir = "{tmp_path / "data"}"
+[buffer]
+flush_interval = "200ms"
+
+[[inputs]]
+type = "syslog"
+mode = "tcp"
+listen = "127.0.0.1:{port}"
+tag = "syslog"
+
+[[filters]]
+type = "kubernetes"
+kube_url = "{kube.url}"
+kube_ca_file = "{kube.ca_file}"
+kube_token_file = "{token_file}"
+node_name = "{NODE}"
+
+[[filters]]
+type = "audit"
+
+[[outputs]]
+type = "file"
+match = "audit.*"
+path = "{tmp_path / "audit.ndjson"}"
+
+[[outputs]]
+type = "file"
+match = "syslog"
+path = "{tmp_path / "all.ndjson"}"
+"""
+    agent = start_agent(config)
+    wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
+    lines = [
+        f"<30>Nov 29 21:30:00 {NODE} {cid(80)[:12]}[42]: hello",
+        f"<30>Nov 29 21:30:01 {NODE} {cid(80)[:12]}[42]: Setting up curl (7.88.1-10) ...",
+    ]
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall("".join(line + "\n" for line in lines).encode())
+    wait_for(lambda: len(read_ndjson(tmp_path / "all.ndjson")) >= 2, timeout=30)
+    wait_for(lambda: len(read_ndjson(tmp_path / "audit.ndjson")) >= 1, timeout=30)
+    for record in read_ndjson(tmp_path / "all.ndjson"):
+        assert record["kubernetes"]["pod_name"] == "shop-0", record
+    [alert] = read_ndjson(tmp_path / "audit.ndjson")
+    assert alert["audit"]["rule"] == "container-package-manager"
+    assert alert["kubernetes"]["namespace_name"] == "agent-e2e"
+    assert alert["kubernetes"]["owner"] == {"kind": "StatefulSet", "name": "shop"}
+    assert AGENT_TOKEN not in (agent.log_path.read_text() + agent.stdout_path.read_text())

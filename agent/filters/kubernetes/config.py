@@ -40,6 +40,18 @@ class KubernetesConfig(FilterConfig, tag_field="type", tag="kubernetes"):
     owner: bool = True
     """Add the pod's controller (kubernetes.owner = {kind, name}: Deployment, DaemonSet,
     StatefulSet, Job, CronJob, ...)."""
+    runtime_idents: list[str] = msgspec.field(
+        default_factory=lambda: ["containerd", "crio", "cri-o", "dockerd"]
+    )
+    """The container runtime's own log lines (by ``ident``) about an exec into a container get
+    the metadata of the container they name (``runtime_pattern``), so an exec alert names its
+    pod. Empty: off."""
+    runtime_pattern: str = (
+        r'Exec(?:Sync)? for \\?"(?P<container_id>[0-9a-f]{12,64})'
+        r"|ExecRequest\{ContainerId:(?P<cri_id>[0-9a-f]{12,64})"
+        r"|exec command [0-9a-f]{12,64} in container (?P<docker_id>[0-9a-f]{12,64})"
+    )
+    """Regex over ``message`` of those lines; its first group that matched is the container ID."""
     wait_for_metadata: Duration = Duration(2.0)
     """How long a record of a container whose pod is not known yet may wait for the watch
     before it passes on without metadata (counted in filter_kubernetes_missing_records_total)."""

@@ -4,8 +4,9 @@ A record's keys, in the order tried: its top-level ``container_id`` (Docker's sy
 the 12-digit short form, a prefix of the full ID); ``kubernetes.container_id`` (the ``tail``
 input's path); ``kubernetes.namespace_name`` + ``kubernetes.pod_name`` (+ ``container_name``);
 a Docker-era container name ``k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`` in
-``container_name``, which gives those without any lookup. A record with none of them passes
-unchanged.
+``container_name``, which gives those without any lookup. A line of the container runtime itself
+(``runtime_idents``) about an exec gets the metadata of the container it names, so the audit
+filter's exec alert names the pod. A record with none of them passes unchanged.
 
 Ingest never waits for the API server: a record whose container is not known (yet) waits in a
 bounded side queue for ``wait_for_metadata``; it goes on enriched as soon as the watch reports
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from agent.filters.base import Batch, Filter, FilterContext, Record
+from agent.filters.common import compile_regex
 from agent.filters.kubernetes.cache import Namespace, NamespaceList, Pod, PodCache, PodList
 from agent.filters.kubernetes.client import Credentials, Watcher
 from agent.filters.kubernetes.config import KubernetesConfig
@@ -66,6 +68,8 @@ class KubernetesFilter(Filter):
             Credentials(config) if config.kubeconfig or config.kube_url else None
         )
         self.cache = PodCache(config, context.metrics)
+        self._runtime_idents = frozenset(config.runtime_idents)
+        self._runtime_search = compile_regex(config.runtime_pattern, "runtime_pattern").search
         self._pod_decoder = msgspec.json.Decoder(Pod)
         self._namespace_decoder = msgspec.json.Decoder(Namespace)
         self._waiting: deque[tuple[float, str, Record]] = deque()
@@ -145,6 +149,7 @@ class KubernetesFilter(Filter):
     # ----------------------------------------------------------------------- hot path
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         lookup = self.cache.by_id.get
+        runtime_idents = self._runtime_idents
         held: list[int] | None = None
         index = -1
         for record in records:
@@ -154,6 +159,9 @@ class KubernetesFilter(Filter):
                 cid = record.get("container_id")
                 if cid is None:
                     if "container_name" not in record:
+                        ident = record.get("ident")
+                        if ident.__class__ is str and ident in runtime_idents:
+                            self._runtime(record)
                         continue  # no key at all: the price of every other record
                 else:
                     obj = lookup(cid)
@@ -178,6 +186,20 @@ class KubernetesFilter(Filter):
         if held is None:
             return [(tag, records)]
         return self._hold(tag, records, held)
+
+    def _runtime(self, record: Record) -> None:
+        """A runtime's line about an exec: the metadata of the container it names, if known
+        (never held: the runtime's own lines are not delayed)."""
+        message = record.get("message")
+        if message.__class__ is not str:
+            return
+        match = self._runtime_search(message)
+        if match is None:
+            return
+        found = next((g for g in match.groups() if g), None)
+        obj = self.cache.lookup_id(found) if found else None
+        if obj is not None:
+            record["kubernetes"] = obj.copy()
 
     def _slow(self, record: Record) -> int:
         """Enrich ``record`` by whatever key it has; _ENRICHED, _NO_KEY or _UNKNOWN."""
