@@ -190,7 +190,61 @@ def floor(records: list[dict[str, Any]], batch: int, rounds: int) -> float:
     return best / len(records)
 
 
+def _instructions_child(shape: str, pods: int, records: int, rounds: int, run: bool) -> None:
+    """Under cachegrind: fresh records for ``rounds`` rounds, processed if ``run``."""
+    f, _, _ = build(pods)
+    template = shapes(pods, records)[shape]
+    for _ in range(rounds):
+        for i in range(0, len(template), 256):
+            b = [fresh(r) for r in template[i : i + 256]]
+            if run:
+                f.process("t", b)
+
+
+def instructions(shape: str, pods: int, records: int) -> float:
+    """Instructions per record of ``process`` alone: cachegrind's counts for two rounds minus
+    one, with and without the filter (the records' copies cancel out). Needs valgrind."""
+    import os
+    import re
+    import subprocess
+
+    def count(rounds: int, run: bool) -> int:
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                sys.executable,
+                "-m",
+                "bench.kubernetes",
+                "--child",
+                shape,
+                str(pods),
+                str(records),
+                str(rounds),
+                str(int(run)),
+            ],
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            cwd=str(Path(__file__).resolve().parents[1]),
+            check=False,
+        )
+        found = re.search(rb"I\s+refs:\s+([\d,]+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            raise RuntimeError(f"cachegrind failed: {done.stderr[-1000:]!r}")
+        return int(found.group(1).replace(b",", b""))
+
+    with_filter = count(2, True) - count(1, True)
+    without = count(2, False) - count(1, False)
+    return (with_filter - without) / records
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        name, pods, count, rounds, run = sys.argv[2:7]
+        _instructions_child(name, int(pods), int(count), int(rounds), run == "1")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--pods", type=int, default=1000)
@@ -200,11 +254,16 @@ def main() -> None:
     parser.add_argument(
         "--json", default=str(Path(__file__).resolve().parent / "results" / "kubernetes.json")
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per record under valgrind's cachegrind (minutes)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.pods, args.records, args.rounds = 50, 2000, 2
     f, list_seconds, cache_bytes = build(args.pods)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for shape, records in shapes(args.pods, args.records).items():
         ns = measure(f, records, args.batch, args.rounds)
         probe = [fresh(r) for r in records]
@@ -221,9 +280,18 @@ def main() -> None:
             "enriched": 0,
         }
     )
-    print(f"{'shape':<18} {'ns/record':>10} {'enriched':>10}")
+    if args.instructions:
+        for row in rows:
+            if row["shape"] in ("syslog short id", "tail", "no key"):
+                row["instructions_per_record"] = round(
+                    instructions(str(row["shape"]), args.pods, 20_000), 1
+                )
+    print(f"{'shape':<18} {'ns/record':>10} {'enriched':>10} {'instr/record':>13}")
     for row in rows:
-        print(f"{row['shape']:<18} {row['ns_per_record']:>10} {row['enriched']:>10}")
+        print(
+            f"{row['shape']:<18} {row['ns_per_record']:>10} {row['enriched']:>10} "
+            f"{row.get('instructions_per_record', ''):>13}"
+        )
     print(
         f"cache: {args.pods} pods decoded and indexed in {list_seconds * 1000:.1f} ms, "
         f"{cache_bytes / 1024 / 1024:.2f} MiB held"
