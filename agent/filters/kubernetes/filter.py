@@ -74,6 +74,7 @@ class KubernetesFilter(Filter):
         self._namespace_decoder = msgspec.json.Decoder(Namespace)
         self._waiting: deque[tuple[float, str, Record]] = deque()
         self._tried = -1
+        self._reported_waiting = 0
         self._next_expire = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._session: Any = None
@@ -275,6 +276,9 @@ class KubernetesFilter(Filter):
             self.context.metrics.set("filter_kubernetes_pods", len(cache.pods))
         waiting = self._waiting
         if not waiting:
+            if self._reported_waiting:
+                self._reported_waiting = 0
+                self.context.metrics.set("filter_kubernetes_waiting_records", 0)
             return []
         out: list[Batch] = []
         if cache.generation != self._tried:
@@ -295,6 +299,7 @@ class KubernetesFilter(Filter):
             self.context.metrics.inc(
                 "filter_kubernetes_missing_records_total", missing, reason="timeout"
             )
+        self._reported_waiting = len(waiting)
         self.context.metrics.set("filter_kubernetes_waiting_records", len(waiting))
         return out
 
