@@ -225,7 +225,7 @@ class KubeApiServer(Peer):
 
     def status_code(self, method: str, path: str, token: str) -> int:
         try:
-            self.request(method, path, token=token)
+            self.request(method, path, token=token, raw=True)
         except RuntimeError as exc:
             return int(str(exc).split("HTTP ", 1)[1].split(":", 1)[0])
         return 200
@@ -324,14 +324,15 @@ class KubeApiServer(Peer):
         )
 
     def apply_rbac(self, user: str = "agent") -> None:
-        """The agent's ClusterRole from manifests/base/rbac.yaml's rules, bound to ``user``."""
-        rules = [
-            {
-                "apiGroups": [""],
-                "resources": ["pods", "namespaces"],
-                "verbs": ["get", "list", "watch"],
-            }
-        ]
+        """The agent's ClusterRole exactly as manifests/base/rbac.yaml ships it, bound to
+        ``user`` (a static-token user standing in for the ServiceAccount)."""
+        import yaml
+
+        manifest = Path(__file__).resolve().parents[2] / "manifests" / "base" / "rbac.yaml"
+        role = next(
+            doc for doc in yaml.safe_load_all(manifest.read_text()) if doc["kind"] == "ClusterRole"
+        )
+        rules = role["rules"]
         self.request(
             "POST",
             "/apis/rbac.authorization.k8s.io/v1/clusterroles",
