@@ -125,7 +125,13 @@ def test_tail_record_keeps_its_fields_and_gains_the_pods() -> None:
             "container_name": "app",
         },
     }
-    [(_, out)] = f.process("kube.shop", [by_id, by_name])
+    extra = {
+        "message": "z",
+        "kubernetes": {"container_id": CID, "pod_name": "web-7d4b9c8f5d-x2x9q", "mine": "kept"},
+    }
+    [(_, out)] = f.process("kube.shop", [by_id, by_name, extra])
+    assert extra["kubernetes"]["mine"] == "kept"
+    assert extra["kubernetes"]["labels"] == {"app": "web"}
     assert out[0]["kubernetes"]["labels"] == {"app": "web"}
     assert out[0]["kubernetes"]["container_image"] == "nginx:1.27"
     assert out[1]["kubernetes"]["labels"] == {"app": "web"}

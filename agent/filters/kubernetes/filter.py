@@ -17,6 +17,7 @@ full. A waiting record may so come out after later records of other containers.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import socket
@@ -36,6 +37,8 @@ from agent.filters.kubernetes.config import KubernetesConfig
 log = logging.getLogger(__name__)
 
 _ENRICHED, _NO_KEY, _UNKNOWN = 0, 1, 2
+_IDENTITY = frozenset(("namespace_name", "pod_name", "pod_id", "container_name", "container_id"))
+"""What a container log file's path says; one container ID implies them all."""
 _EXPIRE_EVERY = 1.0
 
 
@@ -60,6 +63,8 @@ class KubernetesFilter(Filter):
 
     def __init__(self, config: KubernetesConfig, context: FilterContext) -> None:
         super().__init__(config, context)
+        if importlib.util.find_spec("aiohttp") is None:
+            raise ValueError("needs aiohttp: pip install 'container-audit-agent[kubernetes]'")
         self.clock: Callable[[], float] = time.monotonic
         self.node_name = config.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
         # A kubeconfig or kube_url is read now (its errors are config errors, seen by --check);
@@ -151,6 +156,7 @@ class KubernetesFilter(Filter):
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         lookup = self.cache.by_id.get
         runtime_idents = self._runtime_idents
+        identity = _IDENTITY
         held: list[int] | None = None
         index = -1
         for record in records:
@@ -174,11 +180,14 @@ class KubernetesFilter(Filter):
                 if cid is not None:
                     obj = lookup(cid)
                     if obj is not None:
-                        # The pod's object, then the record's own (few) fields over it: cheaper
-                        # than growing the record's small dict to the pod's size.
-                        obj = obj.copy()
-                        obj.update(k)
-                        record["kubernetes"] = obj
+                        if k.keys() <= identity:
+                            # The tail input's fields (from the path): the container's object
+                            # holds the same values, found by that very container ID.
+                            record["kubernetes"] = obj.copy()
+                        else:  # anything else of the record's stays, over the pod's
+                            obj = obj.copy()
+                            obj.update(k)
+                            record["kubernetes"] = obj
                         continue
             if self._slow(record) == _UNKNOWN:
                 if held is None:
