@@ -477,3 +477,67 @@ path = "{tmp_path / "all.ndjson"}"
     assert alert["kubernetes"]["namespace_name"] == "agent-e2e"
     assert alert["kubernetes"]["owner"] == {"kind": "StatefulSet", "name": "shop"}
     assert AGENT_TOKEN not in (agent.log_path.read_text() + agent.stdout_path.read_text())
+
+
+def test_agent_under_load_while_the_api_server_restarts_loses_nothing(
+    kube: KubeApiServer, token_file: Path, tmp_path: Path, start_agent: Callable[..., Any]
+) -> None:
+    import socket
+
+    from tests.conftest import free_port, read_ndjson, wait_for
+
+    kube.create_namespace("load")
+    kube.create_pod("load", "steady", NODE, {"app": "img"})
+    kube.set_container_ids("load", "steady", {"app": "containerd://" + cid(90)})
+    port = free_port()
+    config = f"""
+[agent]
+data_dir = "{tmp_path / "data"}"
+[buffer]
+flush_interval = "200ms"
+[[inputs]]
+type = "syslog"
+mode = "tcp"
+listen = "127.0.0.1:{port}"
+tag = "syslog"
+[[filters]]
+type = "kubernetes"
+kube_url = "{kube.url}"
+kube_ca_file = "{kube.ca_file}"
+kube_token_file = "{token_file}"
+node_name = "{NODE}"
+namespace_labels = false
+retry_max = "1s"
+[[outputs]]
+type = "file"
+match = "*"
+path = "{tmp_path / "out.ndjson"}"
+"""
+    agent = start_agent(config)
+    wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
+
+    def send(first: int, count: int, container: str) -> None:
+        lines = "".join(
+            f"<30>Nov 29 21:30:00 {NODE} {container[:12]}[1]: line {i}\n"
+            for i in range(first, first + count)
+        )
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(lines.encode())
+
+    send(0, 2000, cid(90))
+    kube.stop_apiserver()
+    try:
+        send(2000, 2000, cid(90))  # cache only: enriched, nothing waits
+        wait_for(lambda: agent.metric("filter_kubernetes_api_errors_total") >= 1, timeout=30)
+    finally:
+        kube.start_apiserver()
+    kube.create_pod("load", "new", NODE, {"app": "img"})
+    kube.set_container_ids("load", "new", {"app": "containerd://" + cid(91)})
+    wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 2, timeout=60)
+    send(4000, 1000, cid(91))
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) >= 5000, timeout=60)
+    records = read_ndjson(tmp_path / "out.ndjson")
+    assert sorted(int(r["message"].split()[-1]) for r in records) == list(range(5000))
+    pods = [r["kubernetes"]["pod_name"] for r in records]
+    assert pods.count("steady") == 4000 and pods.count("new") == 1000
+    assert agent.metric("filter_kubernetes_missing_records_total") == 0
