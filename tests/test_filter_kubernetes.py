@@ -478,3 +478,21 @@ def test_runtime_exec_line_names_the_pod_of_the_container_it_mentions(tmp_path: 
     assert cri["kubernetes"]["namespace_name"] == "kube-system"
     assert "kubernetes" not in unknown and "kubernetes" not in other
     assert len(batches["syslog"]) == 4  # nothing held back
+
+
+def test_keys_of_the_wrong_type_pass_unchanged() -> None:
+    metrics = Metrics()
+    f = kube(metrics)
+    f.cache.put_pod(pod())
+    records: list[dict[str, Any]] = [
+        {"container_id": ["not", "an", "id"]},
+        {"container_id": {"a": 1}},
+        {"kubernetes": {"container_id": ["x"]}},
+        {"kubernetes": {"namespace_name": 1, "pod_name": None}},
+        {"container_name": 7},
+        {"ident": ["containerd"], "message": "Exec for"},
+        {"ident": "containerd", "message": {"not": "text"}},
+    ]
+    before = [dict(r) for r in records]
+    [(tag, out)] = f.process("t", records)
+    assert tag == "t" and out == before

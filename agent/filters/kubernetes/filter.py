@@ -171,14 +171,20 @@ class KubernetesFilter(Filter):
                             self._runtime(record)
                         continue  # no key at all: the price of every other record
                 else:
-                    obj = lookup(cid)
+                    try:
+                        obj = lookup(cid)
+                    except TypeError:  # a list or dict where an ID belongs: left alone
+                        obj = None
                     if obj is not None:
                         record["kubernetes"] = obj.copy()
                         continue
             elif k.__class__ is dict:
                 cid = k.get("container_id")
                 if cid is not None:
-                    obj = lookup(cid)
+                    try:
+                        obj = lookup(cid)
+                    except TypeError:
+                        obj = None
                     if obj is not None:
                         if k.keys() <= identity:
                             # The tail input's fields (from the path): the container's object
@@ -250,7 +256,9 @@ class KubernetesFilter(Filter):
                     k["container_id"] = kcid
                 return _ENRICHED
             return _UNKNOWN
-        return _UNKNOWN if (kcid or cid) else _NO_KEY
+        if (kcid.__class__ is str and kcid) or (cid.__class__ is str and cid):
+            return _UNKNOWN
+        return _NO_KEY
 
     def _hold(self, tag: str, records: list[Record], held: list[int]) -> list[Batch]:
         config = self.config
