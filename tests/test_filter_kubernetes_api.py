@@ -321,12 +321,26 @@ def test_token_rotated_on_disk_is_used(kube: KubeApiServer, token_file: Path) ->
     run(body)
 
 
-def test_kubeconfig_outside_a_cluster(kube: KubeApiServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("auth", ["token", "client-certificate-data", "client-certificate"])
+def test_kubeconfig_outside_a_cluster(kube: KubeApiServer, tmp_path: Path, auth: str) -> None:
     import base64
 
-    kube.create_namespace("kubeconfig")
-    kube.create_pod("kubeconfig", "p", NODE, {"c": "img"})
-    kube.set_container_ids("kubeconfig", "p", {"c": "containerd://" + cid(70)})
+    namespace = f"kubeconfig-{auth}"
+    number = 70 + ["token", "client-certificate-data", "client-certificate"].index(auth)
+    kube.create_namespace(namespace)
+    kube.create_pod(namespace, "p", NODE, {"c": "img"})
+    kube.set_container_ids(namespace, "p", {"c": "containerd://" + cid(number)})
+    user: dict[str, str] = {"token": AGENT_TOKEN}
+    if auth == "client-certificate-data":
+        user = {
+            "client-certificate-data": base64.b64encode(kube.client_cert.read_bytes()).decode(),
+            "client-key-data": base64.b64encode(kube.client_key.read_bytes()).decode(),
+        }
+    elif auth == "client-certificate":
+        (tmp_path / "certs").mkdir()
+        (tmp_path / "certs" / "me.crt").write_bytes(kube.client_cert.read_bytes())
+        (tmp_path / "certs" / "me.key").write_bytes(kube.client_key.read_bytes())
+        user = {"client-certificate": "certs/me.crt", "client-key": "certs/me.key"}
     ca = base64.b64encode(Path(kube.ca_file).read_bytes()).decode()
     config = {
         "apiVersion": "v1",
@@ -336,7 +350,7 @@ def test_kubeconfig_outside_a_cluster(kube: KubeApiServer, tmp_path: Path) -> No
         "clusters": [
             {"name": "c", "cluster": {"server": kube.url, "certificate-authority-data": ca}}
         ],
-        "users": [{"name": "u", "user": {"token": AGENT_TOKEN}}],
+        "users": [{"name": "u", "user": user}],
     }
     path = tmp_path / "kubeconfig"
     path.write_text(json.dumps(config))
@@ -345,7 +359,7 @@ def test_kubeconfig_outside_a_cluster(kube: KubeApiServer, tmp_path: Path) -> No
         f = make("kubernetes", kubeconfig=str(path), node_name=NODE)
         await f.start()
         try:
-            await until(lambda: f.cache.lookup_id(cid(70)) is not None)
+            await until(lambda: f.cache.lookup_id(cid(number)) is not None)
         finally:
             await f.stop()
 

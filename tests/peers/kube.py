@@ -11,7 +11,8 @@ No controller manager, scheduler or kubelet: pods are accepted with ``spec.nodeN
 status is written through the status subresource, and a delete uses ``gracePeriodSeconds=0``.
 The ServiceAccount admission plugin is off (no ``default`` ServiceAccount is needed). Tokens come
 from a static token file: ``ADMIN_TOKEN`` (system:masters) and ``AGENT_TOKEN`` (user
-``agent``, which RBAC grants nothing until a test binds a role to it). Both processes run in
+``agent``, which RBAC grants nothing until a test binds a role to it); ``client_cert`` /
+``client_key`` authenticate as that same user with a certificate. Both processes run in
 their own process groups and are killed with them; the temporary directory is removed.
 
 The binary is built by ``scripts/build-kube-apiserver.sh`` (``make test`` does it once).
@@ -112,6 +113,53 @@ class KubeApiServer(Peer):
         (self.dir / "tokens.csv").write_text(
             f'{ADMIN_TOKEN},admin,admin,"system:masters"\n{AGENT_TOKEN},agent,agent\n'
         )
+        # A client CA and a certificate for user "agent" signed by it (kubeconfig client certs).
+        d = self.dir
+        for command in (
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                d / "client-ca.key",
+                "-out",
+                d / "client-ca.crt",
+                "-subj",
+                "/CN=test-client-ca",
+                "-days",
+                "2",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                d / "client.key",
+                "-out",
+                d / "client.csr",
+                "-subj",
+                "/CN=agent",
+            ],
+            [
+                "x509",
+                "-req",
+                "-in",
+                d / "client.csr",
+                "-CA",
+                d / "client-ca.crt",
+                "-CAkey",
+                d / "client-ca.key",
+                "-CAcreateserial",
+                "-out",
+                d / "client.crt",
+                "-days",
+                "2",
+            ],
+        ):
+            subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
         key, pub = self.dir / "sa.key", self.dir / "sa.pub"
         subprocess.run(
             ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
@@ -165,6 +213,7 @@ class KubeApiServer(Peer):
                 f"--secure-port={self.port}",
                 f"--cert-dir={d / 'certs'}",
                 f"--token-auth-file={d / 'tokens.csv'}",
+                f"--client-ca-file={d / 'client-ca.crt'}",
                 f"--service-account-key-file={d / 'sa.pub'}",
                 f"--service-account-signing-key-file={d / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -195,6 +244,14 @@ class KubeApiServer(Peer):
     def stop_apiserver(self) -> None:
         _kill_group(self.apiserver)
         self.apiserver = None
+
+    @property
+    def client_cert(self) -> Path:
+        return self.dir / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        return self.dir / "client.key"
 
     @property
     def ca_file(self) -> str:

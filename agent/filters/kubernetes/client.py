@@ -83,7 +83,7 @@ class Credentials:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             if certdata:
-                certfile, keyfile = _load_client_pair(context, certdata, keydata)
+                _load_client_pair(context, certdata, keydata)
             elif certfile:
                 context.load_cert_chain(certfile, keyfile or None)
             self.ssl = context
@@ -118,7 +118,7 @@ def _in_cluster_url() -> str:
     return f"https://{host}:{port}"
 
 
-def _load_client_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> tuple[str, str]:
+def _load_client_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
     """load_cert_chain reads files only: write the pair to a private temporary file, load it,
     remove it."""
     fd, path = tempfile.mkstemp(prefix="kube-client-", suffix=".pem")
@@ -128,7 +128,6 @@ def _load_client_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> tuple
         context.load_cert_chain(path)
     finally:
         os.unlink(path)
-    return "", ""
 
 
 def _read_structured(path: str) -> Any:
