@@ -268,6 +268,8 @@ class Agent:
         await self._open_pipeline()
         started: list[Input] = []
         try:
+            if self.chain is not None:
+                await self.chain.start()
             for item in self.inputs:
                 await item.start()
                 started.append(item)
@@ -355,6 +357,7 @@ class Agent:
             self.registry.collectors.remove(self._collect)
         if self.chain is not None:
             self.store.put(self.chain.close())
+            await self.chain.stop()
         self.buffer.seal_due(math.inf)
         if drain:
             await self._drain(float(self.config.agent.grace_period))
@@ -400,6 +403,8 @@ class Agent:
         http = self.http
         new_http = self.config.agent.http_listen != new.config.agent.http_listen
         try:
+            if new.chain is not None:
+                await new.chain.start()
             for item in starting:
                 await item.start()
                 started.append(item)
@@ -410,6 +415,8 @@ class Agent:
                 log.info("http on %s:%d (/healthz /readyz /metrics)", http.host, http.port)
             await new._start_outputs()
         except BaseException:
+            if new.chain is not None:
+                await new.chain.stop()
             if http is not self.http and http is not None:
                 await http.stop()
             for item in started:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside Python: rsyslog with RELP (a real peer for the inputs),
 # logger (util-linux), logrotate (the tail input's rotation tests), auditd (the kernel audit tests),
-# and resolves the OpenSearch jars for the Elasticsearch output's tests.
+# etcd and a kube-apiserver built from source (the kubernetes filter's peer), and resolves the
+# OpenSearch jars for the Elasticsearch output's tests.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
 # auditd and auditctl: the kernel audit tests run the real daemon with test-scoped exec rules.
 command -v auditd >/dev/null 2>&1 || need+=(auditd)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)     # the kubernetes filter's API peer
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -48,6 +51,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kubectl >/dev/null 2>&1 \
         || echo "kubectl not installable here: the kustomize render tests will be skipped" >&2
+fi
+
+# kube-apiserver for the kubernetes filter's tests: built once from the Go module proxy into the
+# user's cache directory (minutes, at the lowest priority); without Go those tests skip.
+if command -v go >/dev/null 2>&1; then
+    bash scripts/build-kube-apiserver.sh >/dev/null \
+        || echo "kube-apiserver could not be built: the kubernetes API tests will be skipped" >&2
+else
+    echo "go not installed: the kubernetes API tests will be skipped" >&2
 fi
 
 if [ -f scripts/fetch-opensearch.sh ] && command -v java >/dev/null 2>&1; then

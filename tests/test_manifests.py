@@ -876,3 +876,40 @@ def test_agent_joins_audit_events_and_sees_host_processes(target: str) -> None:
     kinds = [f["type"] for f in filters]
     assert kinds.index("auditd") < kinds.index("audit")
     assert filters[kinds.index("auditd")]["match"] == "syslog"
+
+
+# ------------------------------------------------------------- the kubernetes filter's RBAC
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_agent_reads_only_pods_and_namespaces_with_its_mounted_token(target: str) -> None:
+    objects = rendered(target)
+    role = only(objects, "ClusterRole", "audit-agent")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = only(objects, "ClusterRoleBinding", "audit-agent")
+    account = only(objects, "ServiceAccount", "audit-agent")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    assert account.get("automountServiceAccountToken") is True
+    pod = agent_daemonset(target)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod.get("automountServiceAccountToken", True) is True
+    env = {e["name"]: e for e in container(pod, "agent")["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    filters = [f["type"] for f in agent_config(target)["filters"]]
+    assert filters.index("kubernetes") < filters.index("audit")  # alerts name the pod
+    kube = next(f for f in agent_config(target)["filters"] if f["type"] == "kubernetes")
+    assert kube["node_name"] == "${NODE_NAME}"

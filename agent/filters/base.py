@@ -79,6 +79,12 @@ class Filter(abc.ABC):
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         """Never raises for a bad record: a record it cannot handle passes through unchanged."""
 
+    async def start(self) -> None:
+        """Start background work (``kubernetes``: its watch), once, before inputs start."""
+
+    async def stop(self) -> None:
+        """Stop that background work, after ``close``."""
+
     def flush(self, now: float) -> list[Batch]:
         """Records held back whose time has come (``now`` is ``time.monotonic()``)."""
         return []

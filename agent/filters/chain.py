@@ -107,6 +107,19 @@ class FilterChain:
     def filters(self) -> list[Filter]:
         return [stage.filter for stage in self._stages]
 
+    async def start(self) -> None:
+        """Start every filter's background work (``Filter.start``)."""
+        for stage in self._stages:
+            await stage.filter.start()
+
+    async def stop(self) -> None:
+        """Stop every filter's background work; a failure is logged, the others still stop."""
+        for stage in self._stages:
+            try:
+                await stage.filter.stop()
+            except Exception:
+                stage.context.logger.exception("filter %s failed to stop", stage.context.name)
+
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         if not self._stages:
             return [(tag, records)] if records else []

@@ -10,6 +10,7 @@ from agent.filters.audit import AuditConfig, AuditFilter
 from agent.filters.auditd import AuditdConfig, AuditdFilter
 from agent.filters.base import Filter, FilterConfig
 from agent.filters.grep import GrepConfig, GrepFilter
+from agent.filters.kubernetes import KubernetesConfig, KubernetesFilter
 from agent.filters.modify import ModifyConfig, ModifyFilter
 from agent.filters.multiline import MultilineConfig, MultilineFilter
 from agent.filters.nest import NestConfig, NestFilter
@@ -29,6 +30,7 @@ FILTER_TYPES: dict[str, tuple[type[FilterConfig], type[Filter]]] = {
     "nest": (NestConfig, NestFilter),
     "multiline": (MultilineConfig, MultilineFilter),
     "python": (PythonConfig, PythonFilter),
+    "kubernetes": (KubernetesConfig, KubernetesFilter),
     "audit": (AuditConfig, AuditFilter),
     "auditd": (AuditdConfig, AuditdFilter),
 }
