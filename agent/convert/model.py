@@ -1,0 +1,106 @@
+"""What the readers hand to the mapping: fluent-bit sections as ordered key/value entries, each
+with the file and line it came from (so whatever is not translated can be pointed at)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ConvertError(Exception):
+    """A fluent-bit configuration that cannot be read at all (a missing file, bad syntax)."""
+
+
+@dataclass
+class Entry:
+    key: str
+    value: str
+    file: str
+    line: int
+
+
+@dataclass
+class Section:
+    """One ``[INPUT]``/``[FILTER]``/... section, or one item of a YAML ``pipeline`` list."""
+
+    kind: str
+    """Lower case: service, input, filter, output, parser, multiline_parser."""
+    file: str
+    line: int
+    entries: list[Entry] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)
+    """Lower-cased keys the mapping consumed; the rest are reported."""
+
+    def add(self, key: str, value: str, file: str, line: int) -> None:
+        self.entries.append(Entry(key, value, file, line))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The last value of ``key`` (case-insensitive), marking it used."""
+        found = self.all(key)
+        return found[-1].value if found else default
+
+    def all(self, key: str) -> list[Entry]:
+        """Every entry of ``key`` (Regex, Rule, Set ... repeat), marking it used."""
+        lowered = key.lower()
+        self.used.add(lowered)
+        return [entry for entry in self.entries if entry.key.lower() == lowered]
+
+    def entry(self, key: str) -> Entry | None:
+        found = self.all(key)
+        return found[-1] if found else None
+
+    def where(self, key: str | None = None) -> tuple[str, int]:
+        """File and line of ``key`` in this section, or of the section itself."""
+        if key is not None:
+            lowered = key.lower()
+            for entry in self.entries:
+                if entry.key.lower() == lowered:
+                    return entry.file, entry.line
+        return self.file, self.line
+
+    @property
+    def plugin(self) -> str:
+        for entry in self.entries:
+            if entry.key.lower() == "name":
+                return entry.value.strip().lower()
+        return ""
+
+    def unused(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.key.lower() not in self.used]
+
+
+@dataclass
+class FluentBitConfig:
+    """Everything read from the main file, its includes and its parsers files."""
+
+    source: str
+    service: list[Section] = field(default_factory=list)
+    inputs: list[Section] = field(default_factory=list)
+    filters: list[Section] = field(default_factory=list)
+    outputs: list[Section] = field(default_factory=list)
+    parsers: dict[str, Section] = field(default_factory=dict)
+    multiline_parsers: dict[str, Section] = field(default_factory=dict)
+    other: list[Section] = field(default_factory=list)
+    missing: list[tuple[str, int, str]] = field(default_factory=list)
+    """(file, line, text) of what the readers could not read but the conversion survives
+    (a Parsers_File that is not on this machine)."""
+    """Sections we have no place for ([PLUGINS], [CUSTOM], YAML keys we do not know)."""
+
+    def add(self, section: Section) -> None:
+        kind = section.kind
+        if kind == "service":
+            self.service.append(section)
+        elif kind == "input":
+            self.inputs.append(section)
+        elif kind == "filter":
+            self.filters.append(section)
+        elif kind == "output":
+            self.outputs.append(section)
+        elif kind in ("parser", "multiline_parser"):
+            name = ""
+            for entry in section.entries:
+                if entry.key.lower() == "name":
+                    name = entry.value.strip()
+            table = self.parsers if kind == "parser" else self.multiline_parsers
+            table[name] = section
+        else:
+            self.other.append(section)
