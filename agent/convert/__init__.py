@@ -35,9 +35,19 @@ def _looks_yaml(path: str) -> bool:
                 stripped = line.strip()
                 if not stripped or stripped.startswith("#"):
                     continue
-                return stripped.split(":")[0].lower() in (
-                    "service", "pipeline", "includes", "env", "parsers", "multiline_parsers",
-                ) and ":" in stripped and not stripped.startswith("[")
+                return (
+                    stripped.split(":")[0].lower()
+                    in (
+                        "service",
+                        "pipeline",
+                        "includes",
+                        "env",
+                        "parsers",
+                        "multiline_parsers",
+                    )
+                    and ":" in stripped
+                    and not stripped.startswith("[")
+                )
     except OSError:
         return False
     return False

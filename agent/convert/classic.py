@@ -93,10 +93,16 @@ def read_parsers_files(config: FluentBitConfig, path: str, reader: ClassicReader
             target = entry.value
             full = target if os.path.isabs(target) else os.path.join(base, target)
             if not os.path.exists(full):
-                config.missing.append((entry.file, entry.line, f"Parsers_File {target}: not "
-                                       "found here; parsers named from it are unknown (the "
-                                       "built-in names syslog-rfc5424/3164, cri, docker, "
-                                       "json still translate)"))
+                config.missing.append(
+                    (
+                        entry.file,
+                        entry.line,
+                        f"Parsers_File {target}: not "
+                        "found here; parsers named from it are unknown (the "
+                        "built-in names syslog-rfc5424/3164, cri, docker, "
+                        "json still translate)",
+                    )
+                )
                 continue
             if full.endswith((".yaml", ".yml")):
                 from agent.convert.yaml_reader import read_yaml_into

@@ -46,8 +46,8 @@ _COVERED = {
     "db.locking": "tail positions are kept in data_dir",
     "db.journal_mode": "tail positions are kept in data_dir",
     "inotify_watcher": "the tail input polls (poll_interval)",
-    "docker_mode": "format = \"docker\" joins Docker's partial lines",
-    "docker_mode_flush": "format = \"docker\" joins Docker's partial lines",
+    "docker_mode": 'format = "docker" joins Docker\'s partial lines',
+    "docker_mode_flush": 'format = "docker" joins Docker\'s partial lines',
     "buffer_chunk_size": "the agent sizes its read buffers itself",
     "kube_tag_prefix": "the tail input puts the pod's names into the record; the kubernetes "
     "filter needs no tag prefix",
@@ -132,6 +132,7 @@ class Mapper:
         self.outputs: list[dict[str, Any]] = []
         self.agent: dict[str, Any] = {}
         self.buffer: dict[str, Any] = {}
+        self.pending_after: dict[str, Any] | None = None
         self.has_tail = any(s.plugin == "tail" for s in fb.inputs)
 
     # ------------------------------------------------------------------ notes
@@ -192,14 +193,19 @@ class Mapper:
         limit = section.entry("mem_buf_limit")
         if limit:
             self.note(
-                section, "mem_buf_limit",
-                f"Mem_Buf_Limit {limit.value}: no per-input limit; [buffer] max_bytes bounds "
+                section,
+                "mem_buf_limit",
+                f"{limit.key} {limit.value}: no per-input limit; [buffer] max_bytes bounds "
                 "the whole buffer (a full buffer pauses stream inputs)",
             )
         level = section.entry("log_level")
         if level:
-            self.note(section, "log_level", f"log_level {level.value}: no per-plugin log level; "
-                      "[agent] log_level applies to all")
+            self.note(
+                section,
+                "log_level",
+                f"{level.key} {level.value}: no per-plugin log level; "
+                "[agent] log_level applies to all",
+            )
 
     # ------------------------------------------------------------------ service
 
@@ -212,14 +218,24 @@ class Mapper:
                     self.buffer["flush_interval"] = value
             level = section.get("log_level")
             if level:
-                levels = {"error": "error", "warn": "warning", "warning": "warning",
-                          "info": "info", "debug": "debug", "trace": "debug"}
+                levels = {
+                    "error": "error",
+                    "warn": "warning",
+                    "warning": "warning",
+                    "info": "info",
+                    "debug": "debug",
+                    "trace": "debug",
+                }
                 if level.lower() in levels:
                     self.agent["log_level"] = levels[level.lower()]
                 else:
                     self.agent["log_level"] = "error"
-                    self.note(section, "log_level", f"Log_Level {level}: the agent always logs "
-                              "errors; log_level = \"error\" written")
+                    self.note(
+                        section,
+                        "log_level",
+                        f"Log_Level {level}: the agent always logs "
+                        'errors; log_level = "error" written',
+                    )
             if _bool(section.get("http_server")):
                 host = section.get("http_listen") or "0.0.0.0"
                 port = section.get("http_port") or "2020"
@@ -246,25 +262,41 @@ class Mapper:
                 ("storage.metrics", "buffer metrics are always in /metrics"),
                 ("storage.checksum", "every frame of a chunk carries a CRC32"),
                 ("storage.max_chunks_up", "the disk buffer keeps only open chunks in memory"),
-                ("storage.backlog.mem_limit", "the backlog is replayed from disk, chunk by "
-                 "chunk; [buffer] max_bytes bounds it"),
-                ("storage.delete_irrecoverable_chunks", "damaged chunks are salvaged and the "
-                 "rest moved to data_dir/corrupt, counted"),
+                (
+                    "storage.backlog.mem_limit",
+                    "the backlog is replayed from disk, chunk by "
+                    "chunk; [buffer] max_bytes bounds it",
+                ),
+                (
+                    "storage.delete_irrecoverable_chunks",
+                    "damaged chunks are salvaged and the rest moved to data_dir/corrupt, counted",
+                ),
                 ("hot_reload", "SIGHUP reloads the config"),
                 ("coro_stack_size", "no coroutine stacks to size"),
             ):
                 entry = section.entry(key)
                 if entry:
-                    self.result.notes.append(Note(
-                        entry.file, entry.line, f"[SERVICE] {entry.key} {entry.value}: not "
-                        f"needed ({text})", left_out=False))
+                    self.result.notes.append(
+                        Note(
+                            entry.file,
+                            entry.line,
+                            f"[SERVICE] {entry.key} {entry.value}: not needed ({text})",
+                            left_out=False,
+                        )
+                    )
             section.all("parsers_file")
             self.finish_section(section, "[SERVICE]")
         if not any(s.get("storage.path") for s in self.fb.service) and self.fb.inputs:
-            self.result.notes.append(Note(
-                self.fb.source, 1, "fluent-bit buffered in memory (no storage.path): the agent "
-                "buffers on disk in [agent] data_dir (/var/lib/audit-agent by default); "
-                "[buffer] type = \"memory\" gives the old behaviour", left_out=False))
+            self.result.notes.append(
+                Note(
+                    self.fb.source,
+                    1,
+                    "fluent-bit buffered in memory (no storage.path): the agent "
+                    "buffers on disk in [agent] data_dir (/var/lib/audit-agent by default); "
+                    '[buffer] type = "memory" gives the old behaviour',
+                    left_out=False,
+                )
+            )
 
     # ------------------------------------------------------------------ parsers
 
@@ -280,9 +312,13 @@ class Mapper:
             return "rfc5424"
         if parser is not None and "3164" in name:
             return "rfc3164"
-        self.note(section, key, f"Parser {name}: the syslog input parses RFC 5424 and RFC 3164 "
-                  "itself (format = \"auto\"); a custom syslog parser is not translated (add a "
-                  "[[filters]] type = \"parser\" on message if the body needs it)")
+        self.note(
+            section,
+            key,
+            f"Parser {name}: the syslog input parses RFC 5424 and RFC 3164 "
+            'itself (format = "auto"); a custom syslog parser is not translated (add a '
+            '[[filters]] type = "parser" on message if the body needs it)',
+        )
         return None
 
     def parser_filter(self, section: Section, key: str, name: str) -> dict[str, Any] | None:
@@ -302,14 +338,22 @@ class Mapper:
             regex = parser.get("regex") or ""
             out = {"format": "regex", "regex": regex}
         else:
-            self.note(parser, "format", f"[PARSER] {name}: Format {fmt or '(none)'} is not "
-                      "translated (json, logfmt and regex are)")
+            self.note(
+                parser,
+                "format",
+                f"[PARSER] {name}: Format {fmt or '(none)'} is not "
+                "translated (json, logfmt and regex are)",
+            )
             return None
         time_key = parser.entry("time_key")
         if time_key:
-            self.note(parser, "time_key", f"[PARSER] {name}: Time_Key {time_key.value}: the "
-                      "parsed time is kept as a field; the record's time stays the time it was "
-                      "received or read")
+            self.note(
+                parser,
+                "time_key",
+                f"[PARSER] {name}: Time_Key {time_key.value}: the "
+                "parsed time is kept as a field; the record's time stays the time it was "
+                "received or read",
+            )
         parser.get("name")
         for key2 in ("time_format", "time_keep", "time_offset", "time_strict"):
             parser.get(key2)
@@ -320,9 +364,13 @@ class Mapper:
         """A [MULTILINE_PARSER] of type regex -> our multiline filter (its start_state rule)."""
         parser = self.fb.multiline_parsers.get(name)
         if parser is None:
-            self.note(section, key, f"multiline parser {name}: built-in fluent-bit parser with "
-                      "no equivalent here; use [[filters]] type = \"multiline\" with a "
-                      "start_pattern")
+            self.note(
+                section,
+                key,
+                f"multiline parser {name}: built-in fluent-bit parser with "
+                'no equivalent here; use [[filters]] type = "multiline" with a '
+                "start_pattern",
+            )
             return None
         start = None
         for rule in parser.all("rule"):
@@ -343,10 +391,16 @@ class Mapper:
             self.note(parser, "type", f"[MULTILINE_PARSER] {name}: only type regex translates")
             return None
         parser.get("name")
-        self.result.notes.append(Note(
-            parser.file, parser.line, f"[MULTILINE_PARSER] {name}: start_state becomes "
-            "start_pattern; every other line continues the record (the continuation rules "
-            "are not checked)", left_out=False))
+        self.result.notes.append(
+            Note(
+                parser.file,
+                parser.line,
+                f"[MULTILINE_PARSER] {name}: start_state becomes "
+                "start_pattern; every other line continues the record (the continuation rules "
+                "are not checked)",
+                left_out=False,
+            )
+        )
         self.finish_section(parser, f"[MULTILINE_PARSER] {name}")
         return out
 
@@ -356,8 +410,12 @@ class Mapper:
         plugin = section.plugin
         method = getattr(self, f"input_{plugin.replace('-', '_')}", None)
         if method is None:
-            self.note(section, None, f"[INPUT] {plugin or '(no Name)'}: no such input in the "
-                      "agent (it has syslog and tail); not translated")
+            self.note(
+                section,
+                None,
+                f"[INPUT] {plugin or '(no Name)'}: no such input in the "
+                "agent (it has syslog and tail); not translated",
+            )
             return
         target: dict[str, Any] = {"type": plugin}
         tag = section.get("tag")
@@ -385,8 +443,12 @@ class Mapper:
             if path:
                 target["path"] = path
             else:
-                self.note(section, None, "[INPUT] syslog: a unix mode without Path; "
-                          "path = \"/tmp/fluent-bit.sock\" written (set the real one)")
+                self.note(
+                    section,
+                    None,
+                    "[INPUT] syslog: a unix mode without Path; "
+                    'path = "/tmp/fluent-bit.sock" written (set the real one)',
+                )
                 target["path"] = "/tmp/fluent-bit.sock"
             perm = section.get("unix_perm")
             if perm:
@@ -419,20 +481,29 @@ class Mapper:
             target["exclude"] = excludes
         tag = target["tag"]
         if "*" in tag:
-            containers = all(p.startswith(("/var/log/containers", "/var/log/pods"))
-                             for p in paths or ["/var/log/containers"])
-            fields = ("${namespace_name}.${pod_name}.${container_name}" if containers
-                      else "${path}")
+            containers = all(
+                p.startswith(("/var/log/containers", "/var/log/pods"))
+                for p in paths or ["/var/log/containers"]
+            )
+            fields = "${namespace_name}.${pod_name}.${container_name}" if containers else "${path}"
             new = tag.replace("*", fields, 1)
-            self.note(section, "tag", f"Tag {tag}: '*' (the file's path) becomes {new!r}; a "
-                      "Match on the old prefix still selects these records", left_out=False)
+            self.note(
+                section,
+                "tag",
+                f"Tag {tag}: '*' (the file's path) becomes {new!r}; a "
+                "Match on the old prefix still selects these records",
+                left_out=False,
+            )
             target["tag"] = new
         for key, ours in (("read_from_head", "read_from_head"),):
-            value = _bool(section.get(key))
-            if value is not None:
-                target[ours] = value
-        for key, ours in (("refresh_interval", "refresh_interval"), ("rotate_wait", "rotate_wait"),
-                          ("ignore_older", "ignore_older")):
+            flag = _bool(section.get(key))
+            if flag is not None:
+                target[ours] = flag
+        for key, ours in (
+            ("refresh_interval", "refresh_interval"),
+            ("rotate_wait", "rotate_wait"),
+            ("ignore_older", "ignore_older"),
+        ):
             raw = section.get(key)
             if raw and _duration(raw) is not None:
                 target[ours] = _duration(raw)
@@ -444,12 +515,16 @@ class Mapper:
             target["path_key"] = path_key
         skip = section.entry("skip_long_lines")
         if skip and _bool(skip.value):
-            self.note(section, "skip_long_lines", "Skip_Long_Lines On: a longer line is cut "
-                      "at max_line_bytes and flagged truncated (counted), not skipped",
-                      left_out=False)
-        key = section.entry("key")
-        if key and key.value != "log":
-            self.note(section, "key", f"Key {key.value}: the line is always in message")
+            self.note(
+                section,
+                "skip_long_lines",
+                "Skip_Long_Lines On: a longer line is cut "
+                "at max_line_bytes and flagged truncated (counted), not skipped",
+                left_out=False,
+            )
+        key_entry = section.entry("key")
+        if key_entry and key_entry.value != "log":
+            self.note(section, "key", f"Key {key_entry.value}: the line is always in message")
         formats: list[str] = []
         entries = section.all("multiline.parser") + section.all("parser")
         for entry in entries:
@@ -474,8 +549,12 @@ class Mapper:
         method = getattr(self, f"filter_{plugin.replace('-', '_')}", None)
         if method is None:
             what = {"lua": "Lua scripts", "wasm": "WASM filters"}.get(plugin, "this filter")
-            self.note(section, None, f"[FILTER] {plugin or '(no Name)'}: {what} cannot be "
-                      "translated; a [[filters]] type = \"python\" function can do the same")
+            self.note(
+                section,
+                None,
+                f"[FILTER] {plugin or '(no Name)'}: {what} cannot be "
+                'translated; a [[filters]] type = "python" function can do the same',
+            )
             return
         target: dict[str, Any] = {"type": plugin}
         self.common(section, target, selector=True)
@@ -500,13 +579,30 @@ class Mapper:
         if op and op.lower() in ("and", "or", "legacy"):
             target["logical_op"] = op.lower()
 
-    _MODIFY_RULES = ("set", "add", "remove", "remove_wildcard", "remove_regex", "rename",
-                     "hard_rename", "copy", "hard_copy", "move_to_start", "move_to_end")
+    _MODIFY_RULES = (
+        "set",
+        "add",
+        "remove",
+        "remove_wildcard",
+        "remove_regex",
+        "rename",
+        "hard_rename",
+        "copy",
+        "hard_copy",
+        "move_to_start",
+        "move_to_end",
+    )
     _MODIFY_FIELDS = {"set", "add", "remove", "rename", "hard_rename", "copy", "hard_copy"}
     _CONDITIONS = {
-        "key_exists": 1, "key_does_not_exist": 1, "a_key_matches": 1, "no_key_matches": 1,
-        "key_value_equals": 2, "key_value_does_not_equal": 2, "key_value_matches": 2,
-        "key_value_does_not_match": 2, "matching_keys_have_matching_values": 2,
+        "key_exists": 1,
+        "key_does_not_exist": 1,
+        "a_key_matches": 1,
+        "no_key_matches": 1,
+        "key_value_equals": 2,
+        "key_value_does_not_equal": 2,
+        "key_value_matches": 2,
+        "key_value_does_not_match": 2,
+        "matching_keys_have_matching_values": 2,
         "matching_keys_do_not_have_matching_values": 2,
     }
 
@@ -531,13 +627,19 @@ class Mapper:
                 name, rest = self._key_value(entry.value)
                 arity = self._CONDITIONS.get(name.lower())
                 if arity is None:
-                    self.result.notes.append(Note(entry.file, entry.line,
-                                                  f"[FILTER] modify: Condition {name}: unknown"))
+                    self.result.notes.append(
+                        Note(entry.file, entry.line, f"[FILTER] modify: Condition {name}: unknown")
+                    )
                     continue
                 args = [rest] if arity == 1 else list(self._key_value(rest))
-                if name.lower() in ("key_exists", "key_does_not_exist", "key_value_equals",
-                                    "key_value_does_not_equal", "key_value_matches",
-                                    "key_value_does_not_match"):
+                if name.lower() in (
+                    "key_exists",
+                    "key_does_not_exist",
+                    "key_value_equals",
+                    "key_value_does_not_equal",
+                    "key_value_matches",
+                    "key_value_does_not_match",
+                ):
                     args[0] = self.field(args[0])
                 conditions.append([name.lower(), *args])
         target["rules"] = rules
@@ -554,7 +656,9 @@ class Mapper:
         removes = [self.field(e.value) for e in section.all("remove_key")]
         if removes:
             target["remove_keys"] = removes
-        allow = [e.value.strip() for e in section.all("allowlist_key") + section.all("whitelist_key")]
+        allow = [
+            e.value.strip() for e in section.all("allowlist_key") + section.all("whitelist_key")
+        ]
         if allow:
             target["allowlist_keys"] = allow
         uuid = section.entry("uuid_key")
@@ -566,8 +670,13 @@ class Mapper:
         for entry in section.all("rule"):
             parts = entry.value.split()
             if len(parts) < 3:
-                self.result.notes.append(Note(entry.file, entry.line, f"[FILTER] rewrite_tag: "
-                                              f"Rule {entry.value}: expected KEY REGEX TAG KEEP"))
+                self.result.notes.append(
+                    Note(
+                        entry.file,
+                        entry.line,
+                        f"[FILTER] rewrite_tag: Rule {entry.value}: expected KEY REGEX TAG KEEP",
+                    )
+                )
                 continue
             key, regex, tag = parts[0], " ".join(parts[1:-2]) if len(parts) > 3 else parts[1], None
             if len(parts) > 3:
@@ -588,9 +697,14 @@ class Mapper:
         status = _bool(section.get("print_status"))
         if status is not None:
             target["print_status"] = status
-        self.note(section, None, f"[FILTER] throttle: Rate {rate} per Interval averaged over "
-                  f"Window {window} becomes rate = {rate * window} per window = "
-                  f"{seconds * window}s (a sliding window, no slow start)", left_out=False)
+        self.note(
+            section,
+            None,
+            f"[FILTER] throttle: Rate {rate} per Interval averaged over "
+            f"Window {window} becomes rate = {rate * window} per window = "
+            f"{seconds * window}s (a sliding window, no slow start)",
+            left_out=False,
+        )
 
     def filter_nest(self, section: Section, target: dict[str, Any]) -> None:
         operation = (section.get("operation") or "nest").lower()
@@ -614,9 +728,14 @@ class Mapper:
             if parsed:
                 target.update(parsed)
             for extra in names[1:]:
-                self.result.notes.append(Note(
-                    extra.file, extra.line, f"[FILTER] parser: Parser {extra.value}: only the "
-                    "first parser is tried; add another [[filters]] type = \"parser\""))
+                self.result.notes.append(
+                    Note(
+                        extra.file,
+                        extra.line,
+                        f"[FILTER] parser: Parser {extra.value}: only the "
+                        'first parser is tried; add another [[filters]] type = "parser"',
+                    )
+                )
         if "format" not in target:
             return False  # type: ignore[return-value]
         reserve = _bool(section.get("reserve_data"))
@@ -632,34 +751,55 @@ class Mapper:
         for entry in section.all("multiline.parser"):
             for name in (n.strip() for n in entry.value.split(",") if n.strip()):
                 if name.lower() in ("cri", "docker"):
-                    self.note(section, entry.key, f"multiline.parser {name}: partial lines are "
-                              "joined by the tail input's format", left_out=False)
+                    self.note(
+                        section,
+                        entry.key,
+                        f"multiline.parser {name}: partial lines are "
+                        "joined by the tail input's format",
+                        left_out=False,
+                    )
                     continue
                 extra = self.multiline_start(section, entry.key, name)
                 if extra is not None and not made:
                     target.update(extra)
                     target["key"] = self.field(key)
                     made = True
-        for opt in ("mode", "buffer", "flush_ms", "emitter_name", "emitter_storage.type",
-                    "emitter_mem_buf_limit"):
+        for opt in (
+            "mode",
+            "buffer",
+            "flush_ms",
+            "emitter_name",
+            "emitter_storage.type",
+            "emitter_mem_buf_limit",
+        ):
             section.get(opt)
         return None if made else False
 
     def filter_kubernetes(self, section: Section, target: dict[str, Any]) -> None:
-        for key, ours in (("kube_url", "kube_url"), ("kube_ca_file", "kube_ca_file"),
-                          ("kube_token_file", "kube_token_file")):
+        for key, ours in (
+            ("kube_url", "kube_url"),
+            ("kube_ca_file", "kube_ca_file"),
+            ("kube_token_file", "kube_token_file"),
+        ):
             value = section.get(key)
             if value:
                 target[ours] = value
-        for key, ours in (("labels", "labels"), ("annotations", "annotations"),
-                          ("tls.verify", "tls_verify")):
-            value = _bool(section.get(key))
-            if value is not None:
-                target[ours] = value
+        for key, ours in (
+            ("labels", "labels"),
+            ("annotations", "annotations"),
+            ("tls.verify", "tls_verify"),
+        ):
+            flag = _bool(section.get(key))
+            if flag is not None:
+                target[ours] = flag
         merge = _bool(section.get("merge_log"))
         if merge:
-            parser: dict[str, Any] = {"type": "parser", "format": "json",
-                                      "key_name": "message", "reserve_data": True}
+            parser: dict[str, Any] = {
+                "type": "parser",
+                "format": "json",
+                "key_name": "message",
+                "reserve_data": True,
+            }
             if "match" in target:
                 parser["match"] = target["match"]
             keep = _bool(section.get("keep_log"))
@@ -668,33 +808,63 @@ class Mapper:
             if merge_key:
                 parser["target_key"] = merge_key
             self.pending_after = parser
-            self.note(section, "merge_log", "Merge_Log On: a [[filters]] type = \"parser\" "
-                      "(json on message) follows the kubernetes filter", left_out=False)
-        for key in ("k8s-logging.parser", "k8s-logging.exclude", "use_kubelet", "kubelet_port",
-                    "merge_parser", "kube_meta_cache_ttl", "namespace_labels"):
+            self.note(
+                section,
+                "merge_log",
+                'Merge_Log On: a [[filters]] type = "parser" '
+                "(json on message) follows the kubernetes filter",
+                left_out=False,
+            )
+        for key in (
+            "k8s-logging.parser",
+            "k8s-logging.exclude",
+            "use_kubelet",
+            "kubelet_port",
+            "merge_parser",
+            "kube_meta_cache_ttl",
+            "namespace_labels",
+        ):
             entry = section.entry(key)
             if entry and (_bool(entry.value) is not False):
-                self.note(section, key, f"{entry.key} {entry.value}: no equivalent in the "
-                          "agent's kubernetes filter")
+                self.note(
+                    section,
+                    key,
+                    f"{entry.key} {entry.value}: no equivalent in the agent's kubernetes filter",
+                )
 
     # ------------------------------------------------------------------ outputs
 
     def output(self, section: Section) -> None:
         plugin = section.plugin
-        kinds = {"es": "elasticsearch", "elasticsearch": "elasticsearch",
-                 "opensearch": "opensearch", "s3": "s3", "file": "file", "stdout": "stdout",
-                 "null": "null"}
+        kinds = {
+            "es": "elasticsearch",
+            "elasticsearch": "elasticsearch",
+            "opensearch": "opensearch",
+            "s3": "s3",
+            "file": "file",
+            "stdout": "stdout",
+            "null": "null",
+        }
         kind = kinds.get(plugin)
         if kind is None:
-            self.note(section, None, f"[OUTPUT] {plugin or '(no Name)'}: no such output in the "
-                      "agent (it has s3, elasticsearch/opensearch, file, stdout, null); not "
-                      "translated: its records are not sent anywhere")
+            self.note(
+                section,
+                None,
+                f"[OUTPUT] {plugin or '(no Name)'}: no such output in the "
+                "agent (it has s3, elasticsearch/opensearch, file, stdout, null); not "
+                "translated: its records are not sent anywhere",
+            )
             return
         target: dict[str, Any] = {"type": kind}
         self.common(section, target, selector=True)
         if "match" not in target and "match_regex" not in target:
-            self.note(section, None, f"[OUTPUT] {plugin} without Match: fluent-bit sends it "
-                      "nothing; match = \"*\" written", left_out=False)
+            self.note(
+                section,
+                None,
+                f"[OUTPUT] {plugin} without Match: fluent-bit sends it "
+                'nothing; match = "*" written',
+                left_out=False,
+            )
             target["match"] = "*"
         retry = section.get("retry_limit")
         if retry:
@@ -708,7 +878,9 @@ class Mapper:
         workers = section.get("workers")
         if workers and workers.isdigit() and int(workers) > 0:
             target["workers"] = int(workers)
-        getattr(self, f"output_{'es' if kind in ('elasticsearch', 'opensearch') else kind}")(section, target)
+        getattr(self, f"output_{'es' if kind in ('elasticsearch', 'opensearch') else kind}")(
+            section, target
+        )
         self.outputs.append(target)
         self.finish_section(section, f"[OUTPUT] {plugin}")
 
@@ -718,8 +890,13 @@ class Mapper:
     def output_stdout(self, section: Section, target: dict[str, Any]) -> None:
         fmt = section.entry("format")
         if fmt is None or fmt.value.lower() != "json_lines":
-            self.note(section, "format" if fmt else None, "[OUTPUT] stdout: records are "
-                      "printed as JSON lines (fluent-bit's Format json_lines)", left_out=False)
+            self.note(
+                section,
+                "format" if fmt else None,
+                "[OUTPUT] stdout: records are "
+                "printed as JSON lines (fluent-bit's Format json_lines)",
+                left_out=False,
+            )
         section.get("json_date_key")
         section.get("json_date_format")
 
@@ -727,26 +904,44 @@ class Mapper:
         directory = section.get("path") or "."
         name = section.get("file")
         if not name:
-            self.note(section, None, "[OUTPUT] file without File: fluent-bit names the file "
-                      "after the tag; one file, out.log, is written instead", left_out=False)
+            self.note(
+                section,
+                None,
+                "[OUTPUT] file without File: fluent-bit names the file "
+                "after the tag; one file, out.log, is written instead",
+                left_out=False,
+            )
             name = "out.log"
         target["path"] = os.path.join(directory, name)
         fmt = section.entry("format")
         if fmt is None or fmt.value.lower() not in ("plain",):
-            self.note(section, "format" if fmt else None, "[OUTPUT] file: the file holds one "
-                      "JSON record per line (no tag or timestamp prefix)", left_out=False)
+            self.note(
+                section,
+                "format" if fmt else None,
+                "[OUTPUT] file: the file holds one "
+                "JSON record per line (no tag or timestamp prefix)",
+                left_out=False,
+            )
 
     def output_s3(self, section: Section, target: dict[str, Any]) -> None:
         target["bucket"] = section.get("bucket") or "${S3_BUCKET}"
-        for key, ours in (("region", "region"), ("endpoint", "endpoint_url"),
-                          ("storage_class", "storage_class"), ("canned_acl", "canned_acl"),
-                          ("role_arn", "role_arn"), ("sts_endpoint", "sts_endpoint_url"),
-                          ("external_id", "external_id"), ("content_type", "content_type")):
+        for key, ours in (
+            ("region", "region"),
+            ("endpoint", "endpoint_url"),
+            ("storage_class", "storage_class"),
+            ("canned_acl", "canned_acl"),
+            ("role_arn", "role_arn"),
+            ("sts_endpoint", "sts_endpoint_url"),
+            ("external_id", "external_id"),
+            ("content_type", "content_type"),
+        ):
             value = section.get(key)
             if value:
                 target[ours] = value
-        for key, ours in (("total_file_size", "total_file_size"),
-                          ("upload_chunk_size", "upload_chunk_size")):
+        for key, ours in (
+            ("total_file_size", "total_file_size"),
+            ("upload_chunk_size", "upload_chunk_size"),
+        ):
             value = section.get(key)
             if value and _size(value) is not None:
                 target[ours] = _size(value)
@@ -758,8 +953,9 @@ class Mapper:
             target["compression"] = compression
         else:
             target["compression"] = "gzip"
-            self.note(section, "compression", f"compression {compression}: not available; "
-                      "gzip written")
+            self.note(
+                section, "compression", f"compression {compression}: not available; gzip written"
+            )
         key_format = section.get("s3_key_format") or "/fluent-bit-logs/$TAG/%Y/%m/%d/%H/%M/%S"
         key = re.sub(r"\$TAG\[(\d+)\]", r"${tag[\1]}", key_format)
         key = key.replace("$TAG", "${tag}").replace("$UUID", "${chunk_id}")
@@ -768,19 +964,33 @@ class Mapper:
         if "${chunk_id}" not in key:
             key += "-${chunk_id}"
         if "${host}" not in key:
-            head, sep, tail = key.rpartition("/")
-            key = f"{head}{sep}${{host}}-{tail}"
+            key = key.replace("${chunk_id}", "${host}-${chunk_id}", 1)
         if key != key_format:
-            self.note(section, "s3_key_format" if section.entry("s3_key_format") else None,
-                      f"s3_key_format {key_format} becomes key_format = {key!r} (keys carry "
-                      "${host} and ${chunk_id}, so a resend overwrites instead of duplicating)",
-                      left_out=False)
+            self.note(
+                section,
+                "s3_key_format" if section.entry("s3_key_format") else None,
+                f"s3_key_format {key_format} becomes key_format = {key!r} (keys carry "
+                "${host} and ${chunk_id}, so a resend overwrites instead of duplicating)",
+                left_out=False,
+            )
         target["key_format"] = key
+        delimiters = section.get("s3_key_format_tag_delimiters")
+        if delimiters and delimiters != ".":
+            self.note(
+                section,
+                "s3_key_format_tag_delimiters",
+                f"s3_key_format_tag_delimiters "
+                f"{delimiters}: ${{tag[N]}} splits the tag at dots only",
+            )
         for key2 in ("json_date_key", "json_date_format"):
             entry = section.entry(key2)
             if entry and entry.value.lower() not in ("false", "off"):
-                self.note(section, key2, f"{entry.key} {entry.value}: records keep their "
-                          "time field; no date key is added")
+                self.note(
+                    section,
+                    key2,
+                    f"{entry.key} {entry.value}: records keep their "
+                    "time field; no date key is added",
+                )
 
     def output_es(self, section: Section, target: dict[str, Any]) -> None:
         tls = bool(_bool(section.get("tls")))
@@ -789,33 +999,54 @@ class Mapper:
         port = section.get("port") or "9200"
         prefix = (section.get("path") or "").rstrip("/")
         hosts = [h.strip() for h in host.split(",") if h.strip()] if "," in host else [host]
-        urls = [f"{scheme}://{h}:{port}{prefix}" if ":" not in h.split("]")[-1]
-                else f"{scheme}://{h}{prefix}" for h in hosts]
+        urls = [
+            f"{scheme}://{h}:{port}{prefix}"
+            if ":" not in h.split("]")[-1]
+            else f"{scheme}://{h}{prefix}"
+            for h in hosts
+        ]
         target["hosts"] = urls[0] if len(urls) == 1 else urls
-        for key, ours in (("http_user", "user"), ("http_passwd", "password"),
-                          ("index", "index"), ("logstash_prefix", "logstash_prefix"),
-                          ("logstash_dateformat", "logstash_dateformat"),
-                          ("logstash_prefix_separator", "logstash_prefix_separator"),
-                          ("time_key", "time_key"), ("tag_key", "tag_key"),
-                          ("pipeline", "pipeline"), ("tls.ca_file", "ca_file"),
-                          ("tls.crt_file", "cert_file"), ("tls.key_file", "key_file"),
-                          ("aws_region", "aws_region"), ("type", "type_name"),
-                          ("http_api_key", "api_key")):
+        for key, ours in (
+            ("http_user", "user"),
+            ("http_passwd", "password"),
+            ("index", "index"),
+            ("logstash_prefix", "logstash_prefix"),
+            ("logstash_dateformat", "logstash_dateformat"),
+            ("logstash_prefix_separator", "logstash_prefix_separator"),
+            ("time_key", "time_key"),
+            ("tag_key", "tag_key"),
+            ("pipeline", "pipeline"),
+            ("tls.ca_file", "ca_file"),
+            ("tls.crt_file", "cert_file"),
+            ("tls.key_file", "key_file"),
+            ("aws_region", "aws_region"),
+            ("type", "type_name"),
+            ("http_api_key", "api_key"),
+        ):
             value = section.get(key)
             if value:
                 target[ours] = value
-        for key, ours in (("logstash_format", "logstash_format"),
-                          ("include_tag_key", "include_tag_key"), ("replace_dots", "replace_dots"),
-                          ("suppress_type_name", "suppress_type_name"),
-                          ("tls.verify", "verify_tls"), ("aws_auth", "aws_auth")):
-            value = _bool(section.get(key))
-            if value is not None:
-                target[ours] = value
+        for key, ours in (
+            ("logstash_format", "logstash_format"),
+            ("include_tag_key", "include_tag_key"),
+            ("replace_dots", "replace_dots"),
+            ("suppress_type_name", "suppress_type_name"),
+            ("tls.verify", "verify_tls"),
+            ("aws_auth", "aws_auth"),
+        ):
+            flag = _bool(section.get(key))
+            if flag is not None:
+                target[ours] = flag
         if _bool(section.get("generate_id")):
             target["id_mode"] = "hash"
-            self.note(section, "generate_id", "Generate_ID On: id_mode = \"hash\" derives "
-                      "_id from the chunk and position (a resend overwrites); fluent-bit "
-                      "hashes the record", left_out=False)
+            self.note(
+                section,
+                "generate_id",
+                'Generate_ID On: id_mode = "hash" derives '
+                "_id from the chunk and position (a resend overwrites); fluent-bit "
+                "hashes the record",
+                left_out=False,
+            )
         compress = section.get("compress")
         if compress and compress.lower() == "gzip":
             target["compression"] = "gzip"
@@ -823,13 +1054,13 @@ class Mapper:
         if op and op.value.lower() == "create":
             target["op_type"] = "create"
         elif op and op.value.lower() != "index":
-            self.note(section, "write_operation", f"Write_Operation {op.value}: only index "
-                      "and create")
+            self.note(
+                section, "write_operation", f"Write_Operation {op.value}: only index and create"
+            )
 
     # ------------------------------------------------------------------ all
 
     def run(self) -> Result:
-        self.pending_after: dict[str, Any] | None = None
         self.service()
         for index, section in enumerate(self.fb.inputs):
             self.input(section, index)
@@ -845,13 +1076,25 @@ class Mapper:
         for section in self.fb.other:
             self.note(section, None, f"[{section.kind.upper()}] section: not translated")
         if not self.inputs:
-            self.result.notes.append(Note(self.fb.source, 1, "no input could be translated; "
-                                          "a placeholder syslog input on udp 127.0.0.1:5140 "
-                                          "is written so the file is valid"))
+            self.result.notes.append(
+                Note(
+                    self.fb.source,
+                    1,
+                    "no input could be translated; "
+                    "a placeholder syslog input on udp 127.0.0.1:5140 "
+                    "is written so the file is valid",
+                )
+            )
             self.inputs.append({"type": "syslog", "mode": "udp", "listen": "127.0.0.1:5140"})
         if not self.outputs:
-            self.result.notes.append(Note(self.fb.source, 1, "no output could be translated; "
-                                          "a stdout output is written so the file is valid"))
+            self.result.notes.append(
+                Note(
+                    self.fb.source,
+                    1,
+                    "no output could be translated; "
+                    "a stdout output is written so the file is valid",
+                )
+            )
             self.outputs.append({"type": "stdout", "match": "*"})
         config: dict[str, Any] = {}
         if self.agent:

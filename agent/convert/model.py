@@ -77,8 +77,7 @@ class FluentBitConfig:
     inputs: list[Section] = field(default_factory=list)
     filters: list[Section] = field(default_factory=list)
     outputs: list[Section] = field(default_factory=list)
-    parsers: dict[str, Section] = field(default_factory=dict)
-    multiline_parsers: dict[str, Section] = field(default_factory=dict)
+    parser_sections: list[Section] = field(default_factory=list)
     other: list[Section] = field(default_factory=list)
     missing: list[tuple[str, int, str]] = field(default_factory=list)
     """(file, line, text) of what the readers could not read but the conversion survives
@@ -96,11 +95,24 @@ class FluentBitConfig:
         elif kind == "output":
             self.outputs.append(section)
         elif kind in ("parser", "multiline_parser"):
-            name = ""
-            for entry in section.entries:
-                if entry.key.lower() == "name":
-                    name = entry.value.strip()
-            table = self.parsers if kind == "parser" else self.multiline_parsers
-            table[name] = section
+            self.parser_sections.append(section)  # named once its entries are read
         else:
             self.other.append(section)
+
+    def _named(self, kind: str) -> dict[str, Section]:
+        table: dict[str, Section] = {}
+        for section in self.parser_sections:
+            if section.kind == kind:
+                for entry in section.entries:
+                    if entry.key.lower() == "name":
+                        table[entry.value.strip()] = section
+        return table
+
+    @property
+    def parsers(self) -> dict[str, Section]:
+        """[PARSER] sections by name (a later definition wins, as in fluent-bit)."""
+        return self._named("parser")
+
+    @property
+    def multiline_parsers(self) -> dict[str, Section]:
+        return self._named("multiline_parser")

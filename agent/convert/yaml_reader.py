@@ -73,10 +73,12 @@ class _YamlReader:
                     self.config.add(self._section(kind, item, path, item.start_mark.line + 1))
             elif key == "pipeline":
                 for name, items in self._pairs(value, path):
-                    kind = _PIPELINE.get(name.lower())
+                    family = _PIPELINE.get(name.lower())
                     for item in self._items(items, path):
                         item_line = item.start_mark.line + 1
-                        self.config.add(self._section(kind or name.lower(), item, path, item_line))
+                        self.config.add(
+                            self._section(family or name.lower(), item, path, item_line)
+                        )
             else:
                 self.config.add(self._section(key, value, path, line))
 
@@ -109,8 +111,10 @@ class _YamlReader:
             if key.lower() == "rules" and kind == "multiline_parser":
                 for rule in self._items(value, path):
                     fields = dict(self._pairs(rule, path))
-                    parts = [self._scalar(fields.get(k)) if k in fields else "" for k in
-                             ("state", "regex", "next_state")]
+                    parts = [
+                        self._scalar(fields.get(k)) if k in fields else ""
+                        for k in ("state", "regex", "next_state")
+                    ]
                     text = " ".join(f'"{part}"' for part in parts)
                     section.add("rule", text, path, rule.start_mark.line + 1)
             elif isinstance(value, self.yaml.SequenceNode) and all(
@@ -118,8 +122,9 @@ class _YamlReader:
             ):
                 # a repeated key (grep's regex, modify's add, ...) written as a list
                 for item in value.value:
-                    section.add(key, self.substitute(str(item.value)), path,
-                                item.start_mark.line + 1)
+                    section.add(
+                        key, self.substitute(str(item.value)), path, item.start_mark.line + 1
+                    )
             else:
                 section.add(key, self.substitute(self._scalar(value)), path, key_line)
         return section
