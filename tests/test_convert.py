@@ -389,3 +389,39 @@ def test_example_configs_copy(tmp_path: Path) -> None:
     status, _, stderr, config = convert(copy / "fluent-bit.conf", tmp_path / "out")
     assert status == 0, stderr
     assert len(config["inputs"]) == 4
+
+
+def test_tail_with_a_custom_multiline_parser(tmp_path: Path) -> None:
+    """``multiline.parser cri, java_stack`` on tail: the CRI format, then a multiline filter
+    whose start pattern is the parser's start_state rule, on the tail's records."""
+    (tmp_path / "parsers.conf").write_text(
+        "[MULTILINE_PARSER]\n    name java_stack\n    type regex\n    flush_timeout 2000\n"
+        '    rule "start_state" "/^\\d{4}-/" "cont"\n    rule "cont" "/^\\s+at /" "cont"\n'
+    )
+    source = tmp_path / "fluent-bit.conf"
+    source.write_text(
+        "[SERVICE]\n    Parsers_File parsers.conf\n"
+        "[INPUT]\n    Name tail\n    Path /var/log/containers/app-*.log\n    Tag app.*\n"
+        "    multiline.parser cri, java_stack\n"
+        "[OUTPUT]\n    Name stdout\n    Match app.*\n    Format json_lines\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, text, stderr, config = convert(source, tmp_path / "out")
+    assert status == 0, stderr
+    [tail] = config["inputs"]
+    assert tail["format"] == "cri"
+    assert tail["tag"] == "app.${namespace_name}.${pod_name}.${container_name}"
+    assert config["filters"] == [
+        {
+            "type": "multiline",
+            "match": "app.*.*.*",
+            "start_pattern": r"^\d{4}-",
+            "flush_timeout": "2000ms",
+            "key": "message",
+            "stream_keys": ["stream"],
+        }
+    ]
+    if has_input("tail"):
+        check(tmp_path / "out")
+    else:
+        assert 'type = "tail"' in text

@@ -538,6 +538,8 @@ class Mapper:
                     extra = self.multiline_start(section, entry.key, name)
                     if extra is not None:
                         extra["match"] = re.sub(r"\$\{[^}]*\}", "*", target["tag"])
+                        extra["key"] = "message"
+                        extra["stream_keys"] = ["stream"]  # the tag is per container already
                         self.filters.append(extra)
         if formats:
             target["format"] = formats[0] if len(set(formats)) == 1 else "auto"
