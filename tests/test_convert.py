@@ -425,3 +425,31 @@ def test_tail_with_a_custom_multiline_parser(tmp_path: Path) -> None:
         check(tmp_path / "out")
     else:
         assert 'type = "tail"' in text
+
+
+def test_values_not_understood_are_listed_and_secrets_not_repeated(tmp_path: Path) -> None:
+    """A value the converter cannot read is listed, never dropped quietly; a credential of a
+    setting with no equivalent is not repeated in the notes (stderr, comments)."""
+    source = tmp_path / "fb.conf"
+    source.write_text(
+        "[SERVICE]\n    Flush soon\n"
+        "[INPUT]\n    Name syslog\n    Mode tcp\n    Buffer_Max_Size huge\n"
+        "[FILTER]\n    Name throttle\n    Match *\n    Rate lots\n"
+        "[OUTPUT]\n    Name es\n    Match *\n    Cloud_Auth elastic:hunter2\n"
+        "    Generate_ID maybe\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, text, stderr, config = convert(source, tmp_path / "out")
+    assert status == 3
+    for where, what in [
+        ("fb.conf:2", "flush soon: not understood"),
+        ("fb.conf:6", "buffer_max_size huge: not understood"),
+        ("fb.conf:10", "rate lots: not understood"),
+        ("fb.conf:14", "[OUTPUT] es: Cloud_Auth (value redacted): no equivalent"),
+        ("fb.conf:15", "generate_id maybe: not understood"),
+    ]:
+        assert f"not translated: {where}: {what}" in stderr
+    assert "hunter2" not in stderr and "hunter2" not in text
+    assert "max_message_bytes" not in config["inputs"][0]
+    assert config["filters"][0]["rate"] == 5  # the default Rate 1 over Window 5
+    check(tmp_path / "out")

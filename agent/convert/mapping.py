@@ -67,6 +67,16 @@ _COVERED = {
 }
 
 
+_SECRET = re.compile(r"passw|secret|token|auth|api_?key|credential|signature", re.I)
+
+
+def _shown(key: str, value: str) -> str:
+    """A value fit for a note: credentials are not repeated in comments or on stderr."""
+    if _SECRET.search(key) and not re.fullmatch(r"\$\{[^}]*\}|on|off|true|false", value, re.I):
+        return "(value redacted)"
+    return value
+
+
 def _bool(value: str | None) -> bool | None:
     if value is None:
         return None
@@ -170,11 +180,12 @@ class Mapper:
     def finish_section(self, section: Section, what: str) -> None:
         for entry in section.unused():
             key = entry.key.lower()
+            shown = _shown(entry.key, entry.value)
             if key in _COVERED:
-                text = f"{what}: {entry.key} {entry.value}: not needed ({_COVERED[key]})"
+                text = f"{what}: {entry.key} {shown}: not needed ({_COVERED[key]})"
                 self.result.notes.append(Note(entry.file, entry.line, text, left_out=False))
             else:
-                text = f"{what}: {entry.key} {entry.value}: no equivalent in the agent"
+                text = f"{what}: {entry.key} {shown}: no equivalent in the agent"
                 self.result.notes.append(Note(entry.file, entry.line, text))
 
     def common(self, section: Section, target: dict[str, Any], selector: bool) -> None:
@@ -207,15 +218,62 @@ class Mapper:
                 "[agent] log_level applies to all",
             )
 
+    # ------------------------------------------------------------------ values
+
+    def _bad(self, section: Section, key: str, value: str, expected: str) -> None:
+        self.note(
+            section,
+            key,
+            f"{key} {_shown(key, value)}: not understood (expected {expected}); not translated",
+        )
+
+    def size(self, section: Section, key: str) -> int | str | None:
+        raw = section.get(key)
+        if raw is None or raw == "":
+            return None
+        value = _size(raw)
+        if value is None:
+            self._bad(section, key, raw, "a size such as 32k or 5M")
+        return value
+
+    def duration(self, section: Section, key: str, unit: str = "s") -> float | int | str | None:
+        raw = section.get(key)
+        if raw is None or raw == "":
+            return None
+        value = _duration(raw, unit)
+        if value is None:
+            self._bad(section, key, raw, "a time such as 5 or 5s")
+        return value
+
+    def flag(self, section: Section, key: str) -> bool | None:
+        raw = section.get(key)
+        if raw is None or raw == "":
+            return None
+        value = _bool(raw)
+        if value is None:
+            self._bad(section, key, raw, "on or off")
+        return value
+
+    def number(self, section: Section, key: str, default: int) -> int:
+        raw = section.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(float(raw))
+        except ValueError:
+            value = -1
+        if value < 1:
+            self._bad(section, key, raw, "a positive number")
+            return default
+        return value
+
     # ------------------------------------------------------------------ service
 
     def service(self) -> None:
         for section in self.fb.service:
-            flush = section.get("flush")
+            flush = self.duration(section, "flush")
             if flush is not None:
-                value = _duration(flush)
-                if value is not None:
-                    self.buffer["flush_interval"] = value
+                self.buffer["flush_interval"] = flush
             level = section.get("log_level")
             if level:
                 levels = {
@@ -236,7 +294,7 @@ class Mapper:
                         f"Log_Level {level}: the agent always logs "
                         'errors; log_level = "error" written',
                     )
-            if _bool(section.get("http_server")):
+            if self.flag(section, "http_server"):
                 host = section.get("http_listen") or "0.0.0.0"
                 port = section.get("http_port") or "2020"
                 host = f"[{host}]" if ":" in host else host
@@ -250,9 +308,9 @@ class Mapper:
             sync = section.get("storage.sync")
             if sync:
                 self.buffer["sync"] = "always" if sync.lower() == "full" else "none"
-            grace = section.get("grace")
-            if grace and _duration(grace) is not None:
-                self.agent["grace_period"] = _duration(grace)
+            grace = self.duration(section, "grace")
+            if grace is not None:
+                self.agent["grace_period"] = grace
             for key, text in (
                 ("daemon", "run the agent under your service manager; it does not fork"),
                 ("health_check", "/healthz and /readyz are always served with http_listen"),
@@ -384,9 +442,9 @@ class Mapper:
         if len(start) > 1 and start.startswith("/") and start.endswith("/"):
             start = start[1:-1]
         out: dict[str, Any] = {"type": "multiline", "start_pattern": start}
-        flush = parser.get("flush_timeout")
-        if flush and _duration(flush, "ms") is not None:
-            out["flush_timeout"] = _duration(flush, "ms")
+        flush = self.duration(parser, "flush_timeout", "ms")
+        if flush is not None:
+            out["flush_timeout"] = flush
         if (parser.get("type") or "regex").lower() != "regex":
             self.note(parser, "type", f"[MULTILINE_PARSER] {name}: only type regex translates")
             return None
@@ -460,12 +518,12 @@ class Mapper:
             fmt = self.parser_format(section, "parser", parser)
             if fmt:
                 target["format"] = fmt
-        size = section.get("buffer_max_size")
-        if size and _size(size) is not None:
-            target["max_message_bytes"] = _size(size)
-        receive = section.get("receive_buffer_size")
-        if receive and _size(receive) is not None:
-            target["receive_buffer_bytes"] = _size(receive)
+        size = self.size(section, "buffer_max_size")
+        if size is not None:
+            target["max_message_bytes"] = size
+        receive = self.size(section, "receive_buffer_size")
+        if receive is not None:
+            target["receive_buffer_bytes"] = receive
         source = section.get("source_address_key")
         if source:
             target["source_key"] = source
@@ -496,7 +554,7 @@ class Mapper:
             )
             target["tag"] = new
         for key, ours in (("read_from_head", "read_from_head"),):
-            flag = _bool(section.get(key))
+            flag = self.flag(section, key)
             if flag is not None:
                 target[ours] = flag
         for key, ours in (
@@ -504,12 +562,12 @@ class Mapper:
             ("rotate_wait", "rotate_wait"),
             ("ignore_older", "ignore_older"),
         ):
-            raw = section.get(key)
-            if raw and _duration(raw) is not None:
-                target[ours] = _duration(raw)
-        size = section.get("buffer_max_size")
-        if size and _size(size) is not None:
-            target["max_line_bytes"] = _size(size)
+            seconds = self.duration(section, key)
+            if seconds is not None:
+                target[ours] = seconds
+        size = self.size(section, "buffer_max_size")
+        if size is not None:
+            target["max_line_bytes"] = size
         path_key = section.get("path_key")
         if path_key:
             target["path_key"] = path_key
@@ -690,13 +748,13 @@ class Mapper:
         target["rules"] = rules
 
     def filter_throttle(self, section: Section, target: dict[str, Any]) -> None:
-        rate = int(float(section.get("rate") or "1"))
-        window = int(float(section.get("window") or "5"))
-        interval = _duration(section.get("interval") or "1s")
+        rate = self.number(section, "rate", 1)
+        window = self.number(section, "window", 5)
+        interval = self.duration(section, "interval")
         seconds = interval if isinstance(interval, int | float) else 1
         target["rate"] = rate * window
         target["window"] = seconds * window
-        status = _bool(section.get("print_status"))
+        status = self.flag(section, "print_status")
         if status is not None:
             target["print_status"] = status
         self.note(
@@ -740,9 +798,9 @@ class Mapper:
                 )
         if "format" not in target:
             return False  # type: ignore[return-value]
-        reserve = _bool(section.get("reserve_data"))
+        reserve = self.flag(section, "reserve_data")
         target["reserve_data"] = bool(reserve)
-        preserve = _bool(section.get("preserve_key"))
+        preserve = self.flag(section, "preserve_key")
         if preserve is not None:
             target["preserve_key"] = preserve
         return None
@@ -791,10 +849,10 @@ class Mapper:
             ("annotations", "annotations"),
             ("tls.verify", "tls_verify"),
         ):
-            flag = _bool(section.get(key))
+            flag = self.flag(section, key)
             if flag is not None:
                 target[ours] = flag
-        merge = _bool(section.get("merge_log"))
+        merge = self.flag(section, "merge_log")
         if merge:
             parser: dict[str, Any] = {
                 "type": "parser",
@@ -804,7 +862,7 @@ class Mapper:
             }
             if "match" in target:
                 parser["match"] = target["match"]
-            keep = _bool(section.get("keep_log"))
+            keep = self.flag(section, "keep_log")
             parser["preserve_key"] = True if keep is None else keep
             merge_key = section.get("merge_log_key")
             if merge_key:
@@ -944,12 +1002,12 @@ class Mapper:
             ("total_file_size", "total_file_size"),
             ("upload_chunk_size", "upload_chunk_size"),
         ):
-            value = section.get(key)
-            if value and _size(value) is not None:
-                target[ours] = _size(value)
-        timeout = section.get("upload_timeout")
-        if timeout and _duration(timeout) is not None:
-            target["upload_timeout"] = _duration(timeout)
+            size = self.size(section, key)
+            if size is not None:
+                target[ours] = size
+        timeout = self.duration(section, "upload_timeout")
+        if timeout is not None:
+            target["upload_timeout"] = timeout
         compression = (section.get("compression") or "none").lower()
         if compression in ("gzip", "zstd", "none"):
             target["compression"] = compression
@@ -995,7 +1053,7 @@ class Mapper:
                 )
 
     def output_es(self, section: Section, target: dict[str, Any]) -> None:
-        tls = bool(_bool(section.get("tls")))
+        tls = bool(self.flag(section, "tls"))
         scheme = "https" if tls else "http"
         host = section.get("host") or "127.0.0.1"
         port = section.get("port") or "9200"
@@ -1036,10 +1094,10 @@ class Mapper:
             ("tls.verify", "verify_tls"),
             ("aws_auth", "aws_auth"),
         ):
-            flag = _bool(section.get(key))
+            flag = self.flag(section, key)
             if flag is not None:
                 target[ours] = flag
-        if _bool(section.get("generate_id")):
+        if self.flag(section, "generate_id"):
             target["id_mode"] = "hash"
             self.note(
                 section,
