@@ -453,3 +453,33 @@ def test_values_not_understood_are_listed_and_secrets_not_repeated(tmp_path: Pat
     assert "max_message_bytes" not in config["inputs"][0]
     assert config["filters"][0]["rate"] == 5  # the default Rate 1 over Window 5
     check(tmp_path / "out")
+
+
+def test_yaml_nested_keys_processors_and_sections_without_match(tmp_path: Path) -> None:
+    """``storage: {path: ...}`` reads as storage.path; processors are listed as not translated;
+    a filter or output without match (fluent-bit gives it nothing) is not written; an es output
+    without Index writes to fluent-bit's default index."""
+    pytest.importorskip("yaml")
+    source = tmp_path / "fluent-bit.yaml"
+    source.write_text(
+        "service:\n  storage:\n    path: /var/lib/fb\n    sync: full\n"
+        "pipeline:\n"
+        "  inputs:\n    - name: syslog\n      mode: udp\n      port: 5514\n      tag: node\n"
+        "      processors:\n        logs:\n          - name: content_modifier\n"
+        "            action: insert\n            key: k\n            value: v\n"
+        "  filters:\n    - name: grep\n      regex: ident ^x$\n"
+        "  outputs:\n    - name: es\n      match: node\n      host: es.local\n"
+        "    - name: stdout\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, _, stderr, config = convert(source, tmp_path / "out")
+    assert status == 3
+    assert config["agent"] == {"data_dir": "/var/lib/fb"}
+    assert config["buffer"] == {"sync": "always"}
+    assert "filters" not in config
+    [es] = config["outputs"]
+    assert es["index"] == "fluent-bit" and es["hosts"] == "http://es.local:9200"
+    assert "fluent-bit.yaml:11: [INPUT] syslog: processors" in stderr
+    assert "fluent-bit.yaml:18: [FILTER] grep without Match" in stderr
+    assert "fluent-bit.yaml:24: [OUTPUT] stdout without Match" in stderr
+    check(tmp_path / "out")

@@ -63,6 +63,7 @@ _COVERED = {
     "send_content_md5": "requests carry botocore's checksums (checksum)",
     "trace_error": "refused documents are dead-lettered with the server's error",
     "mkdir": "the file output creates parent directories",
+    "buffer": "the multiline filter holds pending records itself (flush_timeout)",
     "skip_empty_lines": "empty lines become records with an empty message",
 }
 
@@ -74,7 +75,8 @@ def _shown(key: str, value: str) -> str:
     """A value fit for a note: credentials are not repeated in comments or on stderr."""
     if _SECRET.search(key) and not re.fullmatch(r"\$\{[^}]*\}|on|off|true|false", value, re.I):
         return "(value redacted)"
-    return value
+    value = " ".join(value.split())
+    return value if len(value) <= 120 else value[:117] + "..."
 
 
 def _bool(value: str | None) -> bool | None:
@@ -618,6 +620,16 @@ class Mapper:
             return
         target: dict[str, Any] = {"type": plugin}
         self.common(section, target, selector=True)
+        if "match" not in target and "match_regex" not in target:
+            self.note(
+                section,
+                None,
+                f"[FILTER] {plugin} without Match: fluent-bit applies it "
+                "to no record; not written (an agent filter without match takes every tag)",
+            )
+            for entry in section.entries:
+                section.used.add(entry.key.lower())
+            return
         extra = method(section, target)
         if extra is not False:
             self.filters.append(target)
@@ -824,15 +836,18 @@ class Mapper:
                     target.update(extra)
                     target["key"] = self.field(key)
                     made = True
-        for opt in (
-            "mode",
-            "buffer",
-            "flush_ms",
-            "emitter_name",
-            "emitter_storage.type",
-            "emitter_mem_buf_limit",
-        ):
-            section.get(opt)
+        flush_ms = self.duration(section, "flush_ms", "ms")
+        if flush_ms is not None and made:
+            target["flush_timeout"] = flush_ms
+        mode = section.entry("mode")
+        if mode and mode.value.strip().lower() == "partial_message":
+            self.note(
+                section,
+                "mode",
+                "mode partial_message: Docker's and CRI's partial lines "
+                "are joined by the tail input's format (docker, cri), not by a filter",
+                left_out=not self.has_tail,
+            )
         return None if made else False
 
     def filter_kubernetes(self, section: Section, target: dict[str, Any]) -> None:
@@ -921,11 +936,11 @@ class Mapper:
             self.note(
                 section,
                 None,
-                f"[OUTPUT] {plugin} without Match: fluent-bit sends it "
-                'nothing; match = "*" written',
-                left_out=False,
+                f"[OUTPUT] {plugin} without Match: fluent-bit sends it no record; not written",
             )
-            target["match"] = "*"
+            for entry in section.entries:
+                section.used.add(entry.key.lower())
+            return
         retry = section.get("retry_limit")
         if retry:
             lowered = retry.lower()
@@ -984,7 +999,12 @@ class Mapper:
             )
 
     def output_s3(self, section: Section, target: dict[str, Any]) -> None:
-        target["bucket"] = section.get("bucket") or "${S3_BUCKET}"
+        bucket = section.get("bucket")
+        if not bucket:
+            self.note(
+                section, None, '[OUTPUT] s3 without bucket: bucket = "${S3_BUCKET}" written; set it'
+            )
+        target["bucket"] = bucket or "${S3_BUCKET}"
         for key, ours in (
             ("region", "region"),
             ("endpoint", "endpoint_url"),
@@ -1066,6 +1086,8 @@ class Mapper:
             for h in hosts
         ]
         target["hosts"] = urls[0] if len(urls) == 1 else urls
+        if not section.entry("index") and not _bool(section.get("logstash_format")):
+            target["index"] = "fluent-bit"  # fluent-bit's default index
         for key, ours in (
             ("http_user", "user"),
             ("http_passwd", "password"),

@@ -125,6 +125,11 @@ class _YamlReader:
                     section.add(
                         key, self.substitute(str(item.value)), path, item.start_mark.line + 1
                     )
+            elif isinstance(value, self.yaml.MappingNode) and key.lower() != "processors":
+                # storage: {path: ...} is storage.path
+                nested = self._section(kind, value, path, key_line)
+                for entry in nested.entries:
+                    section.add(f"{key}.{entry.key}", entry.value, entry.file, entry.line)
             else:
                 section.add(key, self.substitute(self._scalar(value)), path, key_line)
         return section
