@@ -6,6 +6,7 @@ in the file and on stderr, and the exit status says so."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -15,7 +16,15 @@ from typing import Any
 import pytest
 
 from agent.components import filter_types, input_types
-from tests.conftest import REPO, agent_command, agent_env, check_config
+from tests.conftest import (
+    REPO,
+    agent_command,
+    agent_env,
+    check_config,
+    free_port,
+    read_ndjson,
+    wait_for,
+)
 
 DATA = Path(__file__).parent / "data" / "fluent-bit"
 
@@ -483,3 +492,49 @@ def test_yaml_nested_keys_processors_and_sections_without_match(tmp_path: Path) 
     assert "fluent-bit.yaml:18: [FILTER] grep without Match" in stderr
     assert "fluent-bit.yaml:24: [OUTPUT] stdout without Match" in stderr
     check(tmp_path / "out")
+
+
+def test_converted_config_runs_and_delivers(tmp_path: Path, start_agent: Any) -> None:
+    """The converted file is not only valid: the agent runs it. Syslog over UDP through grep,
+    modify and rewrite_tag into two files, with fluent-bit's field names."""
+    port = free_port(socket.SOCK_DGRAM)
+    out = tmp_path / "out"
+    source = tmp_path / "fluent-bit.conf"
+    source.write_text(
+        f"[SERVICE]\n    Flush 1\n    storage.path {tmp_path / 'data'}\n"
+        f"[INPUT]\n    Name syslog\n    Mode udp\n    Listen 127.0.0.1\n    Port {port}\n"
+        "    Parser syslog-rfc5424\n    Tag syslog.node\n"
+        "[FILTER]\n    Name grep\n    Match syslog.*\n    Exclude $message ^healthcheck\n"
+        "[FILTER]\n    Name modify\n    Match syslog.*\n    Set cluster prod\n"
+        "    Rename msgid message_id\n"
+        "[FILTER]\n    Name rewrite_tag\n    Match syslog.*\n    Rule $ident ^(sudo)$ secure.$1 false\n"
+        f"[OUTPUT]\n    Name file\n    Match syslog.*\n    Path {out}\n    File all.log\n"
+        "    Format plain\n"
+        f"[OUTPUT]\n    Name file\n    Match secure.*\n    Path {out}\n    File secure.log\n"
+        "    Format plain\n"
+    )
+    (tmp_path / "conv").mkdir()
+    status, text, stderr, _ = convert(source, tmp_path / "conv")
+    assert status == 0, stderr
+    start_agent(text, workdir=tmp_path / "run")
+    lines = [
+        b"<14>1 2026-12-06T10:00:00.123Z node-1 app 42 ID7 - started worker",
+        b"<14>1 2026-12-06T10:00:01Z node-1 app 42 - - healthcheck ok",
+        b"<85>1 2026-12-06T10:00:02Z node-1 sudo 77 - - alice : COMMAND=/bin/sh",
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for line in lines:
+            sender.sendto(line, ("127.0.0.1", port))
+    wait_for(lambda: read_ndjson(out / "all.log") and read_ndjson(out / "secure.log"), 30)
+    [kept] = read_ndjson(out / "all.log")
+    assert {k: kept[k] for k in ("pri", "time", "host", "ident", "pid", "message")} == {
+        "pri": 14,
+        "time": "2026-12-06T10:00:00.123Z",
+        "host": "node-1",
+        "ident": "app",
+        "pid": "42",
+        "message": "started worker",
+    }
+    assert kept["message_id"] == "ID7" and "msgid" not in kept and kept["cluster"] == "prod"
+    [secure] = read_ndjson(out / "secure.log")
+    assert secure["ident"] == "sudo" and secure["message"] == "alice : COMMAND=/bin/sh"
