@@ -539,3 +539,38 @@ def test_converted_config_runs_and_delivers(tmp_path: Path, start_agent: Any) ->
     assert kept["message_id"] == "ID7" and "msgid" not in kept and kept["cluster"] == "prod"
     [secure] = read_ndjson(out / "secure.log")
     assert secure["ident"] == "sudo" and secure["message"] == "alice : COMMAND=/bin/sh"
+
+
+@pytest.mark.parametrize(
+    ("accessor", "path"),
+    [
+        ("$kubernetes['labels']['app.kubernetes.io/name']",
+         'kubernetes.labels["app.kubernetes.io/name"]'),
+        ("$sd['origin']['ip']", "sd.origin.ip"),
+        ("ident", "ident"),
+        ("$ident", "ident"),
+        ("kubernetes.labels", '["kubernetes.labels"]'),  # a plain key is one key, dots and all
+    ],
+)  # fmt: skip
+def test_record_accessors_become_field_paths(accessor: str, path: str) -> None:
+    from agent.convert.mapping import Mapper
+    from agent.convert.model import FluentBitConfig
+    from agent.filters.common import parse_path
+
+    assert Mapper(FluentBitConfig("x")).field(accessor) == path
+    parse_path(path, "key")  # our filters accept it
+
+
+@pytest.mark.parametrize(
+    ("tag", "ours"),
+    [
+        ("secure.$1.$TAG[1]", "secure.$1.$TAG[1]"),
+        ("$TAG.copy", "$TAG.copy"),
+        ("ns.$kubernetes['namespace_name'].app", "ns.${kubernetes.namespace_name}.app"),
+    ],
+)
+def test_rewrite_tag_templates(tag: str, ours: str) -> None:
+    from agent.convert.mapping import Mapper
+    from agent.convert.model import FluentBitConfig
+
+    assert Mapper(FluentBitConfig("x")).template(tag) == ours

@@ -120,7 +120,7 @@ def _duration(value: str, unit: str = "s") -> float | int | str | None:
 
 
 _ACCESSOR_PART = re.compile(r"\[\s*['\"]([^'\"]*)['\"]\s*\]|\[\s*(\d+)\s*\]")
-_ACCESSOR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_.\-]*)((?:\[\s*(?:'[^']*'|\"[^\"]*\"|\d+)\s*\])*)")
+_ACCESSOR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_\-]*)((?:\[\s*(?:'[^']*'|\"[^\"]*\"|\d+)\s*\])*)")
 
 
 def _path_part(name: str) -> str:
