@@ -574,3 +574,33 @@ def test_rewrite_tag_templates(tag: str, ours: str) -> None:
     from agent.convert.model import FluentBitConfig
 
     assert Mapper(FluentBitConfig("x")).template(tag) == ours
+
+
+def test_nested_include_found_beside_the_main_file(tmp_path: Path) -> None:
+    """conf.d/inputs.conf includes outputs.conf that lives beside the main file: found there
+    when it is not beside the including file."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "fluent-bit.conf").write_text("@INCLUDE conf.d/*.conf\n")
+    (tmp_path / "conf.d" / "inputs.conf").write_text(
+        "@INCLUDE outputs.conf\n[INPUT]\n    Name syslog\n    Mode udp\n    Tag a\n"
+    )
+    (tmp_path / "outputs.conf").write_text("[OUTPUT]\n    Name null\n    Match a\n")
+    (tmp_path / "out").mkdir()
+    status, _, stderr, config = convert(tmp_path / "fluent-bit.conf", tmp_path / "out")
+    assert status == 0, stderr
+    assert config["outputs"] == [{"type": "null", "match": "a"}]
+
+
+def test_unwritable_output_is_exit_2(tmp_path: Path) -> None:
+    source = tmp_path / "fb.conf"
+    source.write_text(
+        "[INPUT]\n    Name syslog\n    Mode udp\n[OUTPUT]\n    Name null\n    Match *\n"
+    )
+    done = subprocess.run(
+        agent_command("convert", str(source), "-o", str(tmp_path / "missing" / "agent.toml")),
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "convert: cannot write" in done.stderr and "Traceback" not in done.stderr

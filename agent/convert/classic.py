@@ -20,6 +20,9 @@ class ClassicReader:
     def __init__(self, config: FluentBitConfig) -> None:
         self.config = config
         self.variables: dict[str, str] = {}
+        self.root: str | None = None
+        """Directory of the main file: an @INCLUDE not found beside the including file is
+        looked for there too (fluent-bit resolves includes against the main file)."""
 
     def substitute(self, value: str) -> str:
         return _VARIABLE.sub(lambda m: self.variables.get(m.group(1), m.group(0)), value)
@@ -27,6 +30,8 @@ class ClassicReader:
     def read(self, path: str, depth: int = 0, parsers_only: bool = False) -> None:
         if depth > _MAX_DEPTH:
             raise ConvertError(f"{path}: @INCLUDE nested more than {_MAX_DEPTH} deep (a loop?)")
+        if self.root is None:
+            self.root = os.path.dirname(os.path.abspath(path))
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 lines = handle.read().splitlines()
@@ -68,6 +73,8 @@ class ClassicReader:
         base = os.path.dirname(os.path.abspath(path))
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         matches = sorted(glob.glob(full))
+        if not matches and not os.path.isabs(pattern) and self.root and self.root != base:
+            matches = sorted(glob.glob(os.path.join(self.root, pattern)))
         if not matches and not glob.has_magic(full):
             raise ConvertError(f"{path}:{number}: @INCLUDE {pattern}: no such file")
         for match in matches:
