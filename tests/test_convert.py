@@ -604,3 +604,24 @@ def test_unwritable_output_is_exit_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "convert: cannot write" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_lower_case_environment_variables_keep_their_meaning(tmp_path: Path) -> None:
+    """fluent-bit reads ${node_ip} from the environment; for the agent a lower-case ${name} is a
+    record field, so it is written ${node_ip:-} (the variable, or empty as in fluent-bit)."""
+    source = tmp_path / "fb.conf"
+    source.write_text(
+        "@SET region=eu-west-1\n"
+        "[INPUT]\n    Name syslog\n    Mode udp\n    Listen ${node_ip}\n    Port 5140\n"
+        "[OUTPUT]\n    Name s3\n    Match *\n    bucket ${BUCKET}\n    region ${region}\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, _, stderr, config = convert(source, tmp_path / "out")
+    assert status == 0, stderr
+    assert config["inputs"][0]["listen"] == "${node_ip:-}:5140"
+    assert config["outputs"][0]["bucket"] == "${BUCKET}"
+    assert config["outputs"][0]["region"] == "eu-west-1"  # @SET
+    assert "note: fb.conf:5: ${node_ip} (an environment variable) becomes ${node_ip:-}" in stderr
+    done = check_config(tmp_path / "out" / "agent.toml", "--no-environment", node_ip="127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert "udp 127.0.0.1:5140" in done.stdout

@@ -9,10 +9,9 @@ import glob
 import os
 import re
 
-from agent.convert.model import ConvertError, FluentBitConfig, Section
+from agent.convert.model import ConvertError, FluentBitConfig, Section, substitute
 
 _HEADER = re.compile(r"^\[\s*([A-Za-z_]+)\s*\]$")
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MAX_DEPTH = 16
 
 
@@ -24,8 +23,8 @@ class ClassicReader:
         """Directory of the main file: an @INCLUDE not found beside the including file is
         looked for there too (fluent-bit resolves includes against the main file)."""
 
-    def substitute(self, value: str) -> str:
-        return _VARIABLE.sub(lambda m: self.variables.get(m.group(1), m.group(0)), value)
+    def substitute(self, value: str, file: str = "", line: int = 0) -> str:
+        return substitute(value, self.variables, self.config, file, line)
 
     def read(self, path: str, depth: int = 0, parsers_only: bool = False) -> None:
         if depth > _MAX_DEPTH:
@@ -44,14 +43,14 @@ class ClassicReader:
                 continue
             lowered = line.lower()
             if lowered.startswith("@include"):
-                pattern = self.substitute(line[len("@include") :].strip())
+                pattern = self.substitute(line[len("@include") :].strip(), path, number)
                 self.include(path, number, pattern, depth)
                 continue
             if lowered.startswith("@set"):
                 name, sep, value = line[len("@set") :].strip().partition("=")
                 if not sep or not name.strip():
                     raise ConvertError(f"{path}:{number}: expected @SET NAME=value, got {line!r}")
-                self.variables[name.strip()] = self.substitute(value.strip())
+                self.variables[name.strip()] = self.substitute(value.strip(), path, number)
                 continue
             header = _HEADER.match(line)
             if header:
@@ -67,7 +66,7 @@ class ClassicReader:
             if "\t" in key:
                 key, _, rest = key.partition("\t")
                 value = rest + " " + value
-            section.add(key.strip(), self.substitute(value.strip()), path, number)
+            section.add(key.strip(), self.substitute(value.strip(), path, number), path, number)
 
     def include(self, path: str, number: int, pattern: str, depth: int) -> None:
         base = os.path.dirname(os.path.abspath(path))

@@ -79,6 +79,17 @@ def _shown(key: str, value: str) -> str:
     return value if len(value) <= 120 else value[:117] + "..."
 
 
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+def _host_port(host: str, port: str) -> str:
+    """``host:port``; an IPv6 address in brackets (a ``${VAR:-}`` placeholder is no address)."""
+    bare = _PLACEHOLDER.sub("", host)
+    if ":" in bare and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 def _bool(value: str | None) -> bool | None:
     if value is None:
         return None
@@ -299,8 +310,7 @@ class Mapper:
             if self.flag(section, "http_server"):
                 host = section.get("http_listen") or "0.0.0.0"
                 port = section.get("http_port") or "2020"
-                host = f"[{host}]" if ":" in host else host
-                self.agent["http_listen"] = f"{host}:{port}"
+                self.agent["http_listen"] = _host_port(host, port)
             else:
                 for key in ("http_listen", "http_port"):
                     section.get(key)
@@ -495,8 +505,7 @@ class Mapper:
         if mode in ("udp", "tcp"):
             host = section.get("listen") or "0.0.0.0"
             port = section.get("port") or "5140"
-            host = f"[{host}]" if ":" in host else host
-            target["listen"] = f"{host}:{port}"
+            target["listen"] = _host_port(host, port)
             section.get("path")
         else:
             path = section.get("path")
@@ -1080,9 +1089,9 @@ class Mapper:
         prefix = (section.get("path") or "").rstrip("/")
         hosts = [h.strip() for h in host.split(",") if h.strip()] if "," in host else [host]
         urls = [
-            f"{scheme}://{h}:{port}{prefix}"
-            if ":" not in h.split("]")[-1]
-            else f"{scheme}://{h}{prefix}"
+            f"{scheme}://{h}{prefix}"
+            if ":" in _PLACEHOLDER.sub("", h).split("]")[-1]  # host:port already
+            else f"{scheme}://{_host_port(h, port)}{prefix}"
             for h in hosts
         ]
         target["hosts"] = urls[0] if len(urls) == 1 else urls

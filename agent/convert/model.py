@@ -3,7 +3,11 @@ with the file and line it came from (so whatever is not translated can be pointe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_UPPER = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 class ConvertError(Exception):
@@ -116,3 +120,32 @@ class FluentBitConfig:
     @property
     def multiline_parsers(self) -> dict[str, Section]:
         return self._named("multiline_parser")
+
+
+def substitute(
+    value: str, variables: dict[str, str], config: FluentBitConfig, file: str, line: int
+) -> str:
+    """``${NAME}`` defined by @SET/env is replaced; any other is an environment variable. The
+    agent reads upper-case ``${NAME}`` from the environment as fluent-bit does; a lower-case
+    ``${name}`` would be a record field there, so it becomes ``${name:-}`` (the environment
+    variable, or empty when unset: what fluent-bit gives)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            return variables[name]
+        if _UPPER.fullmatch(name):
+            return match.group(0)
+        if file:
+            config.missing.append(
+                (
+                    file,
+                    line,
+                    f"${{{name}}} (an environment variable) "
+                    f"becomes ${{{name}:-}}: the agent reads lower-case names "
+                    "from the environment only with a default",
+                )
+            )
+        return "${" + name + ":-}"
+
+    return _VARIABLE.sub(replace, value)

@@ -5,12 +5,10 @@ extra (``pip install 'container-audit-agent[convert]'``); the classic format nee
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-from agent.convert.model import ConvertError, FluentBitConfig, Section
+from agent.convert.model import ConvertError, FluentBitConfig, Section, substitute
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MAX_DEPTH = 16
 _PIPELINE = {"inputs": "input", "filters": "filter", "outputs": "output"}
 
@@ -32,8 +30,8 @@ class _YamlReader:
         self.variables: dict[str, str] = {}
         self.yaml = _yaml()
 
-    def substitute(self, value: str) -> str:
-        return _VARIABLE.sub(lambda m: self.variables.get(m.group(1), m.group(0)), value)
+    def substitute(self, value: str, file: str = "", line: int = 0) -> str:
+        return substitute(value, self.variables, self.config, file, line)
 
     def read(self, path: str, depth: int = 0) -> None:
         if depth > _MAX_DEPTH:
@@ -123,7 +121,10 @@ class _YamlReader:
                 # a repeated key (grep's regex, modify's add, ...) written as a list
                 for item in value.value:
                     section.add(
-                        key, self.substitute(str(item.value)), path, item.start_mark.line + 1
+                        key,
+                        self.substitute(str(item.value), path, item.start_mark.line + 1),
+                        path,
+                        item.start_mark.line + 1,
                     )
             elif isinstance(value, self.yaml.MappingNode) and key.lower() != "processors":
                 # storage: {path: ...} is storage.path
@@ -131,7 +132,9 @@ class _YamlReader:
                 for entry in nested.entries:
                     section.add(f"{key}.{entry.key}", entry.value, entry.file, entry.line)
             else:
-                section.add(key, self.substitute(self._scalar(value)), path, key_line)
+                section.add(
+                    key, self.substitute(self._scalar(value), path, key_line), path, key_line
+                )
         return section
 
 
