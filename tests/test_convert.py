@@ -625,3 +625,17 @@ def test_lower_case_environment_variables_keep_their_meaning(tmp_path: Path) -> 
     done = check_config(tmp_path / "out" / "agent.toml", "--no-environment", node_ip="127.0.0.1")
     assert done.returncode == 0, done.stderr
     assert "udp 127.0.0.1:5140" in done.stdout
+
+
+def test_stdout_date_key_is_listed(tmp_path: Path) -> None:
+    source = tmp_path / "fb.conf"
+    source.write_text(
+        "[INPUT]\n    Name syslog\n    Mode udp\n"
+        "[OUTPUT]\n    Name stdout\n    Match *\n    Format json_lines\n"
+        "    json_date_key ts\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, _, stderr, config = convert(source, tmp_path / "out")
+    assert status == 3
+    assert "not translated: fb.conf:8: json_date_key ts: records keep their time field" in stderr
+    assert config["outputs"] == [{"type": "stdout", "match": "*"}]

@@ -981,8 +981,19 @@ class Mapper:
                 "printed as JSON lines (fluent-bit's Format json_lines)",
                 left_out=False,
             )
-        section.get("json_date_key")
-        section.get("json_date_format")
+        self.date_key(section)
+
+    def date_key(self, section: Section) -> None:
+        """json_date_key/json_date_format: records keep their own ``time``; no key is added."""
+        for key in ("json_date_key", "json_date_format"):
+            entry = section.entry(key)
+            if entry and entry.value.lower() not in ("false", "off"):
+                self.note(
+                    section,
+                    key,
+                    f"{entry.key} {entry.value}: records keep their time field; no date key "
+                    "is added",
+                )
 
     def output_file(self, section: Section, target: dict[str, Any]) -> None:
         directory = section.get("path") or "."
@@ -1071,15 +1082,7 @@ class Mapper:
                 f"s3_key_format_tag_delimiters "
                 f"{delimiters}: ${{tag[N]}} splits the tag at dots only",
             )
-        for key2 in ("json_date_key", "json_date_format"):
-            entry = section.entry(key2)
-            if entry and entry.value.lower() not in ("false", "off"):
-                self.note(
-                    section,
-                    key2,
-                    f"{entry.key} {entry.value}: records keep their "
-                    "time field; no date key is added",
-                )
+        self.date_key(section)
 
     def output_es(self, section: Section, target: dict[str, Any]) -> None:
         tls = bool(self.flag(section, "tls"))
