@@ -639,3 +639,34 @@ def test_stdout_date_key_is_listed(tmp_path: Path) -> None:
     assert status == 3
     assert "not translated: fb.conf:8: json_date_key ts: records keep their time field" in stderr
     assert config["outputs"] == [{"type": "stdout", "match": "*"}]
+
+
+def test_what_the_syslog_and_tail_inputs_cannot_take(tmp_path: Path) -> None:
+    """A custom syslog parser, a unix mode without Path, a built-in multiline parser the agent
+    lacks (java): each listed with its line; the file is still valid."""
+    (tmp_path / "parsers.conf").write_text(
+        "[PARSER]\n    Name my-syslog\n    Format regex\n    Regex ^(?<message>.*)$\n"
+    )
+    source = tmp_path / "fb.conf"
+    source.write_text(
+        "[SERVICE]\n    Parsers_File parsers.conf\n"
+        "[INPUT]\n    Name syslog\n    Mode udp\n    Parser my-syslog\n    Tag a\n"
+        "[INPUT]\n    Name syslog\n    Mode unix_tcp\n    Tag b\n"
+        "[INPUT]\n    Name tail\n    Path /var/log/app/*.log\n    Tag app\n"
+        "    multiline.parser java\n"
+        "[OUTPUT]\n    Name null\n    Match *\n"
+    )
+    (tmp_path / "out").mkdir()
+    status, text, stderr, config = convert(source, tmp_path / "out")
+    assert status == 3
+    assert "not translated: fb.conf:6: Parser my-syslog: the syslog input parses" in stderr
+    assert "not translated: fb.conf:8: [INPUT] syslog: a unix mode without Path" in stderr
+    assert "not translated: fb.conf:16: multiline parser java: built-in fluent-bit" in stderr
+    a, b, tail = config["inputs"]
+    assert "format" not in a  # auto
+    assert b["mode"] == "unix_stream" and b["path"] == "/tmp/fluent-bit.sock"
+    assert tail["paths"] == ["/var/log/app/*.log"] and tail["tag"] == "app"
+    if has_input("tail"):
+        check(tmp_path / "out")
+    else:
+        assert 'type = "tail"' in text
