@@ -286,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.replay import main as dead_letters
 
         return dead_letters(argv[1:])
+    if argv[:1] == ["convert"]:
+        from agent.convert import main as convert
+
+        return convert(argv[1:])
     args = _arguments(argv)
     runtime_dir = None
     if not args.config:
