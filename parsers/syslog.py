@@ -47,8 +47,9 @@ _MONTHS = {
 # give "" rather than None and the hot loop needs no test before concatenating them. Fraction
 # digits past the sixth are matched and dropped. A BOM at the start of MSG is matched and dropped.
 _SD_NAME = r'[^\s="\]]+'
+# Spaces after "=" are accepted (rsyslog and Vector accept them too).
 _SD_VALUE = r'"(?:[^"\\]|\\.)*"'
-_SD_ELEMENT = rf"\[{_SD_NAME}(?: {_SD_NAME}={_SD_VALUE})*\]"
+_SD_ELEMENT = rf"\[{_SD_NAME}(?: {_SD_NAME}= *{_SD_VALUE})*\]"
 _RFC5424 = re.compile(
     r"<(\d{1,3})>1 "
     r"(?:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*(Z|[+-]\d\d:\d\d)|-) "
@@ -58,11 +59,12 @@ _RFC5424 = re.compile(
     re.DOTALL | re.ASCII,
 )
 _RFC5424_PREFIX = re.compile(r"<\d{1,3}>1 ", re.ASCII)
-_SD_ELEMENTS = re.compile(rf"\[({_SD_NAME})((?: {_SD_NAME}={_SD_VALUE})*)\]", re.ASCII)
-_SD_PARAMS = re.compile(rf' ({_SD_NAME})="((?:[^"\\]|\\.)*)"', re.ASCII)
+_SD_ELEMENTS = re.compile(rf"\[({_SD_NAME})((?: {_SD_NAME}= *{_SD_VALUE})*)\]", re.ASCII)
+_SD_PARAMS = re.compile(rf' ({_SD_NAME})= *"((?:[^"\\]|\\.)*)"', re.ASCII)
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 
 # --- RFC 3164 and its relatives ------------------------------------------------------------------
+_MONTH_ANY_CASE = "(?i:" + "|".join(name.lower() for name in _MONTHS) + ")"
 # After the timestamp: [HOSTNAME SP] [TAG SP] MSG. The first token is the hostname unless it
 # ends with ":" or "]" (then it is the tag: local senders and Docker's default format send no
 # hostname). A tag token is "name:", "name[pid]:", "name[pid]" (rsyslog writes that for messages
@@ -70,14 +72,17 @@ _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 # ":" "/" "{}" (Docker tag templates) but not "[" or spaces. The possessive \S++ keeps the
 # hostname test from backtracking into the token.
 _HOST_TAG_MESSAGE = (
-    r"(?: (\S++)(?<![:\]])(?= ))?"  # HOSTNAME
+    r"(?: (\S++)(?<![:\]])(?= |\Z))?"  # HOSTNAME (also when it is the last word, as rsyslog)
     r"(?: ([^ \n\[]*[^ \n\[:])(?:\[([^\] \n]*)\]?:?|:)(?= |\Z))?"  # TAG[PID]:
     r"(?: |\Z)(.*)\Z"  # MSG
 )
 _RFC3164 = re.compile(
     r"(?:<(\d{1,3})>)?"  # PRI, optional (rsyslog's file format and some senders omit it)
     r"(?:\d{1,10}: )?[*.]?"  # vendor prefixes: Cisco's sequence number, clock-sync markers
-    r"(?:([A-Z][a-z]{2} {1,2}\d{1,2} (?:\d{4} )?\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*"  # Nov 29 ...
+    # Nov 29 ..., month names in any case (rsyslog reads "AUG" too); one space between the PRI
+    # and such a stamp is skipped (rsyslog does; not before an RFC 3339 stamp, nor two spaces)
+    r"(?:(?:(?<=>) )?((?:[A-Z][a-z]{2}|" + _MONTH_ANY_CASE + r") {1,2}\d{1,2} (?:\d{4} )?"
+    r"\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*"
     r"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?)\d*(Z|[+-]\d\d:?\d\d)?)"  # or RFC 3339
     # Cisco: " UTC: %FAC-SEV-MNEMONIC" after the stamp. The "%" keeps a 3164 tag such as
     # "CRON:" or "AAA:" from being taken for a zone name.
@@ -405,7 +410,7 @@ class SyslogParser:
         utc = ""
         try:
             parts = stamp.split()
-            month = _MONTHS[parts[0]]
+            month = _MONTHS[parts[0].capitalize()]  # "AUG" as "Aug"
             day = int(parts[1])
             if len(parts) == 4:
                 year = int(parts[2])
