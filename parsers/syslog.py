@@ -91,7 +91,7 @@ _MONTH_ANY_CASE = "(?i:" + "|".join(name.lower() for name in _MONTHS) + ")"
 # ":" "/" "{}" (Docker tag templates) but not "[" or spaces. The possessive \S++ keeps the
 # hostname test from backtracking into the token.
 _HOST_TAG_MESSAGE = (
-    r"(?: (\S++)(?<![:\]])(?= |\Z))?"  # HOSTNAME (also when it is the last word, as rsyslog)
+    r"(?: (\S++)(?<![:\]])(?![^ ]))?"  # HOSTNAME, followed by SP or the end (rsyslog)
     r"(?: ([^ \n\[]*[^ \n\[:])(?:\[([^\] \n]*)\]?:?|:)(?= |\Z))?"  # TAG[PID]:
     r"(?: |\Z)(.*)\Z"  # MSG
 )
