@@ -386,7 +386,13 @@ def _run_one(
             kernel_drops=kernel,
             chain=chain,
             payload=payload_kind,
-            extra=_extra(agent, output, round(sent_at - started, 3)),
+            extra={
+                **_extra(agent, output, round(sent_at - started, 3)),
+                # After the sender is done: the rest of the socket backlog, sealing the last
+                # chunk (flush_interval after its first record, checked every 0.2 s), the
+                # output's write and this loop's polling.
+                "tail_seconds": round(finished - sent_at, 3),
+            },
         )
     finally:
         agent.stop()
@@ -497,6 +503,8 @@ def table(results: list[Result]) -> str:
             notes.append(f"{r.kernel_drops:,} kernel drops")
         if r.extra.get("compression_ratio"):
             notes.append(f"gzip ratio {r.extra['compression_ratio']}")
+        if "tail_seconds" in r.extra and r.mode in ("tcp", "unix_stream"):
+            notes.append(f"tail {r.extra['tail_seconds']:.2f} s")
         if "queued_mib" in r.extra:
             notes.append(f"{r.extra['queued_mib']} MiB queued")
         if r.payload != "docker":
