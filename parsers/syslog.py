@@ -120,6 +120,9 @@ _NEVER = re.compile(r"(?!)")
 # Docker's default tag is {{.ID}}: the first 12 hex digits of the container ID ({{.FullID}}: 64).
 _CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?")
 _CACHE_LIMIT = 65536
+# Structured-data shapes are few per application; longer or more are worked out each time.
+_SD_SHAPE_LIMIT = 4096
+_SD_SHAPE_KEY_LIMIT = 512
 _NAN = float("nan")
 _INVALID_TIME = ("", _NAN)
 
@@ -183,9 +186,10 @@ def _sd_shape(key: str, shapes: dict[str, _SdShape]) -> _SdShape:
                 shape = (_SD_ONE[len(names)], sd_id, names)
             else:
                 shape = (_sd_elements, elements, None)
-    if len(shapes) >= _CACHE_LIMIT:
-        shapes.clear()
-    shapes[key] = shape
+    if len(key) <= _SD_SHAPE_KEY_LIMIT:  # bounded memory whatever senders send: ~2 MiB
+        if len(shapes) >= _SD_SHAPE_LIMIT:
+            shapes.clear()
+        shapes[key] = shape
     return shape
 
 
