@@ -103,17 +103,19 @@ def messages(count: int, start: int = 0) -> list[bytes]:
     return out
 
 
-PAYLOADS = ("docker", "node")
+PAYLOADS = ("docker", "node", "sdmix", "rfc3164")
 CHAIN_CHOICES = ("none", "typical")
 
 
 def payload(kind: str, count: int) -> list[bytes]:
     """docker: ``messages``. node: what a Kubernetes node forwards (bench/parse.py's node mix:
-    container lines, kubelet and containerd chatter, 7% sshd and sudo lines)."""
-    if kind == "node":
-        from bench.parse import node_frames
+    container lines, kubelet and containerd chatter, 7% sshd and sudo lines). sdmix:
+    bench/parse.py's SD mix (half RFC 5424, half of those with structured data, four body
+    kinds, unique microsecond stamps). rfc3164: bench/parse.py's RFC 3164 lines (hostname)."""
+    if kind in ("node", "sdmix", "rfc3164"):
+        from bench.parse import SHAPES
 
-        return node_frames(count)
+        return SHAPES[kind](count)
     return messages(count)
 
 
@@ -195,7 +197,7 @@ def bench_config(
     output: str,
     workdir: Path,
     buffer: str,
-    receive_buffer: str = "32MiB",
+    receive_buffer: str = "default",
     peer: str = "",
     filters: str = "",
 ) -> tuple[str, dict[str, object]]:
@@ -203,7 +205,9 @@ def bench_config(
     sock_path = str(workdir / "agent.sock")
     where = f'path = "{sock_path}"' if mode.startswith("unix") else f'listen = "127.0.0.1:{port}"'
     extra_input = (
-        f'receive_buffer_bytes = "{receive_buffer}"' if mode in ("udp", "unix_dgram") else ""
+        f'receive_buffer_bytes = "{receive_buffer}"'
+        if mode in ("udp", "unix_dgram") and receive_buffer != "default"
+        else ""
     )
     out = OUTPUT_KEYS[output].format(out=workdir / "out.ndjson", peer=peer)
     config = f"""
@@ -293,7 +297,7 @@ def run_one(
     rate: float,
     buffer: str,
     poll: float = 0.1,
-    receive_buffer: str = "32MiB",
+    receive_buffer: str = "default",
     chain: str = "none",
     payload_kind: str = "docker",
 ) -> Result:
@@ -382,7 +386,13 @@ def _run_one(
             kernel_drops=kernel,
             chain=chain,
             payload=payload_kind,
-            extra=_extra(agent, output, round(sent_at - started, 3)),
+            extra={
+                **_extra(agent, output, round(sent_at - started, 3)),
+                # After the sender is done: the rest of the socket backlog, sealing the last
+                # chunk (flush_interval after its first record, checked every 0.2 s), the
+                # output's write and this loop's polling.
+                "tail_seconds": round(finished - sent_at, 3),
+            },
         )
     finally:
         agent.stop()
@@ -493,6 +503,8 @@ def table(results: list[Result]) -> str:
             notes.append(f"{r.kernel_drops:,} kernel drops")
         if r.extra.get("compression_ratio"):
             notes.append(f"gzip ratio {r.extra['compression_ratio']}")
+        if "tail_seconds" in r.extra and r.mode in ("tcp", "unix_stream"):
+            notes.append(f"tail {r.extra['tail_seconds']:.2f} s")
         if "queued_mib" in r.extra:
             notes.append(f"{r.extra['queued_mib']} MiB queued")
         if r.payload != "docker":
@@ -525,9 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.1, help="metrics polling interval, s")
     parser.add_argument(
         "--receive-buffer",
-        default="32MiB",
-        help="receive_buffer_bytes of datagram inputs; granted in full only with CAP_NET_ADMIN "
-        "(SO_RCVBUFFORCE), else capped at net.core.rmem_max",
+        default="default",
+        help="receive_buffer_bytes of datagram inputs ('default': the agent's, 32 MiB); granted "
+        "in full only with CAP_NET_ADMIN (SO_RCVBUFFORCE), else capped at net.core.rmem_max",
     )
     parser.add_argument(
         "--chain",
@@ -539,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="runs per row, the one with least CPU is kept"
     )
     parser.add_argument(
-        "--payload", choices=PAYLOADS, default="docker", help="docker lines or a node's mix"
+        "--payload",
+        choices=PAYLOADS,
+        default="docker",
+        help="docker lines, a node's mix, the SD mix or RFC 3164 lines (bench/parse.py's)",
     )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "e2e.json"))
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ few points higher than its share of instructions). Each variant runs under cache
 with one and with two rounds over the same batches; the difference is one round, without the
 start-up and imports. ``PYTHONHASHSEED=0`` keeps dict layouts the same from run to run.
 
-    python -m bench.instructions                  # node and mix, 10,000 records: ~2 minutes
+    python -m bench.instructions                  # node, mix and sdmix, 10,000 records: ~3 minutes
     python -m bench.instructions --smoke          # 500 records, node only
 
 Prints a table, writes JSON. Needs ``valgrind`` on PATH.
@@ -103,7 +103,9 @@ def per_record(shape: str, chain_name: str, records: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--records", type=int, default=10_000)
-    args.add_argument("--shapes", default="node,mix")
+    args.add_argument(
+        "--shapes", default="node,mix,sdmix", help="bench/parse.py's shapes, comma-separated"
+    )
     args.add_argument("--smoke", action="store_true", help="500 records, node only")
     default_json = Path(__file__).resolve().parent / "results" / "instructions.json"
     args.add_argument("--json", type=Path, default=default_json)
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.smoke:
         options.records, shapes = 500, ["node"]
     jobs = [(shape, chain) for shape in shapes for chain in CHAINS]
+
     def measure(job: tuple[str, str]) -> float:
         return per_record(job[0], job[1], options.records)
 

@@ -1,9 +1,13 @@
 """Throughput of the syslog parsing hot path on one core, bare and with a typical filter chain.
 
 Frames are shaped like Docker's syslog driver output (~200 bytes): ``rfc5424micro`` (RFC 5424,
-microsecond stamps) and ``rfc3164`` (with hostname), a 50/50 mix of both, and ``node``: what a
-Kubernetes node forwards (mostly container lines, kubelet and containerd chatter, systemd, a few
-percent sshd and sudo lines; the proportions of bench/filters.py). Each row is timed parse only
+microsecond stamps), ``rfc5424sd`` (the same lines with one typical structured-data element:
+three quoted parameters, no escapes), ``rfc3164`` (with hostname), a 50/50 mix of both, ``sdmix``
+(half RFC 5424, half RFC 3164, four body kinds, a unique microsecond stamp per line, half the
+RFC 5424 lines with structured data: mostly one element, some two, a few escapes) and
+``node``: what a Kubernetes node forwards (mostly container lines, kubelet and containerd
+chatter, systemd, a few percent sshd and sudo lines; the proportions of bench/filters.py). Each
+row is timed parse only
 (``SyslogParser.parse_batch_with_times``: records and their epochs), parse + JSON encode (one
 ``msgspec.json.Encoder().encode_lines`` per batch, as the agent does), and parse + typical chain
 + encode: ``grep`` (drop ``^GET /healthz``),
@@ -61,7 +65,17 @@ def _body(i: int) -> str:
     )
 
 
-def rfc5424_frames(count: int) -> list[bytes]:
+def _typical_sd(i: int) -> str:
+    """One SD element with three quoted parameters, as Java/Go RFC 5424 layouts put their MDC
+    (trace and span ids, a user) there: no escapes, unique values."""
+    return (
+        f'[mdc@18060 traceId="{(i * 2654435761) % 2**64:016x}{i:016x}" '
+        f'spanId="{(i * 40503) % 2**32:08x}{i % 65536:04x}" userId="u-{i % 5000}"]'
+    )
+
+
+def rfc5424_frames(count: int, sd: Callable[[int], str] | None = None) -> list[bytes]:
+    """Docker ``rfc5424micro`` lines; ``sd`` gives each line's STRUCTURED-DATA (else ``-``)."""
     frames = []
     for i in range(count):
         stamp = time.gmtime(START + i // 1000)
@@ -72,9 +86,77 @@ def rfc5424_frames(count: int) -> list[bytes]:
         frames.append(
             (
                 f"<{pri}>1 {time.strftime('%Y-%m-%dT%H:%M:%S', stamp)}{fraction}Z "
-                f"{HOSTS[i % 2]} {container} 2731 {container} - {_body(i)}"
+                f"{HOSTS[i % 2]} {container} 2731 {container} {sd(i) if sd else '-'} {_body(i)}"
             ).encode()
         )
+    return frames
+
+
+def rfc5424_sd_frames(count: int) -> list[bytes]:
+    """``rfc5424`` with one typical SD element (three quoted parameters) on every line."""
+    return rfc5424_frames(count, _typical_sd)
+
+
+def _mix_sd(i: int) -> str:
+    """SD of the mix's RFC 5424 lines: none on half; else mostly one MDC element, some
+    ``logger``-style two elements (timeQuality, origin), now and then an escaped quote."""
+    if i % 2:
+        return "-"
+    if i % 10 == 4:
+        return (
+            f'[timeQuality tzKnown="1" isSynced="1" syncAccuracy="{100000 + i % 900000}"]'
+            f'[origin ip="10.0.{i % 7}.{i % 251}" software="rsyslogd" swVersion="8.2302.0"]'
+        )
+    if i % 50 == 0:
+        return f'[mdc@18060 traceId="{i:032x}" query="name=\\"x{i % 9}\\"" userId="u-{i % 5000}"]'
+    return _typical_sd(i)
+
+
+_MIX_BODIES = (
+    lambda i: _body(i),
+    lambda i: (
+        f"level=info ts=2026-11-29T21:00:00.{i % 1000:03d}Z caller=server.go:{i % 900} "
+        f'msg="request done" method=GET path=/api/v1/items/{i % 977} status=200 '
+        f"duration_ms={i % 250} bytes={i % 9000}"
+    ),
+    lambda i: (
+        f'{{"level":"info","ts":"2026-11-29T21:00:00.{i % 1000:03d}Z","logger":"orders",'
+        f'"msg":"order placed","order_id":"o-{i:08d}","amount":{i % 500}.{i % 100:02d}}}'
+    ),
+    lambda i: (
+        f"2026-11-29 21:00:00.{i % 1000:03d}  INFO 1 --- [nio-8080-exec-{i % 10}] "
+        f"c.e.orders.OrderController : Order o-{i:08d} accepted for customer c-{i % 3000}"
+    ),
+)
+
+
+def sd_mix_frames(count: int) -> list[bytes]:
+    """A realistic mix: half RFC 5424 (Docker ``rfc5424micro``), half RFC 3164 with hostname;
+    four body kinds (access log, logfmt, JSON, a Java text layout); every line has its own
+    microsecond stamp; half of the RFC 5424 lines carry structured data (``_mix_sd``)."""
+    frames = []
+    for i in range(count):
+        second = START + i // 1000
+        stamp = time.gmtime(second)
+        micros = (i * 7919 + i // 1000) % 1_000_000  # unique within each second
+        body = _MIX_BODIES[(i // 2 + i // 8) % len(_MIX_BODIES)](i)
+        container = CONTAINERS[i % len(CONTAINERS)]
+        pri = 27 if i % 10 == 0 else 30
+        if i % 2 == 0:
+            frames.append(
+                (
+                    f"<{pri}>1 {time.strftime('%Y-%m-%dT%H:%M:%S', stamp)}.{micros:06d}Z "
+                    f"{HOSTS[i % 4 // 2]} {container} 2731 {container} {_mix_sd(i // 2)} {body}"
+                ).encode()
+            )
+        else:
+            frames.append(
+                (
+                    f"<{pri}>{MONTHS[stamp.tm_mon - 1]} {stamp.tm_mday:2d} "
+                    f"{time.strftime('%H:%M:%S', stamp)} {HOSTS[i % 4 // 2]} "
+                    f"{container}[2731]: {body}"
+                ).encode()
+            )
     return frames
 
 
@@ -253,9 +335,11 @@ def _run(
 
 SHAPES: dict[str, Callable[[int], list[bytes]]] = {
     "rfc5424": rfc5424_frames,
+    "rfc5424sd": rfc5424_sd_frames,
     "rfc3164": rfc3164_frames,
     "mix": mixed_frames,
     "node": node_frames,
+    "sdmix": sd_mix_frames,
 }
 MODES = ("parse", "parse+encode", "parse+encode+chain", "ingest", "ingest+chain")
 

@@ -24,7 +24,7 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["smoke"] is True
     rows = {(row["shape"], row["mode"]): row for row in result["rows"]}
-    shapes = ("rfc5424", "rfc3164", "mix", "node")
+    shapes = ("rfc5424", "rfc5424sd", "rfc3164", "mix", "node", "sdmix")
     assert set(rows) == {
         (shape, mode)
         for shape in shapes
@@ -33,7 +33,8 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["records"] == 3000
         assert row["records_per_s"] > 0 and row["us_per_record"] > 0
-        assert 150 < row["avg_bytes"] < 260  # shaped like Docker's lines, ~200 bytes
+        # shaped like Docker's lines, ~200 bytes; rfc5424sd: the same lines plus ~100 bytes of SD
+        assert 150 < row["avg_bytes"] < 320
     assert "records/s" in done.stdout
     assert set(result["chain_cost"]) == set(shapes)
     for bases in result["chain_cost"].values():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import tomllib
 import uuid
@@ -409,3 +412,56 @@ def test_kernel_drops_are_counted(harness: InputHarness) -> None:
     received = harness.count()
     assert 0 < received < sent
     assert received + harness.metrics.counters["input_kernel_drops_total"] == sent
+
+
+def _has_net_admin() -> bool:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 12 & 1)  # CAP_NET_ADMIN is bit 12
+    return False
+
+
+def test_udp_default_receive_buffer_absorbs_a_stall(harness: InputHarness) -> None:
+    """Without receive_buffer_bytes the queue holds ~0.5 s at 100k datagrams/s: 32 MiB, forced
+    past net.core.rmem_max when the agent may (CAP_NET_ADMIN), else what the kernel allows."""
+    assert SyslogInputConfig(mode="udp", listen="127.0.0.1:1").receive_buffer_bytes == 32 << 20
+    syslog_input = harness.start(mode="udp", listen="127.0.0.1:0")
+    reader = syslog_input._datagram
+    assert reader is not None and reader.sock is not None
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    expected = 32 << 20 if _has_net_admin() else min(32 << 20, rmem_max)
+    assert reader.receive_buffer == expected
+    assert reader.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2 == expected
+
+
+_CAPPED = """
+import logging, sys
+from tests.peers.inputs import input_harness
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+with input_harness() as harness:
+    reader = harness.start(mode="udp", listen="127.0.0.1:0")._datagram
+    print("granted", reader.receive_buffer)
+"""
+
+
+def test_receive_buffer_capped_by_the_kernel_is_logged_once(tmp_path: Path) -> None:
+    """Without CAP_NET_ADMIN the kernel caps the default at net.core.rmem_max: one warning
+    that says what was asked, what was granted and how to get more."""
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    if rmem_max >= 32 << 20:
+        pytest.skip("net.core.rmem_max allows 32 MiB: nothing is capped")
+    command = [sys.executable, "-c", _CAPPED]
+    if _has_net_admin():
+        capsh = shutil.which("capsh")
+        if capsh is None:
+            pytest.skip("capsh is needed to drop CAP_NET_ADMIN")
+        command = [capsh, "--drop=cap_net_admin", "--", "-c", shlex.join(command)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1]
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, done.stdout
+    assert f"{32 << 20} bytes requested, only {rmem_max} granted" in warnings[0]
+    assert "net.core.rmem_max" in warnings[0] and "CAP_NET_ADMIN" in warnings[0]
+    assert f"granted {rmem_max}" in done.stdout

@@ -629,3 +629,109 @@ def test_upper_case_tag_is_not_taken_for_a_cisco_zone(line: bytes) -> None:
     assert record["ident"] == "AAA"
     assert record["message"] == "0 "
     assert "host" not in record
+
+
+# --- lines real senders produce and rsyslog parses (issue 14) ------------------------------------
+
+
+@pytest.mark.parametrize("month", ["AUG", "aug", "AuG", "aUG"])
+def test_month_names_in_any_case(month: str) -> None:
+    record = parse(f"<13>{month} 10 22:18:24 host app: msg")
+    assert "parse_error" not in record, record
+    assert record["time"] == "2026-08-10T22:18:24Z"
+    assert record["host"] == "host" and record["ident"] == "app" and record["message"] == "msg"
+    no_pri = parse(f"{month}  9 2026 22:18:24 host app: msg")
+    assert no_pri["time"] == "2026-08-09T22:18:24Z" and no_pri["pri"] == 13
+
+
+def test_a_word_that_is_no_month_stays_an_invalid_timestamp() -> None:
+    assert parse("<13>Abc 10 22:18:24 host app: msg")["parse_error"] == "invalid timestamp"
+    assert parse("<13>ABC 10 22:18:24 host app: msg")["parse_error"] == "no RFC 3164 timestamp"
+
+
+def test_one_space_between_pri_and_classic_stamp() -> None:
+    record = parse("<38> Nov 29 21:00:00 host sshd[9]: Accepted")
+    assert "parse_error" not in record, record
+    assert record["pri"] == 38 and record["time"] == "2026-11-29T21:00:00Z"
+    assert record["host"] == "host" and record["ident"] == "sshd" and record["pid"] == "9"
+    assert record["message"] == "Accepted"
+    assert parse("<38> NOV 29 21:00:00 host sshd: x")["time"] == "2026-11-29T21:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "<38>  Nov 29 21:00:00 host sshd: x",  # two spaces
+        "<38> 2026-11-29T21:00:00Z host sshd: x",  # before an RFC 3339 stamp
+        " Nov 29 21:00:00 host sshd: x",  # no PRI: a leading space is not skipped
+    ],
+)
+def test_spaces_rsyslog_does_not_skip_are_not_skipped(line: str) -> None:
+    assert parse(line)["parse_error"] == "no RFC 3164 timestamp"
+
+
+@pytest.mark.parametrize("tail", ["", " ", "  "])
+def test_a_single_word_after_the_stamp_is_the_hostname(tail: str) -> None:
+    record = parse("<13>Nov 29 21:00:00 node-1" + tail)
+    assert "parse_error" not in record, record
+    assert record["host"] == "node-1" and "ident" not in record
+    assert record["message"] == tail[1:]
+
+
+@pytest.mark.parametrize(
+    ("word", "ident", "pid"), [("sshd:", "sshd", None), ("sshd[12]", "sshd", "12")]
+)
+def test_a_single_tag_shaped_word_after_the_stamp_is_the_tag(
+    word: str, ident: str, pid: str | None
+) -> None:
+    for tail in ("", " "):
+        record = parse("<13>Nov 29 21:00:00 " + word + tail)
+        assert "host" not in record and record["ident"] == ident and record.get("pid") == pid
+        assert record["message"] == ""
+
+
+def test_structured_data_with_spaces_after_the_equals_sign() -> None:
+    line = (
+        "<13>1 2020-03-13T20:45:38.119Z dynamicwireless.name non 2426 ID931 "
+        '[exampleSDID@32473 iut="3" eventSource= "Application" eventID=  "1011"] Try it'
+    )
+    record = parse(line)
+    assert "parse_error" not in record, record
+    assert record["sd"] == {
+        "exampleSDID@32473": {"iut": "3", "eventSource": "Application", "eventID": "1011"}
+    }
+    assert record["extradata"] == line.split(" ", 6)[6].removesuffix(" Try it")
+    assert record["message"] == "Try it"
+    assert parse_structured_data('[a b= "c\\"d"]') == {"a": {"b": 'c"d'}}
+
+
+@pytest.mark.parametrize(
+    "sd",
+    [
+        '[x eventSource ="Application"]',  # space before "="
+        '[x  eventSource="Application"]',  # two spaces before a name
+        '[x eventSource="Application" ]',  # space before "]"
+    ],
+)
+def test_other_odd_spacing_in_structured_data_stays_invalid(sd: str) -> None:
+    record = parse(f"<13>1 2020-03-13T20:45:38Z h a - - {sd} msg")
+    assert record["parse_error"] == "invalid RFC 5424 header"
+
+
+def test_structured_data_shape_cache_stays_bounded() -> None:
+    """Shapes of structured data are cached per parser; a sender inventing new shapes (or
+    huge ones) must not grow that cache without bound, and such lines still parse."""
+    from parsers import syslog
+
+    parser = SyslogParser()
+    lines = [
+        f'<13>1 2026-11-29T21:00:00Z h a - - [x n{i}="v"] m'.encode()
+        for i in range(syslog._SD_SHAPE_LIMIT + 10)
+    ]
+    records = parser.parse_batch(lines, RECEIVED)
+    assert records[-1]["sd"] == {"x": {f"n{len(lines) - 1}": "v"}}
+    assert len(parser._sd_shapes) <= syslog._SD_SHAPE_LIMIT
+    name = "n" * (syslog._SD_SHAPE_KEY_LIMIT + 1)
+    huge = parser.parse(f'<13>1 2026-11-29T21:00:00Z h a - - [x {name}="v"] m'.encode(), RECEIVED)
+    assert huge["sd"] == {"x": {name: "v"}} and huge["message"] == "m"
+    assert all(len(key) <= syslog._SD_SHAPE_KEY_LIMIT for key in parser._sd_shapes)
