@@ -328,3 +328,48 @@ def test_notes_render(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "rollout status ds/audit-agent" in result.stdout
     assert "pod-security.kubernetes.io/enforce=privileged" in result.stdout
+
+
+# ------------------------------------------------------------------------------ monitoring
+
+MONITORING = MANIFESTS / "components" / "monitoring"
+
+
+def test_chart_rules_file_is_the_components_file() -> None:
+    chart_copy = (CHART / "files" / "prometheusrule.yaml").read_bytes()
+    assert chart_copy == (MONITORING / "prometheusrule.yaml").read_bytes(), (
+        "cp manifests/components/monitoring/prometheusrule.yaml "
+        "manifests/charts/container-audit-agent/files/"
+    )
+
+
+def test_chart_monitoring_equals_the_component(tmp_path_factory: pytest.TempPathFactory) -> None:
+    objects = template("everything", tmp_path_factory)
+    rule = only(objects, "PrometheusRule")
+    component_rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    assert rule["spec"] == component_rule["spec"]
+    monitor = only(objects, "PodMonitor")
+    component_monitor = yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())
+    selector = monitor["spec"].pop("selector")
+    component_monitor["spec"].pop("selector")
+    assert monitor["spec"] == component_monitor["spec"]
+    agent = next(o for o in objects if kn(o) == "DaemonSet/audit-agent")
+    pod_labels = agent["spec"]["template"]["metadata"]["labels"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert pod_labels[monitor["spec"]["jobLabel"]] == "container-audit-agent"
+    assert all(o["kind"] not in CRD_KINDS for o in template("s3", tmp_path_factory))
+
+
+def test_chart_runbook_url_follows_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "values.yaml"
+    base = "https://wiki.example.org/audit-agent/runbook"
+    path.write_text(
+        yaml.safe_dump(
+            {"monitoring": {"prometheusRule": {"enabled": True, "runbookBaseUrl": base}}}
+        )
+    )
+    result = helm("template", RELEASE, str(CHART), "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    rule = only([d for d in yaml.safe_load_all(result.stdout) if d], "PrometheusRule")
+    urls = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert urls and all(u.startswith(base + "#auditagent") for u in urls)
