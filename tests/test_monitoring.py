@@ -335,6 +335,17 @@ def promtool_tests(scrape: list[Series]) -> dict[str, Any]:
     return {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}
 
 
+def test_every_alert_scenario_starts_from_scraped_series(scrape: list[Series]) -> None:
+    """Without promtool too: each alert's bad series is one the real agent exports, with the
+    labels the scenario picks (reason, cause, location)."""
+    tests = promtool_tests(scrape)["tests"]
+    assert len(tests) == 1 + len(alerts())
+    scraped = {series_text(n, {**ls, **TARGET_LABELS}) for n, ls, _ in scrape}
+    for case in tests:
+        series = {s["series"] for s in case["input_series"]} - {series_text("up", TARGET_LABELS)}
+        assert series == scraped
+
+
 @needs_promtool
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_spec()))
