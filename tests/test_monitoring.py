@@ -268,7 +268,7 @@ def baseline(scrape: list[Series]) -> list[tuple[str, dict[str, str], str]]:
     out = []
     for name, labels, value in scrape:
         full = {**labels, **TARGET_LABELS}
-        steady = str(int(value)) if value.is_integer() else repr(value)
+        steady = str(int(value)) if value.is_integer() else format(value, "f")
         values = "0+10x60" if name == "audit_agent_input_records_total" else f"{steady}x60"
         out.append((name, full, values))
     out.append(("up", dict(TARGET_LABELS), "1x60"))
