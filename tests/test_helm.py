@@ -8,6 +8,7 @@ helm is built from the Go module proxy by scripts/build-helm.sh (cached, never c
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -72,7 +73,11 @@ COMBOS: dict[str, dict[str, Any]] = {
         "nodeSetup": {"enabled": True},
         "output": {"type": "elasticsearch"},
         "extraConfig": '[[outputs]]\ntype = "file"\nmatch = "kube.*"\npath = "/tmp/kube.log"\n',
-        "monitoring": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "monitoring": {
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
     },
     "node-setup": {"nodeSetup": {"enabled": True}},
     "node-setup-unix-socket": {"nodeSetup": {"enabled": True}, "transport": "unix-socket"},
@@ -335,12 +340,21 @@ def test_notes_render(tmp_path: Path) -> None:
 MONITORING = MANIFESTS / "components" / "monitoring"
 
 
-def test_chart_rules_file_is_the_components_file() -> None:
-    chart_copy = (CHART / "files" / "prometheusrule.yaml").read_bytes()
-    assert chart_copy == (MONITORING / "prometheusrule.yaml").read_bytes(), (
-        "cp manifests/components/monitoring/prometheusrule.yaml "
-        "manifests/charts/container-audit-agent/files/"
+@pytest.mark.parametrize("name", ["prometheusrule.yaml", "grafana-dashboard.json"])
+def test_chart_monitoring_files_are_the_components_files(name: str) -> None:
+    chart_copy = (CHART / "files" / name).read_bytes()
+    assert chart_copy == (MONITORING / name).read_bytes(), (
+        f"cp manifests/components/monitoring/{name} manifests/charts/container-audit-agent/files/"
     )
+
+
+def test_chart_ships_the_dashboard_for_grafanas_sidecar(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    board = only(template("everything", tmp_path_factory), "ConfigMap", "audit-agent-grafana")
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(board["data"]["container-audit-agent.json"])
+    assert shipped == json.loads((MONITORING / "grafana-dashboard.json").read_text())
 
 
 def test_chart_monitoring_equals_the_component(tmp_path_factory: pytest.TempPathFactory) -> None:
