@@ -37,6 +37,8 @@ HELP = {
     "build_info": "The agent's version and runtime (always 1).",
     "buffer_chunks": "Chunks in the buffer not yet acknowledged by all their outputs.",
     "buffer_bytes": "Bytes the buffer holds, in memory and on disk.",
+    "buffer_max_bytes": "The buffer's configured max_bytes.",
+    "ready": "1 while /readyz answers 200 (ready), else 0.",
 }
 
 

@@ -560,6 +560,9 @@ class Agent:
             self.registry.set("output_up", 1 if dispatcher.output.ready else 0, labels)
         self.registry.set("dead_letter_bytes", self.dead_letters.used_bytes(), ())
         self.registry.set("dead_letter_max_bytes", self.dead_letters.max_bytes, ())
+        # For alerts: the buffer's fill ratio and /readyz's answer, as series.
+        self.registry.set("buffer_max_bytes", int(self.config.buffer.max_bytes), ())
+        self.registry.set("ready", 0 if self.not_ready() else 1, ())
 
 
 def _sink(item: Input) -> IngestSink:

@@ -65,3 +65,7 @@ fi
 if [ -f scripts/fetch-opensearch.sh ] && command -v java >/dev/null 2>&1; then
     bash scripts/fetch-opensearch.sh
 fi
+
+# helm (tests/test_helm.py) and promtool (tests/test_monitoring.py), built from the Go module proxy
+# into ~/.cache/container-audit-agent/bin; without Go those tests skip.
+bash scripts/build-helm.sh >/dev/null
