@@ -40,7 +40,7 @@ if [ ${#ctr_need[@]} -gt 0 ]; then
         || echo "containerd/runc not installable here: the containerd peer test will be skipped" >&2
 fi
 if ! command -v crictl >/dev/null 2>&1 && [ ! -x "$HOME/go/bin/crictl" ] && command -v go >/dev/null 2>&1; then
-    go install sigs.k8s.io/cri-tools/cmd/crictl@latest >/dev/null 2>&1 \
+    go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0 >/dev/null 2>&1 \
         || echo "crictl did not build: the containerd peer test will be skipped" >&2
 fi
 

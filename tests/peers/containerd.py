@@ -6,7 +6,7 @@ Everything lives in the test's directory: containerd's root, state and socket, t
 here from Debian's busybox-static: no registry is reached), the pod's logs. The pod uses the
 node's network, so no CNI plugin is needed. Stopping removes the pod (its shim exits) and stops
 containerd. Needs root (runc), ``containerd``, ``runc``, ``busybox`` (static) and ``crictl``
-(``go install sigs.k8s.io/cri-tools/cmd/crictl@latest``; found on PATH, in ~/go/bin or $CRICTL).
+(``go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0``; found on PATH, in ~/go/bin or $CRICTL).
 """
 
 from __future__ import annotations
