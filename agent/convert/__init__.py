@@ -20,10 +20,10 @@ EXIT_LEFT_OUT = 3
 def read(path: str) -> FluentBitConfig:
     """Classic or YAML, told by the file name (.yaml/.yml) or, failing that, by content."""
     if path.endswith((".yaml", ".yml")) or _looks_yaml(path):
-        from agent.convert.yaml_reader import read_yaml
+        from agent.convert.files import read_yaml
 
         return read_yaml(path)
-    from agent.convert.classic import read_classic
+    from agent.convert.files import read_classic
 
     return read_classic(path)
 

@@ -140,12 +140,3 @@ class _YamlReader:
 
 def read_yaml_into(config: FluentBitConfig, path: str) -> None:
     _YamlReader(config).read(path)
-
-
-def read_yaml(path: str) -> FluentBitConfig:
-    from agent.convert.classic import read_parsers_files
-
-    config = FluentBitConfig(source=path)
-    read_yaml_into(config, path)
-    read_parsers_files(config, path, None)
-    return config
