@@ -57,6 +57,8 @@ COMBOS: dict[str, dict[str, Any]] = {
     "elasticsearch": {"output": {"type": "elasticsearch"}},
     "unix-socket": {"transport": "unix-socket"},
     "tail-off": {"tail": {"enabled": False}},
+    "auditd-off": {"auditd": {"enabled": False}},
+    "kubernetes-off": {"kubernetes": {"enabled": False}},
     "s3-static-keys": {"output": {"s3": {"roleArn": "", "existingSecret": "audit-agent-aws"}}},
     "stdout-docker": {
         "image": {"repository": "container-audit-agent"},
@@ -257,6 +259,28 @@ def test_chart_config_and_env_equal_the_kustomize_overlay(
 
 
 @needs_kubectl
+@pytest.mark.parametrize("combo", KUSTOMIZE_TWIN)
+def test_chart_rbac_and_token_equal_the_kustomize_overlay(
+    combo: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The kubernetes filter's read-only ClusterRole, its binding to the agent's ServiceAccount
+    and the mounted token: as manifests/base/rbac.yaml and serviceaccount.yaml."""
+    objects = template(combo, tmp_path_factory)
+    twin = rendered(KUSTOMIZE_TWIN[combo])
+    role, kustomized_role = (only(o, "ClusterRole", "audit-agent") for o in (objects, twin))
+    assert role["rules"] == kustomized_role["rules"]
+    binding, kustomized_binding = (
+        only(o, "ClusterRoleBinding", "audit-agent") for o in (objects, twin)
+    )
+    for key in ("roleRef", "subjects"):
+        assert binding[key] == kustomized_binding[key], key
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    chart_sa, kustomized_sa = (only(o, "ServiceAccount") for o in (objects, twin))
+    assert chart_sa["automountServiceAccountToken"] is True
+    assert chart_sa["automountServiceAccountToken"] == kustomized_sa["automountServiceAccountToken"]
+
+
+@needs_kubectl
 @pytest.mark.parametrize("combo", NODE_TWIN)
 def test_chart_node_installer_equals_manifests_node(
     combo: str, tmp_path_factory: pytest.TempPathFactory
@@ -291,6 +315,32 @@ def test_tail_off_drops_the_input_and_the_var_log_mount(
     assert all(m["mountPath"] != "/var/log" for m in container(pod, "agent")["volumeMounts"])
     on = template("s3", tmp_path_factory)
     assert [i["type"] for i in tomllib.loads(chart_toml(on))["inputs"]][-1] == "tail"
+
+
+def test_auditd_off_drops_the_filter_and_the_host_pid_namespace(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    on, off = (template(combo, tmp_path_factory) for combo in ("s3", "auditd-off"))
+    filters = [f["type"] for f in tomllib.loads(chart_toml(on))["filters"]]
+    assert filters == ["auditd", "kubernetes", "audit"]
+    assert [f["type"] for f in tomllib.loads(chart_toml(off))["filters"]] == ["kubernetes", "audit"]
+    assert only(on, "DaemonSet", "audit-agent")["spec"]["template"]["spec"]["hostPID"] is True
+    assert "hostPID" not in only(off, "DaemonSet", "audit-agent")["spec"]["template"]["spec"]
+
+
+def test_kubernetes_off_drops_the_filter_the_rbac_and_the_token(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    objects = template("kubernetes-off", tmp_path_factory)
+    config = tomllib.loads(chart_toml(objects))
+    assert [f["type"] for f in config["filters"]] == ["auditd", "audit"]
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert only(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    pod = only(objects, "DaemonSet", "audit-agent")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    on = tomllib.loads(chart_toml(template("s3", tmp_path_factory)))
+    kube = next(f for f in on["filters"] if f["type"] == "kubernetes")
+    assert kube["node_name"] == "${NODE_NAME}" and kube["match"] == "*"
 
 
 def test_credentials_come_from_existing_secrets_or_irsa(

@@ -48,6 +48,25 @@ tag = "kube.${namespace_name}.${pod_name}.${container_name}"
 read_from_head = false                     # on the very first start only: later files whole
 {{- end }}
 
+{{- if .Values.auditd.enabled }}
+
+# Kernel audit records (auditd's syslog plugin through the node's rsyslog) become one record per
+# event, with `container_id` from the process's cgroup (hostPID). Other records pass untouched.
+[[filters]]
+type = "auditd"
+match = "syslog"
+{{- end }}
+{{- if .Values.kubernetes.enabled }}
+
+# The pod of each record's container, from a watch of this node's pods (the chart's ClusterRole:
+# get, list, watch on pods and namespaces). Runs before audit, so alerts name the pod.
+[[filters]]
+type = "kubernetes"
+match = "*"
+node_name = "${NODE_NAME}"
+wait_for_metadata = {{ .Values.kubernetes.waitForMetadata | quote }}
+{{- end }}
+
 [[filters]]
 type = "audit"
 match = "*"
