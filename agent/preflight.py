@@ -4,7 +4,9 @@
 
 * ``data_dir`` must be a directory this user can write (or create);
 * every address an input or the HTTP server listens on must be free, every UNIX socket path
-  free to take.
+  free to take;
+* a ``kubernetes`` filter must find its API server: ``kube_url``, a readable ``kubeconfig``, or
+  the ``KUBERNETES_SERVICE_HOST`` a pod gets.
 
 Nothing is left behind: a probe file is removed, probe sockets are closed without listening.
 Not for a reload: the running agent holds its own addresses.
@@ -58,6 +60,21 @@ def preflight(config: Any, source: str) -> list[str]:
             problems.append(
                 f"{source}: agent.http_listen: the HTTP server cannot listen on "
                 f"{config.agent.http_listen}: {taken}"
+            )
+    for position, item in enumerate(config.filters):
+        if item.__struct_config__.tag != "kubernetes":
+            continue
+        if item.kubeconfig:
+            if not os.access(item.kubeconfig, os.R_OK):
+                problems.append(
+                    f"{source}: filters[{position}].kubeconfig: filter {item.name}: "
+                    f"{item.kubeconfig} is not a readable file"
+                )
+        elif not item.kube_url and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            problems.append(
+                f"{source}: filters[{position}].kube_url: filter {item.name}: kube_url is empty "
+                "and KUBERNETES_SERVICE_HOST is not set (the agent is not running in a pod): set "
+                "kube_url, or kubeconfig to run outside a cluster"
             )
     return problems
 

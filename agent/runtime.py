@@ -269,7 +269,8 @@ class Agent:
         started: list[Input] = []
         try:
             if self.chain is not None:
-                await self.chain.start()
+                with self._config_errors("filters"):  # e.g. no API server to be found
+                    await self.chain.start()
             for item in self.inputs:
                 await item.start()
                 started.append(item)

@@ -236,6 +236,33 @@ def test_unwritable_data_dir(tmp_path: Path, mode: str) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["--check", "start"])
+def test_kubernetes_filter_without_an_api_server_is_a_config_error(
+    tmp_path: Path, mode: str
+) -> None:
+    """Outside a pod (no KUBERNETES_SERVICE_HOST) and without kube_url or kubeconfig the filter
+    has no API server to watch: said before the run, not as a traceback from the filter's start."""
+    text = config_text(
+        tmp_path, filters='[[filters]]\ntype = "kubernetes"\nmatch = "*"\nnode_name = "n1"'
+    )
+    env = {"KUBERNETES_SERVICE_HOST": ""}
+    result = agent(tmp_path, text, *([mode] if mode != "start" else []), **env)
+    assert_config_errors(
+        result,
+        tmp_path / "agent.toml",
+        "filters[0].kube_url: filter kubernetes.0: kube_url is empty and KUBERNETES_SERVICE_HOST "
+        "is not set",
+    )
+    missing = tmp_path / "none"
+    with_kubeconfig = text.replace(
+        'node_name = "n1"', f'node_name = "n1"\nkubeconfig = "{missing}"'
+    )
+    result = agent(tmp_path, with_kubeconfig, *([mode] if mode != "start" else []), **env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"config error: {tmp_path / 'agent.toml'}: filters[0]" in result.stderr
+    assert str(missing) in result.stderr
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
 def test_data_dir_without_write_permission(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
