@@ -356,6 +356,9 @@ class IngestSink:
                 parsed = ChainTimes(recs, recs_times, self._chain_keeps_time)
                 self._store.put(chain.process(tag, recs), parsed)
 
+    def shares(self, field: str) -> bool:
+        return self._chain is None or self._chain.shares(field)
+
     def has_room(self) -> bool:
         if self._holding is not None:
             return self._held_bytes < HOLD_BYTES

@@ -7,10 +7,14 @@ Each batch's records are copied from templates before the clock starts and let g
 ``process`` is timed, in CPU time of this process (``time.process_time_ns``), best of the
 rounds; a bare loop doing the least possible (a lookup, a copy, a store) is the yardstick.
 Shapes: a syslog record with Docker's 12-digit container ID, one with the full ID, a
-``tail`` record (``kubernetes.container_id`` from the path), and a record with no key (the
-price every other record pays). The cache part decodes a list of ``--pods`` pods as the API
-server sends it and reports the time and the memory the cache holds (tracemalloc). Prints a
-table, then one JSON object on the last line.
+``tail`` record (``kubernetes.container_id`` from the path) with its own ``kubernetes`` dict
+(what the tail input hands over when a filter may edit it), ``tail shared`` (the records of
+one container sharing one dict, as the tail input hands them over otherwise), and a record
+with no key (the price every other record pays). The filter is built as the agent builds it,
+through a ``FilterChain``; alone there, nothing after it edits ``kubernetes``, so records get
+the cached object itself (``FilterChain.shares``). The cache part decodes a list of
+``--pods`` pods as the API server sends it and reports the time and the memory the cache holds
+(tracemalloc). Prints a table, then one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.filters.base import FilterContext
+from agent.filters.chain import FilterChain
 from agent.filters.kubernetes import KubernetesConfig, KubernetesFilter
 from agent.filters.kubernetes.cache import PodList
 
@@ -113,7 +118,8 @@ def build(pods: int) -> tuple[KubernetesFilter, float, int]:
     context = FilterContext(
         name="kubernetes.0", logger=logging.getLogger("bench"), metrics=NullMetrics()
     )
-    f = KubernetesFilter(config, context)
+    f = FilterChain([(config, context)]).filters[0]
+    assert isinstance(f, KubernetesFilter)
     body = pod_list(pods)
     tracemalloc.start()
     start = time.perf_counter()
@@ -130,7 +136,7 @@ def shapes(pods: int, count: int) -> dict[str, list[dict[str, Any]]]:
     def cid(i: int) -> str:
         return container_id(i % pods, i % 2)
 
-    return {
+    out: dict[str, list[dict[str, Any]]] = {
         "syslog short id": [{"message": "m", "container_id": cid(i)[:12]} for i in range(count)],
         "syslog full id": [{"message": "m", "container_id": cid(i)} for i in range(count)],
         "tail": [
@@ -146,15 +152,29 @@ def shapes(pods: int, count: int) -> dict[str, list[dict[str, Any]]]:
             for i in range(count)
         ],
         "no key": [{"message": "m"} for _ in range(count)],
+        "tail shared": [],
     }
+    # The tail input submits a file's lines together: here a container's records in a row.
+    per_container: dict[str, list[dict[str, Any]]] = {}
+    for record in out["tail"]:
+        k = record["kubernetes"]
+        group = per_container.setdefault(k["container_id"], [])
+        shared = group[0]["kubernetes"] if group else k
+        group.append({**record, "kubernetes": shared})
+    out["tail shared"] = [r for group in per_container.values() for r in group]
+    return out
 
 
-def fresh(record: dict[str, Any]) -> dict[str, Any]:
+def fresh(record: dict[str, Any], shared: bool = False) -> dict[str, Any]:
     k = record.get("kubernetes")
-    return {**record, "kubernetes": dict(k)} if k is not None else dict(record)
+    if k is None or shared:
+        return dict(record)
+    return {**record, "kubernetes": dict(k)}
 
 
-def measure(f: KubernetesFilter, records: list[dict[str, Any]], batch: int, rounds: int) -> float:
+def measure(
+    f: KubernetesFilter, records: list[dict[str, Any]], batch: int, rounds: int, shared: bool
+) -> float:
     """ns per record, best round; each batch gets fresh records (made untimed) and is let go
     after, as in the agent, so the collector's work is what a running agent sees."""
     best = float("inf")
@@ -162,7 +182,7 @@ def measure(f: KubernetesFilter, records: list[dict[str, Any]], batch: int, roun
     for _ in range(rounds):
         spent = 0
         for i in range(0, len(records), batch):
-            b = [fresh(r) for r in records[i : i + batch]]
+            b = [fresh(r, shared) for r in records[i : i + batch]]
             start = clock()
             f.process("t", b)
             spent += clock() - start
@@ -196,7 +216,7 @@ def _instructions_child(shape: str, pods: int, records: int, rounds: int, run: b
     template = shapes(pods, records)[shape]
     for _ in range(rounds):
         for i in range(0, len(template), 256):
-            b = [fresh(r) for r in template[i : i + 256]]
+            b = [fresh(r, shape == "tail shared") for r in template[i : i + 256]]
             if run:
                 f.process("t", b)
 
@@ -265,8 +285,8 @@ def main() -> None:
     f, list_seconds, cache_bytes = build(args.pods)
     rows: list[dict[str, Any]] = []
     for shape, records in shapes(args.pods, args.records).items():
-        ns = measure(f, records, args.batch, args.rounds)
-        probe = [fresh(r) for r in records]
+        ns = measure(f, records, args.batch, args.rounds, shape == "tail shared")
+        probe = [fresh(r, shape == "tail shared") for r in records]
         f.process("t", probe)
         enriched = sum(1 for r in probe if "labels" in r.get("kubernetes", {}))
         rows.append({"shape": shape, "ns_per_record": round(ns, 1), "enriched": enriched})
@@ -282,7 +302,7 @@ def main() -> None:
     )
     if args.instructions:
         for row in rows:
-            if row["shape"] in ("syslog short id", "tail", "no key"):
+            if row["shape"] in ("syslog short id", "tail", "tail shared", "no key"):
                 row["instructions_per_record"] = round(
                     instructions(str(row["shape"]), args.pods, 20_000), 1
                 )

@@ -382,3 +382,35 @@ def test_positions_file_unreadable_means_files_are_read_whole(tmp_path: Path) ->
     Path(store.path).write_bytes(b'{"version":1,"files":[{"dev"')
     torn = PositionStore(str(tmp_path), "tail.0", logging.getLogger("test"))
     assert torn.load() == {} and torn.existed is True
+
+
+def test_a_filter_editing_kubernetes_on_one_record_leaves_the_others_alone(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """The records of one file share its `kubernetes` object only while no filter edits it in
+    place: a `modify` that sets `kubernetes.labels.x` and `kubernetes.pod_name` on one line's
+    record changes that record alone, in the same batch as the others."""
+    node = Node(tmp_path / "log")
+    pod = RuntimeWriter(node.container_log("shop", "web-0", "u1", "web"), "containerd")
+    for text in ("before", "edit me", "after"):
+        pod.write(text)
+    config = tail_config(tmp_path, [str(node.containers / "*.log")]).replace(
+        "[[outputs]]",
+        """[[filters]]
+type = "modify"
+match = "*"
+condition = [["key_value_matches", "message", "^edit"]]
+rules = [["set", "kubernetes.labels.x", "1"], ["set", "kubernetes.pod_name", "edited"]]
+[[outputs]]""",
+        1,
+    )
+    start_agent(config)
+    out = tmp_path / "out.ndjson"
+    wait_for(lambda: len(read_ndjson(out)) >= 3, timeout=20)
+    by_message = {r["message"]: r["kubernetes"] for r in read_ndjson(out)}
+    assert by_message["edit me"]["labels"] == {"x": "1"}
+    assert by_message["edit me"]["pod_name"] == "edited"
+    for message in ("before", "after"):
+        assert by_message[message]["pod_name"] == "web-0"
+        assert "labels" not in by_message[message]
+        assert by_message[message]["namespace_name"] == "shop"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Callable
 from itertools import compress
 from typing import Any, ClassVar
 
@@ -25,6 +26,10 @@ from outputs.base import Metrics, check_selector
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
+
+
+def _never(field: str) -> bool:
+    return False
 
 
 class Subset(list[Record]):
@@ -70,10 +75,18 @@ class Filter(abc.ABC):
     """The top-level fields this filter may set, change or remove in the records it is given;
     None: it may change anything. The agent reuses the parser's event times for records whose
     ``time`` no filter of the chain may change (``FilterChain.keeps``)."""
+    replaces: frozenset[str] = frozenset()
+    """Fields of ``writes`` that this filter only ever sets to an object of its own, never
+    changing in place the dict or list a record already holds there. Records may then share
+    one such object (``FilterChain.shares``): the ``tail`` input's ``kubernetes`` object."""
 
     def __init__(self, config: Any, context: FilterContext) -> None:
         self.config = config
         self.context = context
+        self.later_shares: Callable[[str], bool] = _never
+        """Set by the chain: ``later_shares(field)`` is true when no filter after this one
+        changes a record's ``field`` object in place, so this filter may give records one
+        shared object there (it must then treat that object as read-only itself)."""
 
     @abc.abstractmethod
     def process(self, tag: str, records: list[Record]) -> list[Batch]:

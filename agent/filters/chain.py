@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import copy_record
@@ -71,6 +72,12 @@ def unshare(batches: list[Batch]) -> list[Batch]:
     return out
 
 
+def _share(filters: Sequence[Filter], field: str) -> bool:
+    return all(
+        f.writes is not None and (field not in f.writes or field in f.replaces) for f in filters
+    )
+
+
 def merge_batches(batches: list[Batch]) -> list[Batch]:
     """Join consecutive batches of one tag and leave out empty ones."""
     merged: list[Batch] = []
@@ -92,6 +99,9 @@ class FilterChain:
             filter_ = build_filter(index, config, context)
             matcher = TagMatcher(config.match, config.match_regex)
             self._stages.append(_Stage(filter_, context, matcher))
+        for index, stage in enumerate(self._stages):
+            later = [s.filter for s in self._stages[index + 1 :]]
+            stage.filter.later_shares = partial(_share, later)
 
     def __len__(self) -> int:
         return len(self._stages)
@@ -102,6 +112,12 @@ class FilterChain:
             stage.filter.writes is not None and field not in stage.filter.writes
             for stage in self._stages
         )
+
+    def shares(self, field: str) -> bool:
+        """Records may hold one shared object under the top-level ``field``: no filter of the
+        chain changes it in place (each either leaves ``field`` alone or only ever replaces it,
+        ``Filter.replaces``). Records are encoded right after the chain, so nothing else does."""
+        return _share(self.filters, field)
 
     @property
     def filters(self) -> list[Filter]:

@@ -67,11 +67,12 @@ def expect_pairs(value: list[list[Any]], key: str, size: int | tuple[int, int]) 
             raise ValueError(f"{key}[{index}]: expected a list of {want} items, got {entry!r}")
 
 
-def _copy_value(value: Any) -> Any:
+def copy_value(value: Any) -> Any:
+    """``value`` with every dict and list in it copied (JSON values: the rest is immutable)."""
     if value.__class__ is dict:
-        return {k: _copy_value(v) for k, v in value.items()}
+        return {k: copy_value(v) for k, v in value.items()}
     if value.__class__ is list:
-        return [_copy_value(v) for v in value]
+        return [copy_value(v) for v in value]
     return value
 
 
@@ -88,5 +89,5 @@ def copy_record(record: dict[str, Any]) -> dict[str, Any]:
         return twin
     for key, value in record.items():
         if value.__class__ is dict or value.__class__ is list:
-            twin[key] = _copy_value(value)
+            twin[key] = copy_value(value)
     return twin

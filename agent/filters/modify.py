@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.fields import delete_field, get_field, set_field
 from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
-from agent.filters.common import as_text, compile_regex, parse_path
+from agent.filters.common import as_text, compile_regex, copy_value, parse_path
 
 Action = Callable[[Record], None]
 Check = Callable[[Record], bool]
@@ -98,6 +98,9 @@ def _build_rule(entry: list[Any], key: str) -> Action:
                 return
             if move:
                 delete_field(record, src)
+            elif value.__class__ is dict or value.__class__ is list:
+                # A copy of its own: the source may be an object records share (kubernetes).
+                value = copy_value(value)
             set_field(record, dst, value)
 
         return rename_or_copy

@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from agent.filters.base import Batch, Filter, FilterContext, Record
-from agent.filters.common import compile_regex
+from agent.filters.common import compile_regex, copy_value
 from agent.filters.kubernetes.cache import Namespace, NamespaceList, Pod, PodCache, PodList
 from agent.filters.kubernetes.client import Credentials, Watcher
 from agent.filters.kubernetes.config import KubernetesConfig
@@ -40,6 +40,10 @@ _ENRICHED, _NO_KEY, _UNKNOWN = 0, 1, 2
 _IDENTITY = frozenset(("namespace_name", "pod_name", "pod_id", "container_name", "container_id"))
 """What a container log file's path says; one container ID implies them all."""
 _EXPIRE_EVERY = 1.0
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def docker_name(name: str) -> dict[str, str] | None:
@@ -60,6 +64,8 @@ class KubernetesFilter(Filter):
     counts_drops = False
     """Records that wait for their pod come out later (from ``flush``): not drops."""
     writes = frozenset({"kubernetes"})
+    replaces = frozenset({"kubernetes"})
+    """A record's own `kubernetes` object is read, never changed: an enriched one replaces it."""
 
     def __init__(self, config: KubernetesConfig, context: FilterContext) -> None:
         super().__init__(config, context)
@@ -157,7 +163,12 @@ class KubernetesFilter(Filter):
         lookup = self.cache.by_id.get
         runtime_idents = self._runtime_idents
         identity = _IDENTITY
+        # No later filter changes `kubernetes` in place: records get the cache's object itself
+        # (read-only, never changed: the cache builds new ones); else each its own deep copy.
+        share = self.later_shares("kubernetes")
         held: list[int] | None = None
+        last_k: Any = None  # the tail input gives a file's records one shared object:
+        last: Any = None  # its answer, found once per batch
         index = -1
         for record in records:
             index += 1
@@ -176,8 +187,11 @@ class KubernetesFilter(Filter):
                     except TypeError:  # a list or dict where an ID belongs: left alone
                         obj = None
                     if obj is not None:
-                        record["kubernetes"] = obj.copy()
+                        record["kubernetes"] = obj if share else copy_value(obj)
                         continue
+            elif k is last_k:
+                record["kubernetes"] = last if share else copy_value(last)
+                continue
             elif k.__class__ is dict:
                 cid = k.get("container_id")
                 if cid is not None:
@@ -186,14 +200,13 @@ class KubernetesFilter(Filter):
                     except TypeError:
                         obj = None
                     if obj is not None:
-                        if k.keys() <= identity:
-                            # The tail input's fields (from the path): the container's object
-                            # holds the same values, found by that very container ID.
-                            record["kubernetes"] = obj.copy()
-                        else:  # anything else of the record's stays, over the pod's
-                            obj = obj.copy()
-                            obj.update(k)
-                            record["kubernetes"] = obj
+                        if not k.keys() <= identity:
+                            # anything else of the record's stays, over the pod's
+                            obj = {**obj, **k}
+                        # else the tail input's fields (from the path): the container's object
+                        # holds the same values, found by that very container ID.
+                        last_k, last = k, obj
+                        record["kubernetes"] = obj if share else copy_value(obj)
                         continue
             if self._slow(record) == _UNKNOWN:
                 if held is None:
@@ -215,11 +228,14 @@ class KubernetesFilter(Filter):
         found = next((g for g in match.groups() if g), None)
         obj = self.cache.lookup_id(found) if found else None
         if obj is not None:
-            record["kubernetes"] = obj.copy()
+            record["kubernetes"] = obj if self.later_shares("kubernetes") else copy_value(obj)
 
     def _slow(self, record: Record) -> int:
-        """Enrich ``record`` by whatever key it has; _ENRICHED, _NO_KEY or _UNKNOWN."""
+        """Enrich ``record`` by whatever key it has; _ENRICHED, _NO_KEY or _UNKNOWN. The
+        record's own ``kubernetes`` object is never changed (records may share it): it is
+        replaced by a merged one."""
         cache = self.cache
+        own: Callable[[Any], Any] = _same if self.later_shares("kubernetes") else copy_value
         k = record.get("kubernetes")
         if k is not None and k.__class__ is not dict:
             return _NO_KEY  # someone else's field: left alone
@@ -227,10 +243,7 @@ class KubernetesFilter(Filter):
         if cid.__class__ is str and cid:
             obj = cache.lookup_id(cid)
             if obj is not None:
-                if k is None:
-                    record["kubernetes"] = obj.copy()
-                else:
-                    k.update(obj)
+                record["kubernetes"] = own(obj) if k is None else own({**k, **obj})
                 return _ENRICHED
         if k is None:
             name = record.get("container_name")
@@ -242,7 +255,7 @@ class KubernetesFilter(Filter):
         if kcid.__class__ is str and kcid:
             obj = cache.lookup_id(kcid)
             if obj is not None:
-                k.update(obj)
+                record["kubernetes"] = own({**k, **obj})
                 return _ENRICHED
         namespace, pod = k.get("namespace_name"), k.get("pod_name")
         if namespace.__class__ is str and pod.__class__ is str:
@@ -251,9 +264,10 @@ class KubernetesFilter(Filter):
                 container = None
             obj = cache.lookup_pod(namespace, pod, container)
             if obj is not None:
-                k.update(obj)
+                merged = {**k, **obj}
                 if kcid:  # an earlier container of the pod (restarted): its own ID stays
-                    k["container_id"] = kcid
+                    merged["container_id"] = kcid
+                record["kubernetes"] = own(merged)
                 return _ENRICHED
             return _UNKNOWN
         if (kcid.__class__ is str and kcid) or (cid.__class__ is str and cid):
