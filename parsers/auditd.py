@@ -42,7 +42,15 @@ _PLAIN_HEADER = re.compile(
 """auditd's usual header (a named type, milliseconds): what ``parse_line``'s string path
 accepts, and gives the same result for."""
 _PAIR = re.compile(r"([^\s=\x1d]+)=(\"[^\"]*\"?|'[^']*'?|[^\s\x1d]*)")
-_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+").fullmatch
+
+
+def _is_hex(text: str) -> bool:
+    """``text`` is hex-encoded bytes: pairs of hex digits, at least one (one repeated
+    character class: much cheaper for the regex engine than a repeated pair)."""
+    return not len(text) & 1 and _HEX_DIGITS(text) is not None
+
+
 _ARG_PIECE = re.compile(r"a(\d+)\[(\d+)\]")
 _CWD = re.compile(r"(?:^|\s)cwd=(\"[^\"]*\"?|[^\s\x1d]+)")
 _NAME = re.compile(r"(?:^|\s)name=(\"[^\"]*\"?|[^\s\x1d]+)")
@@ -185,7 +193,7 @@ def _value(key: str, raw: str) -> str:
         return raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
     if first == "'":
         return raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
-    if key in HEX_FIELDS and raw and _HEX.fullmatch(raw) is not None:
+    if key in HEX_FIELDS and raw and _is_hex(raw):
         return _decode_hex(raw)
     return raw
 
@@ -251,7 +259,7 @@ def _argv(execve: list[str]) -> list[str]:
                     args[int(index)] = raw[1:-1] if len(raw) > 1 and raw[-1] == '"' else raw[1:]
                 elif raw == "(null)":
                     args[int(index)] = ""
-                elif _HEX.fullmatch(raw) is not None:
+                elif _is_hex(raw):
                     args[int(index)] = _decode_hex(raw)
                 else:
                     args[int(index)] = raw
@@ -352,15 +360,27 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
         elif kind == "CWD":
             found = _CWD.search(body)
             if found is not None:
-                info["cwd"] = _value("cwd", found.group(1))
+                raw = found.group(1)
+                if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
+                    info["cwd"] = raw[1:-1]
+                else:
+                    info["cwd"] = _value("cwd", raw)
         elif kind == "PATH":
             found = _NAME.search(body)
-            if found is not None and found.group(1) != "(null)":
-                paths.append(_value("name", found.group(1)))
+            if found is not None:
+                raw = found.group(1)
+                if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
+                    paths.append(raw[1:-1])
+                elif raw != "(null)":
+                    paths.append(_value("name", raw))
         elif kind == "PROCTITLE":
             found = _PROCTITLE.search(body)
             if found is not None:
-                proctitle = _value("proctitle", found.group(1))
+                raw = found.group(1)
+                if raw[0] != '"' and not len(raw) & 1 and _HEX_DIGITS(raw) is not None:
+                    proctitle = bytes.fromhex(raw).decode("utf-8", "replace")
+                else:
+                    proctitle = _value("proctitle", raw)
         elif kind != "EOE" and (main is None or _standalone(kind) or kind in _DETAILED):
             # User-space records (and a few kernel ones) carry what the event is about.
             fields, enriched = parse_fields(body)
@@ -399,7 +419,9 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                     info[key] = number
         else:
             info["pid"], info["ppid"], info["uid"], info["auid"], info["euid"], info["ses"] = ids
-        for key in ("tty", "comm", "exe"):
+        tty = syscall_fields["tty"]
+        info["tty"] = tty if tty[0] != '"' and tty[0] != "'" else _value("tty", tty)
+        for key in ("comm", "exe"):
             text = syscall_fields[key]
             if len(text) > 1 and text[0] == '"' and text[-1] == '"':
                 info[key] = text[1:-1]
@@ -544,19 +566,22 @@ class AuditJoiner:
             event = pending[key] = _Event(line, now, context, (stream, line.node))
             if self._head is None:
                 self._head = event
-        elif len(event.lines) >= self.max_records or event.size + len(line.body) > self.max_bytes:
-            self.counts["truncated_records"] += 1
         else:
-            event.lines.append(line)
-            event.size += len(line.body)
-            if line.type in _ENDS:
-                event.done = True
-        source = (stream, line.node)
-        newest = self._newest.get(source, 0)
-        if line.sec > newest:
-            if len(self._newest) >= 4 * self.max_events and source not in self._newest:
-                self._newest.clear()
-            self._newest[source] = newest = line.sec
+            size = event.size + len(line.body)
+            if len(event.lines) >= self.max_records or size > self.max_bytes:
+                self.counts["truncated_records"] += 1
+            else:
+                event.lines.append(line)
+                event.size = size
+                if line.type in _ENDS:
+                    event.done = True
+        source = event.source  # (stream, node): the same for every line of the event
+        newest_by_source = self._newest
+        sec = line.sec
+        if sec > newest_by_source.get(source, 0):
+            if len(newest_by_source) >= 4 * self.max_events and source not in newest_by_source:
+                newest_by_source.clear()
+            newest_by_source[source] = sec
         head = self._head
         if (
             head is not None
