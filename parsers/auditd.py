@@ -62,13 +62,15 @@ _INDEXES = [str(i) for i in range(4096)]
 _ENRICHED: dict[str, dict[str, str]] = {}
 """Enriched names of SYSCALL records by their text (the same few on a node, parsed once)."""
 _SYSCALL_FIELDS = re.compile(
-    r"arch=(?P<arch>\S+) syscall=(?P<syscall>\d+) (?:success=(?P<success>\S+) "
-    r"exit=(?P<exit>\S+) )?(?:a\d=\S+ )*items=\d+ ppid=(?P<ppid>\d+) pid=(?P<pid>\d+) "
-    r"auid=(?P<auid>\d+) uid=(?P<uid>\d+) gid=\d+ euid=(?P<euid>\d+) suid=\d+ fsuid=\d+ "
-    r"egid=\d+ sgid=\d+ fsgid=\d+ tty=(?P<tty>\S+) ses=(?P<ses>\d+) comm=(?P<comm>\S+) "
-    r"exe=(?P<exe>\S+)(?: subj=\S+)? key=(?P<key>\S+)$"
+    r"arch=(?P<arch>\S++) syscall=(?P<syscall>\d++) (?:success=(?P<success>\S++) "
+    r"exit=(?P<exit>\S++) )?+(?:a\d=\S++ )*+items=\d++ ppid=(?P<ppid>\d++) pid=(?P<pid>\d++) "
+    r"auid=(?P<auid>\d++) uid=(?P<uid>\d++) gid=\d++ euid=(?P<euid>\d++) suid=\d++ fsuid=\d++ "
+    r"egid=\d++ sgid=\d++ fsgid=\d++ tty=(?P<tty>\S++) ses=(?P<ses>\d++) comm=(?P<comm>\S++) "
+    r"exe=(?P<exe>\S++)(?: subj=\S++)?+ key=(?P<key>\S++)$"
 )
-"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split."""
+"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split.
+Possessive (``++``, ``?+``, ``*+``): every run ends at a space or the end, where the next part
+needs one, so giving characters back could never make a match; the engine keeps no state for it."""
 _DETAILED = frozenset(("CONFIG_CHANGE", "LOGIN"))
 """Kernel records besides SYSCALL whose fields are kept (what a rule change or login was)."""
 
@@ -578,16 +580,18 @@ class AuditJoiner:
         source = event.source  # (stream, node): the same for every line of the event
         newest_by_source = self._newest
         sec = line.sec
-        if sec > newest_by_source.get(source, 0):
+        newest = newest_by_source.get(source, 0)
+        if sec > newest:
             if len(newest_by_source) >= 4 * self.max_events and source not in newest_by_source:
                 newest_by_source.clear()
-            newest_by_source[source] = sec
+            newest_by_source[source] = newest = sec
         head = self._head
         if (
             head is not None
             and not head.done
             and now - head.since < self.timeout
-            and self._newest.get(head.source, 0) - head.epoch <= self.timeout
+            and (newest if head is event else newest_by_source.get(head.source, 0)) - head.epoch
+            <= self.timeout
             and len(pending) <= self.max_events
         ):
             return []  # the usual case between an event's first and last record
