@@ -12,6 +12,13 @@ in CPU seconds of the process (``time.process_time``), best of several rounds ta
     python -m bench.auditd              # 20,000 events, 5 rounds
     python -m bench.auditd --smoke      # 500 events, 1 round
 
+``--live`` instead sends exec events at a steady ``--rate`` (events/s, 6 lines each, as
+audisp-syslog forwards them: RFC 3164 over TCP) for ``--seconds`` to a real ``python -m agent``
+with the syslog input, the ``auditd`` filter and the file output, and counts the joined events
+that reach the file: events sent, events out, lost, the send rate reached and the agent's CPU.
+
+    python -m bench.auditd --live --rate 5000 --seconds 20
+
 Prints a table, writes JSON.
 """
 
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.filters.auditd import AuditdConfig, AuditdFilter
 from agent.filters.base import FilterContext
-from bench.harness import write_result
+from bench.harness import AgentProcess, free_port, write_result
 from parsers.auditd import AuditJoiner, parse_line
 
 GS = "\x1d"
@@ -99,13 +108,102 @@ def make_filter(containers: bool) -> Callable[[list[str]], int]:
     return run
 
 
+def live(rate: int, seconds: float, settle: float = 30.0) -> dict[str, Any]:
+    """Send ``rate`` events/s for ``seconds`` to a real agent; count the events at its file."""
+    events = max(1, int(rate * seconds))
+    lines = event_lines(events)
+    frames = [f"<182>Dec  6 14:40:30 node-1 audisp-syslog: {line}".encode() for line in lines]
+    with tempfile.TemporaryDirectory(prefix="bench-auditd-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        out = workdir / "out.ndjson"
+        config = f"""
+[agent]
+data_dir = "{workdir / "data"}"
+log_level = "warning"
+[buffer]
+sync = "none"
+flush_interval = "200ms"
+[[inputs]]
+type = "syslog"
+mode = "tcp"
+listen = "127.0.0.1:{port}"
+tag = "audit"
+[[filters]]
+type = "auditd"
+name = "join"
+timeout = "2s"
+[[outputs]]
+type = "file"
+match = "*"
+path = "{out}"
+"""
+        agent = AgentProcess(workdir, config).start()
+        try:
+            cpu_before = agent.cpu_seconds()
+            slice_seconds = 0.01
+            per_slice = max(1, round(rate * slice_seconds)) * 6  # whole events per slice
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                for index, start in enumerate(range(0, len(frames), per_slice)):
+                    due = started + index * slice_seconds
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    sock.sendall(b"\n".join(frames[start : start + per_slice]) + b"\n")
+            send_seconds = time.monotonic() - started
+            deadline = time.monotonic() + settle
+            delivered = 0
+            while time.monotonic() < deadline:
+                delivered = _count_events(out)
+                if delivered >= events:
+                    break
+                time.sleep(0.2)
+            caught_up = time.monotonic() - started
+            cpu = agent.cpu_seconds() - cpu_before
+            joined = agent.metric("filter_auditd_events_total", name="join")
+        finally:
+            agent.stop(timeout=30)
+            agent.kill()
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "events_sent": events,
+        "events_joined": joined,
+        "events_out": delivered,
+        "lost": events - delivered,
+        "send_rate": events / send_seconds if send_seconds else float("inf"),
+        "seconds_until_all_out": caught_up,
+        "agent_cpu_seconds": cpu,
+    }
+
+
+def _count_events(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_bytes().splitlines() if b'"auditd":' in line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="500 events, 1 round")
     parser.add_argument("--json", type=Path, default=Path("bench/results/auditd.json"))
+    parser.add_argument("--live", action="store_true", help="events over TCP to a real agent")
+    parser.add_argument("--rate", type=int, default=5000, help="--live: events per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--live: how long to send")
     args = parser.parse_args(argv)
+    if args.live:
+        result = live(args.rate, args.seconds)
+        print(f"{'events sent':<24}{result['events_sent']:>12,}")
+        print(f"{'events out':<24}{result['events_out']:>12,}")
+        print(f"{'lost':<24}{result['lost']:>12,}")
+        print(f"{'send rate (events/s)':<24}{result['send_rate']:>12,.0f}")
+        print(f"{'all out after (s)':<24}{result['seconds_until_all_out']:>12.1f}")
+        print(f"{'agent CPU (s)':<24}{result['agent_cpu_seconds']:>12.1f}")
+        write_result(args.json, {"benchmark": "auditd-live", **result})
+        return 0 if result["lost"] == 0 else 1
     if args.smoke:
         args.events, args.rounds = 500, 1
     lines = event_lines(args.events)

@@ -36,20 +36,41 @@ _HEADER = re.compile(
     r"(?P<sec>\d{1,12})\.(?P<ms>\d{1,9}):(?P<serial>\d{1,20})\):?"
 )
 _NODE = re.compile(r"node=(\S+) $")
+_PLAIN_HEADER = re.compile(
+    r"type=([A-Za-z_][A-Za-z0-9_]*) msg=audit\(([0-9]{1,12})\.([0-9]{3}):([0-9]{1,20})\): "
+).match
+"""auditd's usual header (a named type, milliseconds): what ``parse_line``'s string path
+accepts, and gives the same result for."""
 _PAIR = re.compile(r"([^\s=\x1d]+)=(\"[^\"]*\"?|'[^']*'?|[^\s\x1d]*)")
-_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+").fullmatch
+
+
+def _is_hex(text: str) -> bool:
+    """``text`` is hex-encoded bytes: pairs of hex digits, at least one (one repeated
+    character class: much cheaper for the regex engine than a repeated pair)."""
+    return not len(text) & 1 and _HEX_DIGITS(text) is not None
+
+
 _ARG_PIECE = re.compile(r"a(\d+)\[(\d+)\]")
 _CWD = re.compile(r"(?:^|\s)cwd=(\"[^\"]*\"?|[^\s\x1d]+)")
 _NAME = re.compile(r"(?:^|\s)name=(\"[^\"]*\"?|[^\s\x1d]+)")
 _PROCTITLE = re.compile(r"(?:^|\s)proctitle=(\"[^\"]*\"?|[^\s\x1d]+)")
+_PLAIN_EXECVE = re.compile(r'argc=([0-9]+)((?: a[0-9]+="[^"]*")*)').fullmatch
+"""An EXECVE record whose arguments are all quoted (no hex, no pieces)."""
+_QUOTED_ARG = re.compile(r'a([0-9]+)="([^"]*)"')
+_INDEXES = [str(i) for i in range(4096)]
+_ENRICHED: dict[str, dict[str, str]] = {}
+"""Enriched names of SYSCALL records by their text (the same few on a node, parsed once)."""
 _SYSCALL_FIELDS = re.compile(
-    r"arch=(?P<arch>\S+) syscall=(?P<syscall>\d+) (?:success=(?P<success>\S+) "
-    r"exit=(?P<exit>\S+) )?(?:a\d=\S+ )*items=\d+ ppid=(?P<ppid>\d+) pid=(?P<pid>\d+) "
-    r"auid=(?P<auid>\d+) uid=(?P<uid>\d+) gid=\d+ euid=(?P<euid>\d+) suid=\d+ fsuid=\d+ "
-    r"egid=\d+ sgid=\d+ fsgid=\d+ tty=(?P<tty>\S+) ses=(?P<ses>\d+) comm=(?P<comm>\S+) "
-    r"exe=(?P<exe>\S+)(?: subj=\S+)? key=(?P<key>\S+)$"
+    r"arch=(?P<arch>\S++) syscall=(?P<syscall>\d++) (?:success=(?P<success>\S++) "
+    r"exit=(?P<exit>\S++) )?+(?:a\d=\S++ )*+items=\d++ ppid=(?P<ppid>\d++) pid=(?P<pid>\d++) "
+    r"auid=(?P<auid>\d++) uid=(?P<uid>\d++) gid=\d++ euid=(?P<euid>\d++) suid=\d++ fsuid=\d++ "
+    r"egid=\d++ sgid=\d++ fsgid=\d++ tty=(?P<tty>\S++) ses=(?P<ses>\d++) comm=(?P<comm>\S++) "
+    r"exe=(?P<exe>\S++)(?: subj=\S++)?+ key=(?P<key>\S++)$"
 )
-"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split."""
+"""A SYSCALL record in the kernel's field order, matched in one go; any other shape is split.
+Possessive (``++``, ``?+``, ``*+``): every run ends at a space or the end, where the next part
+needs one, so giving characters back could never make a match; the engine keeps no state for it."""
 _DETAILED = frozenset(("CONFIG_CHANGE", "LOGIN"))
 """Kernel records besides SYSCALL whose fields are kept (what a rule change or login was)."""
 
@@ -106,6 +127,12 @@ class AuditLine:
 def parse_line(line: str) -> AuditLine | None:
     """The record in ``line``, or None when it holds no audit header. Any text before the
     header (a syslog header, ``audit: ``) is skipped; a ``node=`` just before it is kept."""
+    plain = _PLAIN_HEADER(line)
+    if plain is not None:
+        # auditd's own lines (audit.log, a raw tail) with a named type and millisecond stamp:
+        # one C-speed match, the exact subset of the string path below that gives the same.
+        kind, sec, ms, serial = plain.groups()
+        return AuditLine(None, kind, int(sec), ms, int(serial), line[plain.end() :])
     if line[:5] == "type=":
         # auditd's own lines (audit.log, a raw tail): plain string operations, no regex.
         end = line.find(" msg=audit(", 5)
@@ -168,7 +195,7 @@ def _value(key: str, raw: str) -> str:
         return raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
     if first == "'":
         return raw[1:-1] if raw.endswith("'") and len(raw) > 1 else raw[1:]
-    if key in HEX_FIELDS and raw and _HEX.fullmatch(raw) is not None:
+    if key in HEX_FIELDS and raw and _is_hex(raw):
         return _decode_hex(raw)
     return raw
 
@@ -207,6 +234,16 @@ def _split_fields(body: str) -> dict[str, str]:
 def _argv(execve: list[str]) -> list[str]:
     """Arguments from the bodies of one event's EXECVE records (quoted, hex, or split into
     ``aN[k]`` hex pieces that may span records)."""
+    if len(execve) == 1:
+        plain = _PLAIN_EXECVE(execve[0])
+        if plain is not None and len(plain.group(1)) < 10:
+            # One record, every argument quoted and numbered in order: what the loop below
+            # gives, without it.
+            pairs = _QUOTED_ARG.findall(plain.group(2))
+            if len(pairs) <= len(_INDEXES) and all(
+                index == _INDEXES[i] for i, (index, _) in enumerate(pairs)
+            ):
+                return [value for _, value in pairs[: int(plain.group(1))]]
     args: dict[int, str] = {}
     pieces: dict[int, dict[int, str]] = {}
     argc = -1
@@ -215,7 +252,8 @@ def _argv(execve: list[str]) -> list[str]:
             if key[:1] != "a":
                 continue
             if key == "argc":
-                argc = int(raw) if raw.isdigit() else argc
+                if raw.isdigit() and len(raw) <= 4300:  # more digits than int() takes: no count
+                    argc = int(raw)
                 continue
             index = key[1:]
             if index.isdigit():
@@ -223,7 +261,7 @@ def _argv(execve: list[str]) -> list[str]:
                     args[int(index)] = raw[1:-1] if len(raw) > 1 and raw[-1] == '"' else raw[1:]
                 elif raw == "(null)":
                     args[int(index)] = ""
-                elif _HEX.fullmatch(raw) is not None:
+                elif _is_hex(raw):
                     args[int(index)] = _decode_hex(raw)
                 else:
                     args[int(index)] = raw
@@ -290,6 +328,8 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
     proctitle: str | None = None
     types: list[str] = []
     main: dict[str, str] | None = None
+    syscall_fields: dict[str, Any] | None = None
+    """``main`` when it is a SYSCALL record in the kernel's field order (``_SYSCALL_FIELDS``)."""
     for line in lines:
         kind = line.type
         types.append(kind)
@@ -300,26 +340,49 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
             # The fields as written (a C-speed findall); only the few shown are decoded below.
             sep = body.find("\x1d")
             if sep >= 0:
-                names = {
-                    key.lower(): raw[1:-1] if raw[:1] == '"' else raw
-                    for key, raw in _PAIR.findall(body, sep + 1)
-                } | names
+                tail = body[sep + 1 :]
+                enriched = _ENRICHED.get(tail)
+                if enriched is None:
+                    enriched = {
+                        key.lower(): raw[1:-1] if raw[:1] == '"' else raw
+                        for key, raw in _PAIR.findall(tail)
+                    }
+                    if len(_ENRICHED) >= 1024:
+                        _ENRICHED.clear()
+                    _ENRICHED[tail] = enriched
+                names = enriched | names  # a new dict: the cached one is never handed out
                 body = body[:sep]
             known = _SYSCALL_FIELDS.match(body)
-            main = known.groupdict() if known is not None else _split_fields(body)
+            if known is not None:
+                main = syscall_fields = known.groupdict()
+            else:
+                main = _split_fields(body)
+                syscall_fields = None
             info["type"] = "SYSCALL"
         elif kind == "CWD":
             found = _CWD.search(body)
             if found is not None:
-                info["cwd"] = _value("cwd", found.group(1))
+                raw = found.group(1)
+                if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
+                    info["cwd"] = raw[1:-1]
+                else:
+                    info["cwd"] = _value("cwd", raw)
         elif kind == "PATH":
             found = _NAME.search(body)
-            if found is not None and found.group(1) != "(null)":
-                paths.append(_value("name", found.group(1)))
+            if found is not None:
+                raw = found.group(1)
+                if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
+                    paths.append(raw[1:-1])
+                elif raw != "(null)":
+                    paths.append(_value("name", raw))
         elif kind == "PROCTITLE":
             found = _PROCTITLE.search(body)
             if found is not None:
-                proctitle = _value("proctitle", found.group(1))
+                raw = found.group(1)
+                if raw[0] != '"' and not len(raw) & 1 and _HEX_DIGITS(raw) is not None:
+                    proctitle = bytes.fromhex(raw).decode("utf-8", "replace")
+                else:
+                    proctitle = _value("proctitle", raw)
         elif kind != "EOE" and (main is None or _standalone(kind) or kind in _DETAILED):
             # User-space records (and a few kernel ones) carry what the event is about.
             fields, enriched = parse_fields(body)
@@ -330,7 +393,49 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
             for key in _USER_FIELDS:
                 if key in fields and key not in info:
                     info[key] = fields[key]
-    if main is not None:
+    if syscall_fields is not None:
+        # The usual SYSCALL record: every field is there and the numbers are digits.
+        syscall = syscall_fields["syscall"]
+        info["syscall"] = names.get("syscall") or _SYSCALLS.get(
+            (syscall_fields["arch"], syscall), syscall
+        )
+        success = syscall_fields["success"]
+        if success is not None:
+            info["success"] = success == "yes"
+        number = _int(syscall_fields["exit"])
+        if number is not None:
+            info["exit"] = number
+        try:
+            ids = (
+                int(syscall_fields["pid"]),
+                int(syscall_fields["ppid"]),
+                int(syscall_fields["uid"]),
+                int(syscall_fields["auid"]),
+                int(syscall_fields["euid"]),
+                int(syscall_fields["ses"]),
+            )
+        except ValueError:  # more digits than int() takes: left out, as _int does
+            for key in _INT_FIELDS[1:]:
+                number = _int(syscall_fields[key])
+                if number is not None:
+                    info[key] = number
+        else:
+            info["pid"], info["ppid"], info["uid"], info["auid"], info["euid"], info["ses"] = ids
+        tty = syscall_fields["tty"]
+        info["tty"] = tty if tty[0] != '"' and tty[0] != "'" else _value("tty", tty)
+        for key in ("comm", "exe"):
+            text = syscall_fields[key]
+            if len(text) > 1 and text[0] == '"' and text[-1] == '"':
+                info[key] = text[1:-1]
+            else:
+                info[key] = _value(key, text)
+        rule_key = syscall_fields["key"]
+        if rule_key != "(null)":
+            if len(rule_key) > 1 and rule_key[0] == '"' and rule_key[-1] == '"':
+                info["key"] = rule_key[1:-1].replace("\x01", ",")
+            else:
+                info["key"] = _value("key", rule_key).replace("\x01", ",")
+    elif main is not None:
         syscall = main.get("syscall")
         if syscall is not None:
             info["syscall"] = names.get("syscall") or _SYSCALLS.get(
@@ -463,25 +568,30 @@ class AuditJoiner:
             event = pending[key] = _Event(line, now, context, (stream, line.node))
             if self._head is None:
                 self._head = event
-        elif len(event.lines) >= self.max_records or event.size + len(line.body) > self.max_bytes:
-            self.counts["truncated_records"] += 1
         else:
-            event.lines.append(line)
-            event.size += len(line.body)
-            if line.type in _ENDS:
-                event.done = True
-        source = (stream, line.node)
-        newest = self._newest.get(source, 0)
-        if line.sec > newest:
-            if len(self._newest) >= 4 * self.max_events and source not in self._newest:
-                self._newest.clear()
-            self._newest[source] = newest = line.sec
+            size = event.size + len(line.body)
+            if len(event.lines) >= self.max_records or size > self.max_bytes:
+                self.counts["truncated_records"] += 1
+            else:
+                event.lines.append(line)
+                event.size = size
+                if line.type in _ENDS:
+                    event.done = True
+        source = event.source  # (stream, node): the same for every line of the event
+        newest_by_source = self._newest
+        sec = line.sec
+        newest = newest_by_source.get(source, 0)
+        if sec > newest:
+            if len(newest_by_source) >= 4 * self.max_events and source not in newest_by_source:
+                newest_by_source.clear()
+            newest_by_source[source] = newest = sec
         head = self._head
         if (
             head is not None
             and not head.done
             and now - head.since < self.timeout
-            and self._newest.get(head.source, 0) - head.epoch <= self.timeout
+            and (newest if head is event else newest_by_source.get(head.source, 0)) - head.epoch
+            <= self.timeout
             and len(pending) <= self.max_events
         ):
             return []  # the usual case between an event's first and last record

@@ -29,3 +29,22 @@ def test_auditd_bench_smoke(tmp_path: Path) -> None:
         "filter+containers",
     ]
     assert all(row["events_per_second"] > 0 for row in result["results"])
+
+
+def test_auditd_live_bench_smoke(tmp_path: Path) -> None:
+    """``--live`` with tiny numbers: a real agent joins every event sent over TCP."""
+    out = tmp_path / "live.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.auditd", "--live", "--rate", "100", "--seconds", "1",
+         "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=agent_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["events_sent"] == 100
+    assert result["events_out"] == result["events_joined"] == 100
+    assert result["lost"] == 0

@@ -224,3 +224,18 @@ def test_no_input_raises(lines: list[str], step: float) -> None:
         assert isinstance(record["message"], str)
         assert record["time"].endswith("Z")
         assert isinstance(record["auditd"]["serial"], int)
+
+
+def test_numbers_longer_than_int_takes_do_not_raise() -> None:
+    """int() refuses more than 4,300 digits: such an argc or pid is left out, nothing raises."""
+    huge = "9" * 5000
+    syscall = EXEC_CAT[0].replace("pid=4242", f"pid={huge}")
+    execve = f'type=EXECVE msg=audit(1796563400.005:120): argc={huge} a0="cat" a1="/etc/shadow"'
+    lines = [parse_line(text) for text in (syscall, execve)]
+    joiner = AuditJoiner()
+    [(record, _)] = [out for line in lines if line for out in joiner.add(line, 0.0)] + [
+        *joiner.close()
+    ]
+    info = record["auditd"]
+    assert "pid" not in info and info["ppid"] == 4100
+    assert info["argv"] == ["cat", "/etc/shadow"]
