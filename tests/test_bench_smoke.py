@@ -43,7 +43,8 @@ def test_e2e_smoke_every_socket_kind_and_output(tmp_path: Path) -> None:
     }
     for row in rows:
         assert row["records"] == 2000 and row["records_per_second"] > 0
-        assert row["cpu_us_per_record"] > 0 and row["peak_rss_mib"] > 0
+        # CPU time comes in 10 ms clock ticks: 2,000 records may take less than one.
+        assert row["cpu_us_per_record"] >= 0 and row["peak_rss_mib"] > 0
     stream = [r for r in rows if r["mode"] in ("tcp", "unix_stream")]
     assert all(r["lost"] == 0 for r in stream)
 

@@ -28,7 +28,8 @@ def test_tail_benchmark_smoke(tmp_path: Path) -> None:
     assert set(rows) == {"tail-cri (4 files)", "syslog-tcp"}
     for row in rows.values():
         assert row["records"] == 3000
-        assert row["records_per_second"] > 0 and row["cpu_us_per_record"] > 0
+        # CPU time comes in 10 ms clock ticks: a smoke run's records may take less than one.
+        assert row["records_per_second"] > 0 and row["cpu_us_per_record"] >= 0
     idle = result["idle"]
     assert idle["files"] == 50
     assert {"0_files_cpu_percent", "50_files_cpu_percent"} <= set(idle)
