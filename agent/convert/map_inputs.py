@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.convert.mapping_base import MapperBase, parse_bool, host_port
+from agent.convert.mapping_base import MapperBase, host_port, parse_bool
 from agent.convert.model import Section
 
 

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any
 
-from agent.convert.mapping_base import PLACEHOLDER, MapperBase, parse_bool, host_port
+from agent.convert.mapping_base import PLACEHOLDER, MapperBase, host_port, parse_bool
 from agent.convert.model import Section
 
 
