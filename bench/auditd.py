@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.filters.auditd import AuditdConfig, AuditdFilter
 from agent.filters.base import FilterContext
 from bench.harness import AgentProcess, free_port, write_result
-from parsers.auditd import AuditJoiner, parse_line
+from parsers.auditd import parse_line
+from parsers.auditd_join import AuditJoiner
 
 GS = "\x1d"
 

@@ -1,5 +1,5 @@
 """Linux audit records: parse ``type=... msg=audit(<epoch>:<serial>): key=value ...`` lines and
-join the records of one event into one record.
+build one record from the records of one event (``parsers/auditd_join.py`` joins them).
 
 The kernel writes an event as several records sharing ``audit(<epoch>:<serial>)``: a ``SYSCALL``,
 then ``EXECVE`` (the argv; a long argument is split into ``a1_len=N a1[0]=... a1[1]=...`` pieces
@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["AuditJoiner", "AuditLine", "event_record", "parse_fields", "parse_line"]
+__all__ = ["ENDS", "AuditLine", "event_record", "parse_fields", "parse_line", "standalone"]
 
 _HEADER = re.compile(
     r"type=(?P<type>[A-Za-z0-9_]+) (?:msg=)?audit\("
@@ -96,7 +94,13 @@ _STANDALONE_PREFIXES = (
 )  # fmt: skip
 """Record types that user space (PAM, shadow utils, systemd, auditd) sends as one-record events."""
 
-_ENDS = frozenset(("EOE", "PROCTITLE"))
+ENDS = frozenset(("EOE", "PROCTITLE"))
+"""Record types that end an event."""
+
+
+def standalone(kind: str) -> bool:
+    """A record type that is an event of its own (PAM, shadow utils, systemd, auditd)."""
+    return kind.startswith(_STANDALONE_PREFIXES)
 
 _SYSCALLS = {
     ("c000003e", "59"): "execve", ("c000003e", "322"): "execveat",
@@ -383,7 +387,7 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                     proctitle = bytes.fromhex(raw).decode("utf-8", "replace")
                 else:
                     proctitle = _value("proctitle", raw)
-        elif kind != "EOE" and (main is None or _standalone(kind) or kind in _DETAILED):
+        elif kind != "EOE" and (main is None or standalone(kind) or kind in _DETAILED):
             # User-space records (and a few kernel ones) carry what the event is about.
             fields, enriched = parse_fields(body)
             for key, value in enriched.items():
@@ -490,151 +494,3 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
             parts.append("paths=" + ",".join(paths))
         message = " ".join(parts)
     return {"time": _time_text(first.sec, first.ms), "message": message, "auditd": info}
-
-
-def _standalone(kind: str) -> bool:
-    return kind.startswith(_STANDALONE_PREFIXES)
-
-
-class _Event:
-    __slots__ = ("context", "done", "epoch", "lines", "since", "size", "source")
-
-    def __init__(
-        self, line: AuditLine, since: float, context: Any, source: tuple[Hashable, str | None]
-    ) -> None:
-        self.source = source
-        self.lines = [line]
-        self.size = len(line.body)
-        self.since = since
-        self.epoch = line.sec
-        self.context = context
-        self.done = line.type in _ENDS or _standalone(line.type)
-
-
-class AuditJoiner:
-    """Joins audit lines into events. ``add`` a line (with the agent's clock and an opaque
-    ``context`` kept from an event's first line, e.g. the source record's tag and host);
-    ``flush(now)`` releases events that waited ``timeout``; ``close()`` releases everything.
-    Each call returns ``(record, context)`` pairs, oldest event first.
-
-    Bounds: at most ``max_events`` events wait (past that the oldest is released as it is) and
-    an event keeps at most ``max_records`` records and ``max_bytes`` of text (the rest is
-    dropped). ``counts`` says how often each happened, and how many events came out."""
-
-    def __init__(
-        self,
-        timeout: float = 2.0,
-        max_events: int = 4096,
-        max_records: int = 1024,
-        max_bytes: int = 2 * 1024 * 1024,
-    ) -> None:
-        self.timeout = timeout
-        self.max_events = max_events
-        self.max_records = max_records
-        self.max_bytes = max_bytes
-        self._pending: OrderedDict[tuple[Hashable, str | None, int], _Event] = OrderedDict()
-        self._newest: dict[tuple[Hashable, str | None], int] = {}
-        """The latest event time (seconds) seen per source (stream and node): an event is over
-        once its own source has moved on by ``timeout``. Per source, because sources' clocks
-        differ (a node behind another must not have its events cut record by record)."""
-        self._head: _Event | None = None
-        """The oldest waiting event (the first of ``_pending``)."""
-        self._records = 0
-        """Records added since ``counts["records"]`` was last brought up to date."""
-        self.counts: dict[str, int] = {
-            "events": 0,
-            "records": 0,
-            "timeout": 0,
-            "evicted": 0,
-            "truncated_records": 0,
-        }
-        """events out; records joined; events released by ``timeout`` (no end record seen) or
-        evicted by ``max_events``; records dropped past ``max_records``/``max_bytes``."""
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def add(
-        self, line: AuditLine, now: float, context: Any = None, stream: Hashable = None
-    ) -> list[tuple[dict[str, Any], Any]]:
-        """Add one parsed line; ``stream`` keeps events of different sources apart."""
-        key = (stream, line.node, line.serial)
-        self._records += 1
-        pending = self._pending
-        event = pending.get(key)
-        if event is None:
-            if line.type == "EOE":  # the end marker of an event already released: no data
-                return self._release(now)
-            event = pending[key] = _Event(line, now, context, (stream, line.node))
-            if self._head is None:
-                self._head = event
-        else:
-            size = event.size + len(line.body)
-            if len(event.lines) >= self.max_records or size > self.max_bytes:
-                self.counts["truncated_records"] += 1
-            else:
-                event.lines.append(line)
-                event.size = size
-                if line.type in _ENDS:
-                    event.done = True
-        source = event.source  # (stream, node): the same for every line of the event
-        newest_by_source = self._newest
-        sec = line.sec
-        newest = newest_by_source.get(source, 0)
-        if sec > newest:
-            if len(newest_by_source) >= 4 * self.max_events and source not in newest_by_source:
-                newest_by_source.clear()
-            newest_by_source[source] = newest = sec
-        head = self._head
-        if (
-            head is not None
-            and not head.done
-            and now - head.since < self.timeout
-            and (newest if head is event else newest_by_source.get(head.source, 0)) - head.epoch
-            <= self.timeout
-            and len(pending) <= self.max_events
-        ):
-            return []  # the usual case between an event's first and last record
-        return self._release(now)
-
-    def _release(self, now: float) -> list[tuple[dict[str, Any], Any]]:
-        out: list[tuple[dict[str, Any], Any]] = []
-        pending = self._pending
-        counts = self.counts
-        while pending:
-            key, event = next(iter(pending.items()))
-            if not event.done:
-                if len(pending) > self.max_events:
-                    counts["evicted"] += 1
-                elif (
-                    now - event.since >= self.timeout
-                    or self._newest.get(event.source, 0) - event.epoch > self.timeout
-                ):
-                    counts["timeout"] += 1
-                else:
-                    break
-            del pending[key]
-            out.append((event_record(event.lines), event.context))
-        self._head = next(iter(pending.values())) if pending else None
-        counts["events"] += len(out)
-        counts["records"] += self._records
-        self._records = 0
-        return out
-
-    def flush(self, now: float) -> list[tuple[dict[str, Any], Any]]:
-        """Events whose time has come (complete ones behind them too)."""
-        return self._release(now)
-
-    def close(self) -> list[tuple[dict[str, Any], Any]]:
-        """Every waiting event, complete or not (incomplete ones count as ``timeout``)."""
-        out: list[tuple[dict[str, Any], Any]] = []
-        for event in self._pending.values():
-            if not event.done:
-                self.counts["timeout"] += 1
-            out.append((event_record(event.lines), event.context))
-        self._pending.clear()
-        self._head = None
-        self.counts["events"] += len(out)
-        self.counts["records"] += self._records
-        self._records = 0
-        return out

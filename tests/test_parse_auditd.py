@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.auditd import AuditJoiner, parse_fields, parse_line
+from parsers.auditd import parse_fields, parse_line
+from parsers.auditd_join import AuditJoiner
 from tests.auditd_lines import EXEC_CAT, EXEC_LONG, LONG, SUDO_CMD, SUDO_START
 
 

@@ -24,7 +24,8 @@ from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Recor
 from agent.filters.cgroups import ContainerResolver
 from agent.filters.common import as_text, make_getter, parse_path
 from outputs.base import Duration, Size
-from parsers.auditd import AuditJoiner, parse_line
+from parsers.auditd import parse_line
+from parsers.auditd_join import AuditJoiner
 
 
 class AuditdConfig(FilterConfig, tag_field="type", tag="auditd"):
