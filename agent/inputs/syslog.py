@@ -6,7 +6,7 @@ modes are asyncio protocols: every read is framed (``framing.StreamFramer``) and
 batch; while the sink has no room the connection stops reading, so TCP/UNIX flow control pushes
 back on the sender (rsyslog keeps the backlog in its queue). RELP lives in ``relp.py``.
 
-Stream modes accept connections themselves (``_StreamListener``) rather than through
+Stream modes accept connections themselves (``listener.StreamListener``) rather than through
 ``loop.create_server``: a connection over ``max_connections`` is refused before any transport is
 built, and an accept that fails (EMFILE: out of file descriptors) is counted and logged and
 accepting pauses briefly with the connection left in the kernel's backlog. uvloop's server (libuv)
@@ -20,20 +20,23 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import math
 import os
-import resource
 import socket
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from agent.inputs.base import Input, InputConfig, InputContext
 from agent.inputs.framing import StreamFramer
+from agent.inputs.listener import (
+    OPEN_CONNECTIONS,
+    RefusalLog,
+    StreamListener,
+    connection_budget,
+    format_address,
+)
 from agent.logs import REPEATS
-from agent.resources import SPARE_FILES
 from outputs.base import Size
 
 Mode = Literal["udp", "tcp", "unix_dgram", "unix_stream", "relp"]
@@ -42,12 +45,6 @@ STREAM_MODES = ("tcp", "unix_stream", "relp")
 UNIX_MODES = ("unix_dgram", "unix_stream")
 
 _DATAGRAMS_PER_WAKEUP = 1024
-_ACCEPTS_PER_WAKEUP = 64
-_BACKLOG = 1024
-_ACCEPT_PAUSE = 0.5
-"""Seconds accepting pauses after an accept failed for want of resources (EMFILE)."""
-_REFUSAL_LOG_INTERVAL = 10.0
-"""Refused connections are logged at most once per interval per input (with a count)."""
 _KERNEL_DROPS_INTERVAL = 5.0
 _SO_RCVBUFFORCE_LINUX = 33 if sys.platform.startswith("linux") else None
 
@@ -129,24 +126,16 @@ def parse_socket_mode(value: str) -> int:
     return mode
 
 
-def format_address(address: Any) -> str:
-    """The peer as ``ip:port`` (``[ip]:port`` for IPv6)."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address)
-
-
 class SyslogInput(Input):
     def __init__(self, config: SyslogInputConfig, context: InputContext) -> None:
         super().__init__(config, context)
         self.config: SyslogInputConfig = config
-        self._server: _StreamListener | None = None
+        self._server: StreamListener | None = None
         self._datagram: _DatagramReader | None = None
         self._connections: set[StreamConnection] = set()
         self._bound: str | None = None
         self._running = False
-        self._refusals = _RefusalLog(context)
+        self._refusals = RefusalLog(context)
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -164,7 +153,7 @@ class SyslogInput(Input):
         elif config.mode == "unix_stream":
             assert config.path is not None
             try:
-                self._server = _StreamListener.unix(self, loop, config.path)
+                self._server = StreamListener.unix(self, loop, config.path)
             except OSError as error:
                 raise OSError(
                     error.errno, f"{self.context.name}: cannot listen on {config.path}: {error}"
@@ -174,7 +163,7 @@ class SyslogInput(Input):
             assert config.listen is not None
             host, port = parse_listen(config.listen)
             try:
-                self._server = _StreamListener.tcp(self, loop, host, port)
+                self._server = StreamListener.tcp(self, loop, host, port)
             except OSError as error:
                 raise OSError(
                     error.errno, f"{self.context.name}: cannot listen on {config.listen}: {error}"
@@ -243,7 +232,7 @@ class SyslogInput(Input):
 
     # ------------------------------------------------------------------- internals
 
-    def _make_protocol(self) -> asyncio.Protocol:
+    def make_protocol(self) -> asyncio.Protocol:
         if self.config.mode == "relp":
             from agent.inputs.relp import RelpConnection
 
@@ -257,6 +246,11 @@ class SyslogInput(Input):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)
 
+    @property
+    def listen_path(self) -> str:
+        """The UNIX socket path, for a peer that has no address of its own."""
+        return self.config.path or ""
+
     def admits(self, pending: int = 0) -> bool:
         """Room for one more connection (``pending``: accepted, not yet registered)."""
         return self._running and len(self._connections) + pending < self.config.max_connections
@@ -266,11 +260,11 @@ class SyslogInput(Input):
         """Room for one more connection in the process's open-file budget: all stream inputs
         together leave ``SPARE_FILES`` descriptors for files, HTTP and outputs, so a flood of
         connections cannot make the buffer's next chunk file fail with EMFILE."""
-        return _open_connections[0] + pending < _connection_budget()
+        return OPEN_CONNECTIONS[0] + pending < connection_budget()
 
     def refused(self, source: str, reason: str, detail: str = "") -> None:
         """A connection refused (``max_connections``) or an accept that failed: counted with
-        the reason, logged at most once per ``_REFUSAL_LOG_INTERVAL`` with how many."""
+        the reason, logged at most once per ``listener.REFUSAL_LOG_INTERVAL`` with how many."""
         self.context.metrics.inc("input_connections_rejected_total", reason=reason)
         if self._running:
             self._refusals.note(source, reason, detail or self._refusal_detail(reason))
@@ -280,7 +274,7 @@ class SyslogInput(Input):
             return f"max_connections ({self.config.max_connections}) reached"
         if reason == "open_files":
             return (
-                f"the process's open-file budget ({_connection_budget()} connections for all "
+                f"the process's open-file budget ({connection_budget()} connections for all "
                 "inputs, from RLIMIT_NOFILE) is used up"
             )
         return reason
@@ -295,7 +289,7 @@ class SyslogInput(Input):
             self.refused(connection.source, "open_files")
             return False
         self._connections.add(connection)
-        _open_connections[0] += 1
+        OPEN_CONNECTIONS[0] += 1
         metrics.inc("input_connections_total")
         metrics.set("input_active_connections", len(self._connections))
         self.context.logger.debug(
@@ -317,169 +311,12 @@ class SyslogInput(Input):
     def connection_closed(self, connection: StreamConnection) -> None:
         if connection in self._connections:
             self._connections.discard(connection)
-            _open_connections[0] -= 1
+            OPEN_CONNECTIONS[0] -= 1
             self.context.metrics.set("input_active_connections", len(self._connections))
             self.context.logger.debug(
                 "%s: connection from %s closed (%d open)",
                 self.context.name, connection.source or "a local peer", len(self._connections),
             )
-
-
-class _RefusalLog:
-    """One warning when refusing starts, then at most one per interval with the count."""
-
-    def __init__(self, context: InputContext) -> None:
-        self.context = context
-        self._last = -math.inf
-        self._unlogged = 0
-
-    def note(self, source: str, reason: str, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last < _REFUSAL_LOG_INTERVAL:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more refused since the last warning)" if self._unlogged else ""
-        self._last, self._unlogged = now, 0
-        self.context.logger.warning(
-            "%s: refusing a connection from %s: %s%s; counted in "
-            'input_connections_rejected_total{reason="%s"}, logged at most every %gs',
-            self.context.name,
-            source or "a client",
-            detail,
-            more,
-            reason,
-            _REFUSAL_LOG_INTERVAL,
-        )
-
-
-class _StreamListener:
-    """Listening stream sockets with our own accept loop (see the module's docstring). Offers
-    what ``SyslogInput`` used of ``asyncio.Server``: ``sockets``, ``close``, ``wait_closed``."""
-
-    def __init__(
-        self, owner: SyslogInput, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]
-    ) -> None:
-        self.owner = owner
-        self.loop = loop
-        self.sockets = sockets
-        self._pending: set[asyncio.Task[Any]] = set()
-        self._resume: asyncio.TimerHandle | None = None
-        self._closed = False
-        for sock in sockets:
-            sock.setblocking(False)
-            sock.listen(_BACKLOG)
-            loop.add_reader(sock.fileno(), self._accept, sock)
-
-    @classmethod
-    def tcp(
-        cls, owner: SyslogInput, loop: asyncio.AbstractEventLoop, host: str, port: int
-    ) -> _StreamListener:
-        sockets: list[socket.socket] = []
-        try:
-            for family, kind, proto, _, address in socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            ):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-                if port == 0:
-                    break  # one socket: a second family would get another free port
-        except OSError:
-            for sock in sockets:
-                sock.close()
-            raise
-        return cls(owner, loop, sockets)
-
-    @classmethod
-    def unix(
-        cls, owner: SyslogInput, loop: asyncio.AbstractEventLoop, path: str
-    ) -> _StreamListener:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError:
-            sock.close()
-            raise
-        return cls(owner, loop, [sock])
-
-    def _accept(self, listening: socket.socket) -> None:
-        owner = self.owner
-        for _ in range(_ACCEPTS_PER_WAKEUP):
-            try:
-                conn, address = listening.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as error:
-                # EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM: the connection stays in
-                # the backlog; try again shortly instead of spinning on a readable socket.
-                owner.refused("", "accept_error", f"accept failed: {error}")
-                self._pause()
-                return
-            source = format_address(address) if address else (owner.config.path or "")
-            if not owner.admits(len(self._pending)):
-                owner.refused(source, "max_connections" if owner.ready else "stopping")
-                conn.close()
-                continue
-            if not owner.within_file_budget(len(self._pending)):
-                owner.refused(source, "open_files")
-                conn.close()
-                continue
-            task = self.loop.create_task(
-                self.loop.connect_accepted_socket(owner._make_protocol, conn)
-            )
-            self._pending.add(task)
-            task.add_done_callback(self._connected)
-
-    def _connected(self, task: asyncio.Task[Any]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.owner.refused("", "accept_error", f"connection setup failed: {task.exception()}")
-
-    def _pause(self) -> None:
-        if self._resume is not None or self._closed:
-            return
-        for sock in self.sockets:
-            self.loop.remove_reader(sock.fileno())
-        self._resume = self.loop.call_later(_ACCEPT_PAUSE, self._unpause)
-
-    def _unpause(self) -> None:
-        self._resume = None
-        if self._closed:
-            return
-        for sock in self.sockets:
-            self.loop.add_reader(sock.fileno(), self._accept, sock)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._resume is not None:
-            self._resume.cancel()
-            self._resume = None
-        for sock in self.sockets:
-            self.loop.remove_reader(sock.fileno())
-            sock.close()
-
-    async def wait_closed(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-
-_open_connections = [0]
-"""Stream connections open in the process, all inputs together."""
-
-
-def _connection_budget() -> int:
-    """How many stream connections the open-file limit allows, all inputs together."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
-        return sys.maxsize
-    return max(soft - SPARE_FILES, soft // 2)
 
 
 def _prepare_socket_path(path: str, kind: socket.SocketKind) -> None:

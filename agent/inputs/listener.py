@@ -1,0 +1,207 @@
+"""The stream inputs' listening sockets, with an accept loop of their own instead of
+``loop.create_server``: a connection over ``max_connections`` or over the process's open-file
+budget is refused before any transport is built, and an accept that fails (EMFILE under uvloop
+would be silent) is counted and retried shortly, the connection left waiting in the backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import socket
+import sys
+import time
+from typing import Any, Protocol
+
+from agent.inputs.base import InputContext
+from agent.resources import SPARE_FILES
+
+ACCEPTS_PER_WAKEUP = 64
+BACKLOG = 1024
+ACCEPT_PAUSE = 0.5
+"""Seconds accepting pauses after an accept failed for want of resources (EMFILE)."""
+REFUSAL_LOG_INTERVAL = 10.0
+"""Refused connections are logged at most once per interval per input (with a count)."""
+
+
+class ListenerOwner(Protocol):
+    """What a listener asks of the input that owns it."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def listen_path(self) -> str: ...
+
+    def admits(self, pending: int = 0) -> bool: ...
+
+    def within_file_budget(self, pending: int = 0) -> bool: ...
+
+    def refused(self, source: str, reason: str, detail: str = "") -> None: ...
+
+    def make_protocol(self) -> asyncio.Protocol: ...
+
+
+def format_address(address: Any) -> str:
+    """The peer as ``ip:port`` (``[ip]:port`` for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
+
+
+class RefusalLog:
+    """One warning when refusing starts, then at most one per interval with the count."""
+
+    def __init__(self, context: InputContext) -> None:
+        self.context = context
+        self._last = -math.inf
+        self._unlogged = 0
+
+    def note(self, source: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last < REFUSAL_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more refused since the last warning)" if self._unlogged else ""
+        self._last, self._unlogged = now, 0
+        self.context.logger.warning(
+            "%s: refusing a connection from %s: %s%s; counted in "
+            'input_connections_rejected_total{reason="%s"}, logged at most every %gs',
+            self.context.name,
+            source or "a client",
+            detail,
+            more,
+            reason,
+            REFUSAL_LOG_INTERVAL,
+        )
+
+
+class StreamListener:
+    """Listening stream sockets with our own accept loop (see the module's docstring). Offers
+    what ``SyslogInput`` used of ``asyncio.Server``: ``sockets``, ``close``, ``wait_closed``."""
+
+    def __init__(
+        self, owner: ListenerOwner, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]
+    ) -> None:
+        self.owner = owner
+        self.loop = loop
+        self.sockets = sockets
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._resume: asyncio.TimerHandle | None = None
+        self._closed = False
+        for sock in sockets:
+            sock.setblocking(False)
+            sock.listen(BACKLOG)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+
+    @classmethod
+    def tcp(
+        cls, owner: ListenerOwner, loop: asyncio.AbstractEventLoop, host: str, port: int
+    ) -> StreamListener:
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                if port == 0:
+                    break  # one socket: a second family would get another free port
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return cls(owner, loop, sockets)
+
+    @classmethod
+    def unix(
+        cls, owner: ListenerOwner, loop: asyncio.AbstractEventLoop, path: str
+    ) -> StreamListener:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        return cls(owner, loop, [sock])
+
+    def _accept(self, listening: socket.socket) -> None:
+        owner = self.owner
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                conn, address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as error:
+                # EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM: the connection stays in
+                # the backlog; try again shortly instead of spinning on a readable socket.
+                owner.refused("", "accept_error", f"accept failed: {error}")
+                self._pause()
+                return
+            source = format_address(address) if address else owner.listen_path
+            if not owner.admits(len(self._pending)):
+                owner.refused(source, "max_connections" if owner.ready else "stopping")
+                conn.close()
+                continue
+            if not owner.within_file_budget(len(self._pending)):
+                owner.refused(source, "open_files")
+                conn.close()
+                continue
+            task = self.loop.create_task(
+                self.loop.connect_accepted_socket(owner.make_protocol, conn)
+            )
+            self._pending.add(task)
+            task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.owner.refused("", "accept_error", f"connection setup failed: {task.exception()}")
+
+    def _pause(self) -> None:
+        if self._resume is not None or self._closed:
+            return
+        for sock in self.sockets:
+            self.loop.remove_reader(sock.fileno())
+        self._resume = self.loop.call_later(ACCEPT_PAUSE, self._unpause)
+
+    def _unpause(self) -> None:
+        self._resume = None
+        if self._closed:
+            return
+        for sock in self.sockets:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        for sock in self.sockets:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+OPEN_CONNECTIONS = [0]
+"""Stream connections open in the process, all inputs together."""
+
+
+def connection_budget() -> int:
+    """How many stream connections the open-file limit allows, all inputs together."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return sys.maxsize
+    return max(soft - SPARE_FILES, soft // 2)
