@@ -27,7 +27,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 lint: $(VENV)/.test-installed
-	$(PY) -m ruff check agent parsers outputs tests bench
+	$(PY) -m ruff check agent parsers outputs common tests bench
 	$(PY) -m mypy
 
 test: $(VENV)/.test-installed system-deps lint

@@ -26,7 +26,7 @@ from agent.buffer.base import BufferConfig
 from agent.components import extra_hint, filter_types, input_types, missing_extra, output_types
 from agent.filters.base import FilterConfig
 from agent.http import split_host_port
-from outputs.base import Duration, Size, config_dec_hook
+from common.units import Duration, Size, config_dec_hook
 
 DEFAULT_DATA_DIR = "/var/lib/audit-agent"
 """The DaemonSet's hostPath and every example use this directory too (a test checks it)."""

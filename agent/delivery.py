@@ -21,19 +21,19 @@ import time
 from collections.abc import Sequence
 
 from agent.buffer.base import Buffer
-from agent.deadletter import DeadLetterDir
+from agent.buffer.deadletter import DeadLetterDir
 from agent.logs import REPEATS
+from common.metrics import Metrics
+from common.redact import redact_text
 from outputs.base import (
     BLOCKED_CAUSES,
     BlockedError,
     Chunk,
     DeadLetterError,
     FatalError,
-    Metrics,
     Output,
     RetryableError,
 )
-from outputs.redact import redact_text
 
 log = logging.getLogger("agent.delivery")
 

@@ -1,9 +1,9 @@
 """Prometheus metrics without a dependency: counters, gauges and histograms, rendered in the text
 exposition format.
 
-Components get a ``ComponentMetrics`` (the ``outputs.base.Metrics`` protocol) that adds the product
-prefix and their ``name`` and ``type`` labels. Calls are per batch, never per record, so a dict
-lookup per call is cheap enough.
+Components get a ``ComponentMetrics`` (the ``common.metrics.Metrics`` protocol) that adds the
+product prefix and their ``name`` and ``type`` labels. Calls are per batch, never per record, so a
+dict lookup per call is cheap enough.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Registry:
 
 
 class ComponentMetrics:
-    """``outputs.base.Metrics`` for one component: its name and type ride on every series."""
+    """``common.metrics.Metrics`` for one component: its name and type ride on every series."""
 
     __slots__ = ("_base", "_cache", "_counters", "_registry")
 

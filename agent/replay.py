@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.buffer.deadletter import DeadLetterDir, ensure_private_dir
 from agent.config import ConfigError, load_config
-from agent.deadletter import DeadLetterDir, ensure_private_dir
+from common.redact import redact_text
 from outputs.base import BlockedError, Chunk, FatalError, Output, OutputContext, RetryableError
-from outputs.redact import redact_text
 
 log = logging.getLogger("agent.replay")
 

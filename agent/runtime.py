@@ -20,10 +20,10 @@ from typing import Any
 
 from agent import __version__
 from agent.buffer.base import Buffer
+from agent.buffer.deadletter import DeadLetterDir
 from agent.buffer.factory import build_buffer
 from agent.components import input_types, output_types
 from agent.config import component_errors
-from agent.deadletter import DeadLetterDir
 from agent.delivery import DEAD_LETTER_REASONS, DeadLetterSink, Dispatcher
 from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain

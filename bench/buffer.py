@@ -30,7 +30,7 @@ import msgspec
 
 from agent.buffer.base import Buffer, BufferConfig
 from agent.buffer.factory import build_buffer
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 
 LOG = logging.getLogger("bench.buffer")
 BATCH = 100

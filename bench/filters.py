@@ -29,7 +29,7 @@ from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from agent.filters.registry import FILTER_TYPES
 from agent.metrics import Registry
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 
 
 class NullMetrics:

@@ -20,16 +20,9 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from outputs.base import (
-    BlockedError,
-    Chunk,
-    Duration,
-    Output,
-    OutputConfig,
-    OutputContext,
-    RetryableError,
-    Size,
-)
+from common.redact import quote_body, redact_text, redact_url, split_credentials
+from common.units import Duration, Size
+from outputs.base import BlockedError, Chunk, Output, OutputConfig, OutputContext, RetryableError
 from outputs.es_bulk import (
     BulkItem,
     IndexNamer,
@@ -48,7 +41,6 @@ from outputs.es_bulk import (
     splice,
     split_bulks,
 )
-from outputs.redact import quote_body, redact_text, redact_url, split_credentials
 
 _BULK_FILTER = "filter_path=errors,items.*.status,items.*.error"
 

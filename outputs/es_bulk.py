@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from outputs.redact import quote_body
+from common.redact import quote_body
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 # Characters an index name may not hold (Elasticsearch and OpenSearch rules), and ':' which

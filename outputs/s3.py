@@ -27,17 +27,16 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from common.units import Duration, Size
 from outputs.base import (
     BlockedError,
     Chunk,
-    Duration,
     FatalError,
     Output,
     OutputConfig,
     OutputContext,
     OutputError,
     RetryableError,
-    Size,
 )
 from outputs.compression import (
     CONTENT_TYPES,

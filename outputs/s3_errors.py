@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from outputs.redact import quote_body
+from common.redact import quote_body
 
 THROTTLING_CODES = frozenset(
     {

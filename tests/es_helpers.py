@@ -84,7 +84,7 @@ def make_output(
 
 
 def _dec_hook(type_: type, obj: object) -> object:
-    from outputs.base import config_dec_hook
+    from common.units import config_dec_hook
 
     return config_dec_hook(type_, obj)
 

@@ -12,11 +12,11 @@ import msgspec
 from agent.filters.base import Filter, FilterConfig, FilterContext
 from agent.filters.chain import FilterChain, build_filter
 from agent.filters.registry import FILTER_TYPES
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 
 
 class Metrics:
-    """Records counters by name and labels (the ``outputs.base.Metrics`` protocol)."""
+    """Records counters by name and labels (the ``common.metrics.Metrics`` protocol)."""
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from outputs.base import Chunk, config_dec_hook
+from common.units import config_dec_hook
+from outputs.base import Chunk
 from outputs.compression import decompress
 from outputs.s3 import S3Config, S3Output
 from tests.chunks import make_context

@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     import msgspec
     from agent.buffer.base import BufferConfig
     from agent.buffer.factory import build_buffer
-    from outputs.base import Duration, Size
+    from common.units import Duration, Size
 
     class Metrics:
         def inc(self, name, value=1.0, **labels): pass

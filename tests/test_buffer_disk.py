@@ -25,7 +25,8 @@ from agent.buffer.disk import DataDirInUse, DiskBuffer
 from agent.buffer.factory import build_buffer
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
-from outputs.base import Chunk, Size
+from common.units import Size
+from outputs.base import Chunk
 
 LOG = logging.getLogger("test.buffer")
 
@@ -713,7 +714,7 @@ from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 
 class Metrics:
     def inc(self, name, value=1.0, **labels): pass

@@ -20,7 +20,7 @@ from agent.buffer.base import BufferConfig
 from agent.buffer.chunk import ID_PATTERN
 from agent.buffer.disk import DiskBuffer
 from bench.harness import AgentProcess
-from outputs.base import Duration
+from common.units import Duration
 from tests.conftest import agent_command, agent_env, free_port
 
 LOG = logging.getLogger("test.buffer.files")

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from agent.buffer.base import BufferConfig
 from agent.buffer.chunk import decode_header, scan_frames
 from agent.buffer.disk import DiskBuffer
-from outputs.base import Chunk, Duration, Size
+from common.units import Duration, Size
+from outputs.base import Chunk
 
 LOG = logging.getLogger("test.buffer.properties")
 ROUTES = {"a": ("o1",), "b": ("o1", "o2"), "c": ("o2",)}

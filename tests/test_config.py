@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config, parse_config
-from outputs.base import parse_duration, parse_size
+from common.units import parse_duration, parse_size
 from tests.conftest import check_config
 
 ISSUE_EXAMPLE = """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.deadletter import DeadLetterDir
+from agent.buffer.deadletter import DeadLetterDir
 from outputs.base import DeadLetterError
 from tests.chunks import TestChunk
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from agent.filters.registry import FILTER_TYPES
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 
 
 class NullMetrics:

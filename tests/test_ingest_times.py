@@ -23,7 +23,7 @@ from agent.ingest import ChainTimes, IngestSink, Store, event_times, known_times
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 from parsers.syslog import SyslogParser
 from parsers.timeutil import rfc3339_to_epoch
 

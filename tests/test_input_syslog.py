@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from agent.inputs.syslog import SyslogInputConfig, _udp_drops
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 from tests.conftest import wait_for
 from tests.peers.inputs import InputHarness, input_harness
 from tests.peers.rsyslog import LOGGER

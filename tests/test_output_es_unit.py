@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 from outputs.elasticsearch import ElasticsearchConfig, OpenSearchConfig
 from outputs.es_bulk import (
     BulkItem,

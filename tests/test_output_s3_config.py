@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 from outputs.compression import compress, decompress, new_compressor
 from outputs.s3 import S3Config
 from outputs.s3_keys import KeyTemplate

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from outputs.redact import MAX_QUOTED_BYTES, quote_body, redact_text, redact_url, split_credentials
+from common.redact import MAX_QUOTED_BYTES, quote_body, redact_text, redact_url, split_credentials
 
 
 @pytest.mark.parametrize(

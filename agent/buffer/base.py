@@ -20,7 +20,8 @@ from typing import Literal
 
 import msgspec
 
-from outputs.base import Chunk, Duration, Size
+from common.units import Duration, Size
+from outputs.base import Chunk
 
 
 class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

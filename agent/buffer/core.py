@@ -26,8 +26,9 @@ from agent.buffer.chunk import (
     OpenChunk,
     join_lines,
 )
-from agent.deadletter import write_dead_letter
-from outputs.base import Chunk, Metrics
+from agent.buffer.deadletter import write_dead_letter
+from common.metrics import Metrics
+from outputs.base import Chunk
 
 DEFAULT_RESIDENT_BYTES = 16 * 1024 * 1024
 """Sealed chunks kept in memory after sealing, at most (disk buffer); the rest is read back from

@@ -48,7 +48,7 @@ from agent.buffer.chunk import (
 from agent.buffer.core import DEFAULT_RESIDENT_BYTES, ChunkBuffer, Salvage, describe_cuts
 from agent.buffer.files import open_private, private_dir, tighten_files
 from agent.config import ConfigError
-from outputs.base import Metrics
+from common.metrics import Metrics
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 LOCK_FILE = "buffer.lock"

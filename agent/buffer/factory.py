@@ -7,7 +7,7 @@ import logging
 from agent.buffer.base import Buffer, BufferConfig
 from agent.buffer.disk import DiskBuffer
 from agent.buffer.memory import MemoryBuffer
-from outputs.base import Metrics
+from common.metrics import Metrics
 
 
 def build_buffer(

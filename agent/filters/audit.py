@@ -26,7 +26,7 @@ from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Recor
 from agent.filters.common import as_text, compile_regex, make_getter, parse_path
 from agent.filters.literals import Gate, groups_always_set, regex_gate
 from agent.router import TagMatcher
-from outputs.base import Duration, config_dec_hook
+from common.units import Duration, config_dec_hook
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}

@@ -23,7 +23,7 @@ from typing import Any
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.cgroups import ContainerResolver
 from agent.filters.common import as_text, make_getter, parse_path
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 from parsers.auditd import parse_line
 from parsers.auditd_join import AuditJoiner
 

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from outputs.base import Metrics, check_selector
+from common.metrics import Metrics
+from common.selectors import check_selector
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]

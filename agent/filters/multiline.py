@@ -17,7 +17,7 @@ import msgspec
 
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, make_getter, parse_path
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 
 
 class MultilineConfig(FilterConfig, tag_field="type", tag="multiline"):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
-from outputs.base import Duration
+from common.units import Duration
 
 
 class PythonConfig(FilterConfig, tag_field="type", tag="python"):

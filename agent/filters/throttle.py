@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, make_getter, parse_path
-from outputs.base import Duration
+from common.units import Duration
 
 
 class ThrottleConfig(FilterConfig, tag_field="type", tag="throttle"):

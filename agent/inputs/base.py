@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from outputs.base import Metrics
+from common.metrics import Metrics
 
 
 class FrameSink(Protocol):

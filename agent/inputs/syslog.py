@@ -37,7 +37,7 @@ from agent.inputs.listener import (
     format_address,
 )
 from agent.logs import REPEATS
-from outputs.base import Size
+from common.units import Size
 
 Mode = Literal["udp", "tcp", "unix_dgram", "unix_stream", "relp"]
 NETWORK_MODES = ("udp", "tcp", "relp")

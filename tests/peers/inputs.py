@@ -19,7 +19,7 @@ import msgspec
 
 from agent.inputs.base import InputContext
 from agent.inputs.syslog import SyslogInput, SyslogInputConfig
-from outputs.base import config_dec_hook
+from common.units import config_dec_hook
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from agent.filters.base import FilterConfig
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 
 IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"

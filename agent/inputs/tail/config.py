@@ -7,7 +7,7 @@ from typing import Literal
 import msgspec
 
 from agent.fields import compile_template
-from outputs.base import Duration, Size
+from common.units import Duration, Size
 
 
 class TailInputConfig(

@@ -15,7 +15,7 @@ from agent.inputs.tail.config import TailInputConfig
 from agent.inputs.tail.discovery import Discovery, find_compressed, find_moved, path_info
 from agent.inputs.tail.positions import FileKey, Position
 from agent.inputs.tail.reader import TailedFile
-from outputs.base import Metrics
+from common.metrics import Metrics
 from parsers.container import ContainerLogParser
 
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 from urllib.parse import quote
 
+from common.redact import redact_text
 from outputs.base import Chunk, DeadLetterError
-from outputs.redact import redact_text
 
 log = logging.getLogger("agent.deadletter")
 
