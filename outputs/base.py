@@ -36,14 +36,17 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = ""
     """Labels metrics and log lines; defaults to "<type>.<position>"."""
     match: str | None = None
-    """Glob over tags ("*", "syslog.*", "docker.*.nginx")."""
+    """Glob over tags ("*", "syslog.*", "docker.*.nginx"); neither this nor ``match_regex``
+    means every tag."""
     match_regex: str | None = None
     """Regular expression over tags, instead of ``match``."""
     retry_limit: int | str = "unlimited"
     """Failed attempts per chunk before it goes to the dead-letter directory, or "unlimited"
     (the default: an outage only fills the buffer, bounded by ``[buffer] max_bytes``)."""
     retry_base: Duration = Duration(1.0)
+    """The first wait after a failed attempt; each further one doubles, with full jitter."""
     retry_max: Duration = Duration(60.0)
+    """The longest wait between attempts."""
     workers: int = 2
     """Chunks in flight at once."""
 
