@@ -23,6 +23,7 @@ _OUTPUTS = {
     "s3": ("outputs.s3", "S3Config", "S3Output"),
     "elasticsearch": ("outputs.elasticsearch", "ElasticsearchConfig", "ElasticsearchOutput"),
     "opensearch": ("outputs.elasticsearch", "OpenSearchConfig", "ElasticsearchOutput"),
+    "http": ("outputs.http", "HttpConfig", "HttpOutput"),
 }
 
 
@@ -30,6 +31,7 @@ _EXTRAS = {
     "s3": ("s3", ("aiobotocore",)),
     "elasticsearch": ("elasticsearch", ("aiohttp",)),
     "opensearch": ("elasticsearch", ("aiohttp",)),
+    "http": ("http", ("aiohttp",)),
 }
 """Output type -> (pip extra, the packages it brings that the output imports when it runs)."""
 
