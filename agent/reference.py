@@ -38,7 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path("docs/reference.md")
 """The generated file, relative to the repository root."""
 
-_BEGIN = re.compile(r"<!-- reference:begin (?P<name>[\w.-]+) -->\n.*?<!-- reference:end -->", re.S)
+_BEGIN = re.compile(
+    r"^<!-- reference:begin (?P<name>[\w.-]+) -->\n.*?^<!-- reference:end -->", re.S | re.M
+)
+"""A generated block: the markers start their lines (an indented example of them is left alone)."""
 
 _FAMILIES: list[tuple[str, Callable[[], dict[str, tuple[type, type]]]]] = [
     ("inputs", input_types),
