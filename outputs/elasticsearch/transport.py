@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from outputs.elasticsearch.config import ElasticsearchConfig
+
 if TYPE_CHECKING:
     import aiohttp
-
-    from outputs.elasticsearch import ElasticsearchConfig
 
 
 class TransportError(Exception):
