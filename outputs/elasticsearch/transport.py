@@ -234,6 +234,7 @@ class Transport:
 
 
 def zlib_gzip(data: bytes) -> bytes:
-    # Level 1: bulk bodies compress ~10x already; higher levels cost CPU for a few percent.
+    # Level 1: it already shrinks bulk bodies most of the way; higher levels cost several times
+    # the CPU for a smaller gain (docs/performance.md, section "Elasticsearch: gzip level").
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
