@@ -35,8 +35,9 @@ def build_body(chunks: Sequence[Chunk], fmt: str) -> bytes:
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    # Level 1: NDJSON logs compress well already at the fastest level; higher levels cost CPU
-    # on the event loop for a few percent.
+    # Level 1, as the Elasticsearch output's bodies: NDJSON logs compress well at the fastest
+    # level and higher ones cost the event loop's CPU for a small gain (docs/performance.md,
+    # "Elasticsearch: gzip level").
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member
     return compressor.compress(data) + compressor.flush()
 
