@@ -163,3 +163,21 @@ def test_a_refusal_names_family_position_type_and_name() -> None:
         "a.toml: filters[1] (grep) 'bad': exclude[0][1]: invalid regular expression '('"
     )
 
+
+def test_checks_across_keys_are_the_structs_own_and_reported_together() -> None:
+    """A filter's checks of its own keys run when the config is read, so every one of them is
+    reported at once, each at its key, before anything is built."""
+    text = (
+        '[[inputs]]\ntype = "syslog"\nmode = "udp"\nlisten = "127.0.0.1:0"\n'
+        '[[filters]]\ntype = "modify"\n'
+        '[[filters]]\ntype = "record_modifier"\n'
+        '[[filters]]\ntype = "rewrite_tag"\n'
+        '[[outputs]]\ntype = "null"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "a.toml")
+    assert err.value.problems == [
+        "a.toml: filters[0].rules: give at least one rule",
+        "a.toml: filters[1]: record, remove_keys, allowlist_keys: give at least one",
+        "a.toml: filters[2].rules: give at least one [field, regex, new_tag, keep] rule",
+    ]
