@@ -136,7 +136,7 @@ def type_name(config: Any) -> str:
 
 
 def label(family: str, index: int, config: Any) -> str:
-    """How errors and ``--check`` name a component: ``filters[2] (grep) 'drop-health'``."""
+    """How a refusal names a component: ``filters[2] (grep) 'drop-health'``."""
     text = f"{family}[{index}] ({type_name(config)})"
     name = getattr(config, "name", "")
     return f"{text} {name!r}" if name else text
