@@ -15,14 +15,10 @@ import msgspec
 import pytest
 
 from agent.buffer.base import Buffer, BufferConfig
-from agent.buffer.chunk import (
-    BufferChunk,
-    chunk_file_name,
-    decode_header,
-    parse_chunk_file_name,
-)
+from agent.buffer.chunk import BufferChunk, chunk_file_name, parse_chunk_file_name
 from agent.buffer.disk import DataDirInUse, DiskBuffer
 from agent.buffer.factory import build_buffer
+from agent.buffer.frames import decode_header
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Size
@@ -603,7 +599,7 @@ def test_sync_batch_fsyncs_on_commit_coalesced_and_skips_when_clean(tmp_path: Pa
         buffer.append("t", *records(70, 10))
         await asyncio.gather(first, buffer.commit())
         assert fsyncs(metrics) in (3, 4)
-        assert isinstance(buffer, DiskBuffer) and buffer._synced == buffer._appended
+        assert isinstance(buffer, DiskBuffer) and buffer.sync.synced == buffer.sync.appended
         await buffer.close()
 
     run(scenario())
@@ -619,7 +615,7 @@ def test_sync_batch_seals_and_closes_files_without_commits(tmp_path: Path) -> No
         for _ in range(100):
             await asyncio.sleep(0.01)
             assert isinstance(buffer, DiskBuffer)
-            if buffer._sync_task is None and not buffer._to_close:
+            if buffer.sync.task is None and not buffer.sync.to_close:
                 break
         assert len(os.listdir("/proc/self/fd")) <= before + 2
         buffer.seal_due(1e12)
@@ -712,6 +708,7 @@ import asyncio, json, logging, resource, signal, sys
 import msgspec
 from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
+from agent.buffer.frames import decode_header
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Duration, Size

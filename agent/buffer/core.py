@@ -17,16 +17,9 @@ from array import array
 import msgspec
 
 from agent.buffer.base import Buffer, BufferConfig, BufferStats, Routes
-from agent.buffer.chunk import (
-    BufferChunk,
-    ChunkIds,
-    CorruptChunk,
-    Cut,
-    FrameScan,
-    OpenChunk,
-    join_lines,
-)
+from agent.buffer.chunk import BufferChunk, ChunkIds, OpenChunk
 from agent.buffer.deadletter import write_dead_letter
+from agent.buffer.frames import CorruptChunk, Cut, FrameScan, describe_cuts, join_lines
 from common.metrics import Metrics
 from outputs.base import Chunk
 
@@ -47,16 +40,6 @@ class Salvage(msgspec.Struct):
 
 def _no_routes(tag: str) -> tuple[str, ...]:
     return ()
-
-
-def describe_cuts(cuts: list[Cut]) -> str:
-    """The damaged spans of a chunk file, for a log line."""
-    spans = "; ".join(
-        f"{cut.detail}: {cut.size} bytes, {cut.frames} frame{'s' if cut.frames > 1 else ''} "
-        f"({cut.reason})"
-        for cut in cuts
-    )
-    return f"cut {sum(cut.size for cut in cuts)} bytes in {len(cuts)} span(s): {spans}"
 
 
 class ChunkBuffer(Buffer):
