@@ -20,6 +20,7 @@ from typing import Literal
 
 import msgspec
 
+from agent.buffer.deadletter import DeadLetterDir
 from common.units import Duration, Size
 from outputs.base import Chunk
 
@@ -64,6 +65,10 @@ class BufferStats(msgspec.Struct):
 
 
 class Buffer(abc.ABC):
+    dead_letters: DeadLetterDir
+    """``data_dir/dead-letter``, bounded by ``[agent] dead_letter_max_bytes``: where chunks and
+    records that outputs gave up on go (``dead_letter``, and delivery through it)."""
+
     @abc.abstractmethod
     async def open(self, routes: Routes) -> None:
         """Recover what is on disk (validate, truncate torn tails, move corrupt chunks aside)
@@ -104,7 +109,8 @@ class Buffer(abc.ABC):
     @abc.abstractmethod
     def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
         """Move ``output``'s copy of ``chunk`` to the dead-letter directory with ``reason``;
-        returns the path written. Counts as ``output``'s acknowledgement."""
+        returns the path written. Counts as ``output``'s acknowledgement. Raises
+        DeadLetterError (the chunk stays, unacknowledged) if ``dead_letters`` cannot take it."""
 
     @abc.abstractmethod
     def pending(self, output: str) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
 import time
 from array import array
 
@@ -18,7 +17,7 @@ import msgspec
 
 from agent.buffer.base import Buffer, BufferConfig, BufferStats, Routes
 from agent.buffer.chunk import BufferChunk, ChunkIds, OpenChunk
-from agent.buffer.deadletter import write_dead_letter
+from agent.buffer.deadletter import DEFAULT_MAX_BYTES, DeadLetterDir, dead_letter_path
 from agent.buffer.frames import CorruptChunk, Cut, FrameScan, describe_cuts, join_lines
 from common.metrics import Metrics
 from outputs.base import Chunk
@@ -54,12 +53,13 @@ class ChunkBuffer(Buffer):
         metrics: Metrics,
         logger: logging.Logger,
         resident_bytes: int = DEFAULT_RESIDENT_BYTES,
+        dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.metrics = metrics
         self.logger = logger
-        self.dead_letter_dir = os.path.join(data_dir, "dead-letter")
+        self.dead_letters = DeadLetterDir(dead_letter_path(data_dir), dead_letter_max_bytes)
         self._resident_limit = resident_bytes
         self._resident_bytes = 0
         self._chunk_bytes = int(config.chunk_bytes)
@@ -323,9 +323,7 @@ class ChunkBuffer(Buffer):
             current.unload()
 
     def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
-        path = write_dead_letter(
-            self.dead_letter_dir, chunk.id, chunk.tag, output, reason, chunk.data(), chunk.records
-        )
+        path = self.dead_letters.write_chunk(chunk, output, reason)
         self.logger.error(
             "chunk %s (tag %r, %d records) dead-lettered for output %s: %s; written to %s",
             chunk.id, chunk.tag, chunk.records, output, reason, path,

@@ -24,6 +24,7 @@ from agent.buffer.base import BufferConfig, Routes
 from agent.buffer.chunk import BufferChunk, ChunkIds, OpenChunk, chunk_file_name
 from agent.buffer.chunkdir import ChunkDir
 from agent.buffer.core import DEFAULT_RESIDENT_BYTES, ChunkBuffer, Salvage
+from agent.buffer.deadletter import DEFAULT_MAX_BYTES
 from agent.buffer.files import open_private, private_dir, writev_all
 from agent.buffer.frames import Cut, decode_header, encode_header, frame_parts
 from agent.buffer.sync import FileSync
@@ -48,8 +49,9 @@ class DiskBuffer(ChunkBuffer):
         metrics: Metrics,
         logger: logging.Logger,
         resident_bytes: int = DEFAULT_RESIDENT_BYTES,
+        dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        super().__init__(config, data_dir, metrics, logger, resident_bytes)
+        super().__init__(config, data_dir, metrics, logger, resident_bytes, dead_letter_max_bytes)
         self.chunks_dir = os.path.join(data_dir, "chunks")
         self.corrupt_dir = os.path.join(data_dir, "corrupt")
         self.files = ChunkDir(self.chunks_dir, self.corrupt_dir, logger)
@@ -62,7 +64,7 @@ class DiskBuffer(ChunkBuffer):
         self._routes = routes
         private_dir(self.data_dir, self.logger)
         self._lock()
-        for directory in (self.chunks_dir, self.corrupt_dir, self.dead_letter_dir):
+        for directory in (self.chunks_dir, self.corrupt_dir, self.dead_letters.path):
             private_dir(directory, self.logger)
         recovered = await asyncio.to_thread(self.files.scan)
         self._ids = ChunkIds(recovered.ids)
