@@ -393,8 +393,8 @@ def _run_one(
             extra={
                 **_extra(agent, output, round(sent_at - started, 3)),
                 # After the sender is done: the rest of the socket backlog, sealing the last
-                # chunk (flush_interval after its first record, checked every 0.2 s), the
-                # output's write and this loop's polling.
+                # chunk (once the input paused, or flush_interval after its first record;
+                # checked every 0.2 s), the output's write and this loop's polling.
                 "tail_seconds": round(finished - sent_at, 3),
             },
         )
@@ -483,7 +483,11 @@ retry_max = "1s"
 
 
 def _extra(agent: AgentProcess, output: str, send_seconds: float) -> dict[str, object]:
-    extra: dict[str, object] = {"send_seconds": send_seconds}
+    extra: dict[str, object] = {
+        "send_seconds": send_seconds,
+        # Chunks delivered: how the buffer cut the stream (by size, age, or a paused input).
+        "chunks": int(agent.metric("output_chunks_total")),
+    }
     if output == "s3":
         raw = agent.metric("output_s3_bytes_total", stage="uncompressed")
         packed = agent.metric("output_s3_bytes_total", stage="compressed")

@@ -30,7 +30,9 @@ class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     chunk_bytes: Size = Size(2 * 1024 * 1024)
     """A chunk is sealed when it reaches this size..."""
     flush_interval: Duration = Duration(1.0)
-    """...or this long after its first record."""
+    """...or this long after its first record; sooner when its input paused (no batch for four
+    times its usual gap between batches, and at least 100 ms): the end of a burst goes out
+    without waiting."""
     max_bytes: Size = Size(1024 * 1024 * 1024)
     """Bound on buffered bytes (open and sealed chunks, not yet acknowledged by all outputs)."""
     sync: Literal["none", "batch", "always"] = "none"
@@ -96,8 +98,9 @@ class Buffer(abc.ABC):
 
     @abc.abstractmethod
     def seal_due(self, now: float) -> None:
-        """Seal open chunks older than ``flush_interval`` (``now`` is ``time.time()``); the
-        agent calls this every few hundred milliseconds."""
+        """Seal open chunks older than ``flush_interval``, and those whose input paused (the
+        end of a burst: ``OpenChunk.paused``); ``now`` is ``time.time()``. The agent calls this
+        every few hundred milliseconds."""
 
     @abc.abstractmethod
     async def take(self, output: str) -> Chunk:

@@ -17,6 +17,11 @@ from agent.buffer.frames import CorruptChunk, FrameScan, decode_header, scan_fra
 CHUNK_SUFFIX = ".chunk"
 ACKS_SUFFIX = ".acks"
 _MAX_TAG_IN_NAME = 120
+PAUSE_GAPS = 4
+"""An open chunk whose input was quiet this many times its usual gap between batches is sealed
+before ``flush_interval`` (``OpenChunk.paused``)."""
+MIN_PAUSE = 0.1
+"""...and quiet at least this long (seconds): a stall of a busy input is not the end of a burst."""
 
 
 # ------------------------------------------------------------------------------------ ids
@@ -240,12 +245,14 @@ class OpenChunk:
     """The chunk a tag is appending to: NDJSON parts in memory, frames in its file (disk)."""
 
     __slots__ = ("created", "fd", "file_bytes", "id", "parts", "path", "records", "size", "tag",
-                 "times")
+                 "times", "updated")
 
     def __init__(self, chunk_id: str, tag: str, created: float) -> None:
         self.id = chunk_id
         self.tag = tag
         self.created = created
+        self.updated = created
+        """When the last batch was added (``time.time()``)."""
         self.records = 0
         self.size = 0
         self.parts: list[bytes] = []
@@ -254,7 +261,8 @@ class OpenChunk:
         self.path: str | None = None
         self.file_bytes = 0
 
-    def add(self, ndjson: bytes, times: array) -> None:
+    def add(self, ndjson: bytes, times: array, now: float) -> None:
+        self.updated = now
         self.parts.append(ndjson)
         self.times.extend(times)
         self.records += len(times)
@@ -274,3 +282,16 @@ class OpenChunk:
             path=self.path,
             file_bytes=self.file_bytes,
         )
+
+    def paused(self, now: float) -> bool:
+        """Its input has stopped, by the look of it: no batch for ``PAUSE_GAPS`` times the
+        usual gap between its batches, and at least ``MIN_PAUSE``. Sealing it then delivers the
+        end of a burst without waiting for ``flush_interval``, while a steady stream (however
+        slow) keeps its gaps and fills its chunks as before. A chunk of one batch has no usual
+        gap yet: it waits for ``flush_interval``."""
+        batches = len(self.parts)
+        if batches < 2:
+            return False
+        idle = now - self.updated
+        usual_gap = (self.updated - self.created) / (batches - 1)
+        return idle >= MIN_PAUSE and idle >= PAUSE_GAPS * usual_gap

@@ -141,11 +141,12 @@ class ChunkBuffer(Buffer):
         if chunk is not None and chunk.records and chunk.size + len(ndjson) > self._chunk_bytes:
             self._seal(chunk)
             chunk = None
+        now = time.time()
         if chunk is None:
-            chunk = OpenChunk(self._ids.next(), tag, time.time())
+            chunk = OpenChunk(self._ids.next(), tag, now)
             self._open[tag] = chunk
         self._write_frame(chunk, ndjson, frame_times)
-        chunk.add(ndjson, frame_times)
+        chunk.add(ndjson, frame_times, now)
         self._bytes += len(ndjson)
         try:
             self._after_append(chunk)
@@ -171,7 +172,7 @@ class ChunkBuffer(Buffer):
 
     def seal_due(self, now: float) -> None:
         for chunk in list(self._open.values()):
-            if now - chunk.created >= self._flush_interval:
+            if now - chunk.created >= self._flush_interval or chunk.paused(now):
                 self._seal(chunk)
         self._update_gauges()
 
