@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.buffer.deadletter import DeadLetterDir, ensure_private_dir
+from agent.buffer.deadletter import DeadLetterDir, dead_letter_path, ensure_private_dir
 from agent.config import ConfigError, load_config
 from common.redact import redact_text
 from outputs.base import BlockedError, Chunk, FatalError, Output, OutputContext, RetryableError
@@ -267,7 +267,7 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
     from agent.components import build
 
     data_dir = config.agent.data_dir
-    directory = os.path.join(data_dir, "dead-letter")
+    directory = dead_letter_path(data_dir)
     dead_letters = DeadLetterDir(directory, int(config.agent.dead_letter_max_bytes))
     letters, problems = scan(directory)
     for problem in problems:
@@ -334,7 +334,7 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
 
 
 def list_letters(config: Any, only: str | None, out: Any = sys.stdout) -> int:
-    directory = os.path.join(config.agent.data_dir, "dead-letter")
+    directory = dead_letter_path(config.agent.data_dir)
     letters, problems = scan(directory)
     for problem in problems:
         print(f"warning: {problem}", file=out)

@@ -24,7 +24,6 @@ from typing import Any
 
 from agent import __version__
 from agent.buffer.base import Buffer
-from agent.buffer.deadletter import DeadLetterDir
 from agent.buffer.factory import build_buffer
 from agent.components import build, label, refusals
 from agent.config import component_errors
@@ -93,10 +92,9 @@ class Agent:
                 config.agent.data_dir,
                 self.registry.component("buffer", config.buffer.type),
                 logging.getLogger("agent.buffer"),
+                int(config.agent.dead_letter_max_bytes),
             )
-        self.dead_letters = DeadLetterDir(
-            f"{config.agent.data_dir}/dead-letter", int(config.agent.dead_letter_max_bytes)
-        )
+        self.dead_letters = self.buffer.dead_letters
         self.outputs: dict[str, Output] = {}
         self.dispatchers: list[Dispatcher] = []
         self.inputs: list[Input] = []
