@@ -19,7 +19,7 @@ import sys
 import textwrap
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from typing import Any
 import msgspec
 
 from agent.buffer.base import BufferConfig
-from agent.components import filter_types, input_types, output_types
+from agent.components import FAMILIES
+from agent.components import types as registered
 from agent.config import AgentConfig
 from agent.filters.base import FilterConfig
 from agent.inputs.base import InputConfig
@@ -43,11 +44,6 @@ _BEGIN = re.compile(
 )
 """A generated block: the markers start their lines (an indented example of them is left alone)."""
 
-_FAMILIES: list[tuple[str, Callable[[], dict[str, tuple[type, type]]]]] = [
-    ("inputs", input_types),
-    ("filters", filter_types),
-    ("outputs", output_types),
-]
 _SECTIONS: list[tuple[str, type]] = [("agent", AgentConfig), ("buffer", BufferConfig)]
 _BASES: list[tuple[str, type]] = [
     ("inputs", InputConfig),
@@ -241,8 +237,8 @@ def _components() -> Iterator[tuple[str, str, type]]:
     """(block name, heading, config struct) of every section and registered component."""
     for section, cls in _SECTIONS:
         yield section, f"`[{section}]`", cls
-    for family, registry in _FAMILIES:
-        for kind, (cls, _) in registry().items():
+    for family, _ in FAMILIES:
+        for kind, (cls, _) in registered(family).items():
             yield f"{family}.{kind}", f'`[[{family}]]` `type = "{kind}"`', cls
 
 

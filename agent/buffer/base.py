@@ -20,6 +20,7 @@ from typing import Literal
 
 import msgspec
 
+from agent.buffer.deadletter import DeadLetterDir
 from common.units import Duration, Size
 from outputs.base import Chunk
 
@@ -38,8 +39,12 @@ class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     request. One ``append`` (one batch from an input) is never split, so a single batch larger
     than this makes one larger chunk."""
     flush_interval: Duration = Duration(1.0)
-    """...or this long after the chunk's first record, whichever comes first. The agent checks
-    every ~200 ms. This is the latency a quiet tag adds."""
+    """...or this long after the chunk's first record, whichever comes first (the agent checks
+    every ~200 ms): the latency a quiet tag adds. Sooner when its input paused (no batch for four
+    times its usual gap between batches, and at least 100 ms): the chunk is sealed at the next
+    check, so the end of a burst goes out without waiting. A steady stream, however slow, keeps
+    its gaps and fills its chunks as before; a chunk of a single batch waits for
+    ``flush_interval``."""
     max_bytes: Size = Size(1024 * 1024 * 1024)
     """Bound on the buffer: bytes of records (the NDJSON sent to outputs) in open chunks and in
     sealed chunks that some output has not acknowledged yet. Must be at least ``chunk_bytes``.
@@ -80,6 +85,10 @@ class BufferStats(msgspec.Struct):
 
 
 class Buffer(abc.ABC):
+    dead_letters: DeadLetterDir
+    """``data_dir/dead-letter``, bounded by ``[agent] dead_letter_max_bytes``: where chunks and
+    records that outputs gave up on go (``dead_letter``, and delivery through it)."""
+
     @abc.abstractmethod
     async def open(self, routes: Routes) -> None:
         """Recover what is on disk (validate, truncate torn tails, move corrupt chunks aside)
@@ -107,8 +116,9 @@ class Buffer(abc.ABC):
 
     @abc.abstractmethod
     def seal_due(self, now: float) -> None:
-        """Seal open chunks older than ``flush_interval`` (``now`` is ``time.time()``); the
-        agent calls this every few hundred milliseconds."""
+        """Seal open chunks older than ``flush_interval``, and those whose input paused (the
+        end of a burst: ``OpenChunk.paused``); ``now`` is ``time.time()``. The agent calls this
+        every few hundred milliseconds."""
 
     @abc.abstractmethod
     async def take(self, output: str) -> Chunk:
@@ -120,7 +130,8 @@ class Buffer(abc.ABC):
     @abc.abstractmethod
     def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
         """Move ``output``'s copy of ``chunk`` to the dead-letter directory with ``reason``;
-        returns the path written. Counts as ``output``'s acknowledgement."""
+        returns the path written. Counts as ``output``'s acknowledgement. Raises
+        DeadLetterError (the chunk stays, unacknowledged) if ``dead_letters`` cannot take it."""
 
     @abc.abstractmethod
     def pending(self, output: str) -> int:
