@@ -94,7 +94,7 @@ DOCUMENTED = [
     *(
         cls
         for kind, (cls, _) in {**filter_types(), **input_types(), **output_types()}.items()
-        if kind not in {"audit", "s3"}
+        if kind != "s3"
     ),
 ]
 
