@@ -24,8 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from outputs.es_bulk import bulk_body  # noqa: E402
-from outputs.es_transport import zlib_gzip  # noqa: E402
+from outputs.elasticsearch.bulk import bulk_body  # noqa: E402
+from outputs.elasticsearch.transport import zlib_gzip  # noqa: E402
 from tests.es_helpers import MemoryChunk, make_output, syslog_record  # noqa: E402
 from tests.peers.opensearch import OpenSearchNode  # noqa: E402
 

@@ -27,6 +27,8 @@ import re
 import time
 from typing import Any
 
+import msgspec
+
 __all__ = ["ENDS", "AuditLine", "event_record", "parse_fields", "parse_line", "standalone"]
 
 _HEADER = re.compile(
@@ -53,10 +55,7 @@ _ARG_PIECE = re.compile(r"a(\d+)\[(\d+)\]")
 _CWD = re.compile(r"(?:^|\s)cwd=(\"[^\"]*\"?|[^\s\x1d]+)")
 _NAME = re.compile(r"(?:^|\s)name=(\"[^\"]*\"?|[^\s\x1d]+)")
 _PROCTITLE = re.compile(r"(?:^|\s)proctitle=(\"[^\"]*\"?|[^\s\x1d]+)")
-_PLAIN_EXECVE = re.compile(r'argc=([0-9]+)((?: a[0-9]+="[^"]*")*)').fullmatch
-"""An EXECVE record whose arguments are all quoted (no hex, no pieces)."""
-_QUOTED_ARG = re.compile(r'a([0-9]+)="([^"]*)"')
-_INDEXES = [str(i) for i in range(4096)]
+_ARG_SEPARATORS = [f" a{i}=" for i in range(4096)]
 _ENRICHED: dict[str, dict[str, str]] = {}
 """Enriched names of SYSCALL records by their text (the same few on a node, parsed once)."""
 _SYSCALL_FIELDS = re.compile(
@@ -69,6 +68,8 @@ _SYSCALL_FIELDS = re.compile(
 """A SYSCALL record in the kernel's field order, matched in one go; any other shape is split.
 Possessive (``++``, ``?+``, ``*+``): every run ends at a space or the end, where the next part
 needs one, so giving characters back could never make a match; the engine keeps no state for it."""
+_MATCHED: dict[str, str] = {}
+"""``main`` when the SYSCALL record matched ``_SYSCALL_FIELDS`` (fields in ``syscall_fields``)."""
 _DETAILED = frozenset(("CONFIG_CHANGE", "LOGIN"))
 """Kernel records besides SYSCALL whose fields are kept (what a rule change or login was)."""
 
@@ -102,6 +103,7 @@ def standalone(kind: str) -> bool:
     """A record type that is an event of its own (PAM, shadow utils, systemd, auditd)."""
     return kind.startswith(_STANDALONE_PREFIXES)
 
+
 _SYSCALLS = {
     ("c000003e", "59"): "execve", ("c000003e", "322"): "execveat",
     ("c00000b7", "221"): "execve", ("c00000b7", "281"): "execveat",
@@ -114,18 +116,16 @@ _USER_FIELDS = ("op", "acct", "res", "terminal", "hostname", "addr", "cmd", "gra
 """Fields of user-space records (PAM, sudo, shadow utils) kept on the event."""
 
 
-class AuditLine:
-    """One record: its header and the text after it (fields are parsed on demand)."""
+class AuditLine(msgspec.Struct, gc=False):
+    """One record: its header and the text after it (fields are parsed on demand). A msgspec
+    Struct because one is built per line: its constructor runs in C."""
 
-    __slots__ = ("body", "ms", "node", "sec", "serial", "type")
-
-    def __init__(self, node: str | None, type: str, sec: int, ms: str, serial: int, body: str):
-        self.node = node
-        self.type = type
-        self.sec = sec
-        self.ms = ms
-        self.serial = serial
-        self.body = body
+    node: str | None
+    type: str
+    sec: int
+    ms: str
+    serial: int
+    body: str
 
 
 def parse_line(line: str) -> AuditLine | None:
@@ -239,15 +239,23 @@ def _argv(execve: list[str]) -> list[str]:
     """Arguments from the bodies of one event's EXECVE records (quoted, hex, or split into
     ``aN[k]`` hex pieces that may span records)."""
     if len(execve) == 1:
-        plain = _PLAIN_EXECVE(execve[0])
-        if plain is not None and len(plain.group(1)) < 10:
-            # One record, every argument quoted and numbered in order: what the loop below
-            # gives, without it.
-            pairs = _QUOTED_ARG.findall(plain.group(2))
-            if len(pairs) <= len(_INDEXES) and all(
-                index == _INDEXES[i] for i, (index, _) in enumerate(pairs)
-            ):
-                return [value for _, value in pairs[: int(plain.group(1))]]
+        # One record, every argument quoted and numbered in order (the kernel quotes a value
+        # only when it holds no quote, space or control character): split at the quotes and
+        # check the separators between the values, instead of the loop below.
+        quoted = execve[0].split('"')
+        head = quoted[0]
+        count = len(quoted) // 2
+        if (
+            head[:5] == "argc="
+            and head[-4:] == " a0="
+            and head.isascii()
+            and head[5:-4].isdigit()
+            and len(head) < 19
+            and quoted[-1] == ""
+            and count <= len(_ARG_SEPARATORS)
+            and quoted[2:-1:2] == _ARG_SEPARATORS[1:count]
+        ):
+            return quoted[1::2][: int(head[5:-4])]
     args: dict[int, str] = {}
     pieces: dict[int, dict[int, str]] = {}
     argc = -1
@@ -256,11 +264,11 @@ def _argv(execve: list[str]) -> list[str]:
             if key[:1] != "a":
                 continue
             if key == "argc":
-                if raw.isdigit() and len(raw) <= 4300:  # more digits than int() takes: no count
+                if raw.isdecimal() and len(raw) <= 4300:  # more digits than int() takes: no count
                     argc = int(raw)
                 continue
             index = key[1:]
-            if index.isdigit():
+            if index.isdecimal():
                 if raw[:1] == '"':
                     args[int(index)] = raw[1:-1] if len(raw) > 1 and raw[-1] == '"' else raw[1:]
                 elif raw == "(null)":
@@ -332,8 +340,9 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
     proctitle: str | None = None
     types: list[str] = []
     main: dict[str, str] | None = None
-    syscall_fields: dict[str, Any] | None = None
-    """``main`` when it is a SYSCALL record in the kernel's field order (``_SYSCALL_FIELDS``)."""
+    syscall_fields: tuple[Any, ...] | None = None
+    """The groups of ``_SYSCALL_FIELDS`` when the SYSCALL record is in the kernel's field order
+    (a tuple: one C call, where ``groupdict`` would build a dict per event)."""
     for line in lines:
         kind = line.type
         types.append(kind)
@@ -355,15 +364,20 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                         _ENRICHED.clear()
                     _ENRICHED[tail] = enriched
                 names = enriched | names  # a new dict: the cached one is never handed out
-                body = body[:sep]
-            known = _SYSCALL_FIELDS.match(body)
-            if known is not None:
-                main = syscall_fields = known.groupdict()
             else:
-                main = _split_fields(body)
+                sep = len(body)
+            known = _SYSCALL_FIELDS.match(body, 0, sep)
+            if known is not None:
+                syscall_fields = known.groups()
+                main = _MATCHED
+            else:
+                main = _split_fields(body[:sep])
                 syscall_fields = None
             info["type"] = "SYSCALL"
         elif kind == "CWD":
+            if body[:5] == 'cwd="' and (close := body.find('"', 5)) > 0:
+                info["cwd"] = body[5:close]  # as the kernel writes it: what the regex finds
+                continue
             found = _CWD.search(body)
             if found is not None:
                 raw = found.group(1)
@@ -372,6 +386,14 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                 else:
                     info["cwd"] = _value("cwd", raw)
         elif kind == "PATH":
+            start = body.find(' name="')
+            if (
+                start > 0
+                and "name=" not in body[:start]
+                and (close := body.find('"', start + 7)) > 0
+            ):
+                paths.append(body[start + 7 : close])  # the first name=, quoted: as the regex
+                continue
             found = _NAME.search(body)
             if found is not None:
                 raw = found.group(1)
@@ -380,13 +402,19 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                 elif raw != "(null)":
                     paths.append(_value("name", raw))
         elif kind == "PROCTITLE":
-            found = _PROCTITLE.search(body)
-            if found is not None:
-                raw = found.group(1)
-                if raw[0] != '"' and not len(raw) & 1 and _HEX_DIGITS(raw) is not None:
-                    proctitle = bytes.fromhex(raw).decode("utf-8", "replace")
-                else:
+            raw = body[10:]
+            if body[:10] != "proctitle=" or not raw.isalnum():
+                # Not the kernel's usual one hex field (str methods, not a regex scan, for that).
+                found = _PROCTITLE.search(body)
+                raw = found.group(1) if found is not None else ""
+            if raw:
+                if raw[0] == '"':
                     proctitle = _value("proctitle", raw)
+                else:
+                    try:  # hex digits in pairs, as fromhex checks them (raw has no whitespace)
+                        proctitle = bytes.fromhex(raw).decode("utf-8", "replace")
+                    except ValueError:
+                        proctitle = raw
         elif kind != "EOE" and (main is None or standalone(kind) or kind in _DETAILED):
             # User-space records (and a few kernel ones) carry what the event is about.
             fields, enriched = parse_fields(body)
@@ -399,41 +427,29 @@ def event_record(lines: list[AuditLine]) -> dict[str, Any]:
                     info[key] = fields[key]
     if syscall_fields is not None:
         # The usual SYSCALL record: every field is there and the numbers are digits.
-        syscall = syscall_fields["syscall"]
-        info["syscall"] = names.get("syscall") or _SYSCALLS.get(
-            (syscall_fields["arch"], syscall), syscall
-        )
-        success = syscall_fields["success"]
+        (arch, syscall, success, exit_code, ppid, pid, auid, uid, euid, tty, ses, comm, exe,
+         rule_key) = syscall_fields  # fmt: skip
+        info["syscall"] = names.get("syscall") or _SYSCALLS.get((arch, syscall), syscall)
         if success is not None:
             info["success"] = success == "yes"
-        number = _int(syscall_fields["exit"])
+        number = _int(exit_code)
         if number is not None:
             info["exit"] = number
         try:
-            ids = (
-                int(syscall_fields["pid"]),
-                int(syscall_fields["ppid"]),
-                int(syscall_fields["uid"]),
-                int(syscall_fields["auid"]),
-                int(syscall_fields["euid"]),
-                int(syscall_fields["ses"]),
-            )
+            ids = (int(pid), int(ppid), int(uid), int(auid), int(euid), int(ses))
         except ValueError:  # more digits than int() takes: left out, as _int does
-            for key in _INT_FIELDS[1:]:
-                number = _int(syscall_fields[key])
+            for key, text in zip(_INT_FIELDS[1:], (pid, ppid, uid, auid, euid, ses), strict=True):
+                number = _int(text)
                 if number is not None:
                     info[key] = number
         else:
             info["pid"], info["ppid"], info["uid"], info["auid"], info["euid"], info["ses"] = ids
-        tty = syscall_fields["tty"]
         info["tty"] = tty if tty[0] != '"' and tty[0] != "'" else _value("tty", tty)
-        for key in ("comm", "exe"):
-            text = syscall_fields[key]
+        for key, text in (("comm", comm), ("exe", exe)):
             if len(text) > 1 and text[0] == '"' and text[-1] == '"':
                 info[key] = text[1:-1]
             else:
                 info[key] = _value(key, text)
-        rule_key = syscall_fields["key"]
         if rule_key != "(null)":
             if len(rule_key) > 1 and rule_key[0] == '"' and rule_key[-1] == '"':
                 info["key"] = rule_key[1:-1].replace("\x01", ",")

@@ -15,13 +15,21 @@ from typing import Any
 from parsers.auditd import ENDS, AuditLine, event_record, standalone
 
 
-class _Event:
-    __slots__ = ("context", "done", "epoch", "lines", "since", "size", "source")
+class _SourceClock:
+    """The latest event time (seconds) seen on one source (stream and node). Every waiting event
+    of the source holds the same object, so a line updates it without a lookup by source."""
 
-    def __init__(
-        self, line: AuditLine, since: float, context: Any, source: tuple[Hashable, str | None]
-    ) -> None:
-        self.source = source
+    __slots__ = ("newest",)
+
+    def __init__(self) -> None:
+        self.newest = 0
+
+
+class _Event:
+    __slots__ = ("clock", "context", "done", "epoch", "lines", "since", "size")
+
+    def __init__(self, line: AuditLine, since: float, context: Any, clock: _SourceClock) -> None:
+        self.clock = clock
         self.lines = [line]
         self.size = len(line.body)
         self.since = since
@@ -52,10 +60,10 @@ class AuditJoiner:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self._pending: OrderedDict[tuple[Hashable, str | None, int], _Event] = OrderedDict()
-        self._newest: dict[tuple[Hashable, str | None], int] = {}
-        """The latest event time (seconds) seen per source (stream and node): an event is over
-        once its own source has moved on by ``timeout``. Per source, because sources' clocks
-        differ (a node behind another must not have its events cut record by record)."""
+        self._clocks: dict[tuple[Hashable, str | None], _SourceClock] = {}
+        """The latest event time seen per source (stream and node): an event is over once its
+        own source has moved on by ``timeout``. Per source, because sources' clocks differ (a
+        node behind another must not have its events cut record by record)."""
         self._head: _Event | None = None
         """The oldest waiting event (the first of ``_pending``)."""
         self._records = 0
@@ -84,7 +92,14 @@ class AuditJoiner:
         if event is None:
             if line.type == "EOE":  # the end marker of an event already released: no data
                 return self._release(now)
-            event = pending[key] = _Event(line, now, context, (stream, line.node))
+            source = (stream, line.node)
+            clock = self._clocks.get(source)
+            if clock is None:
+                if len(self._clocks) >= 4 * self.max_events:
+                    # Bounded memory; waiting events keep their clocks, new ones start afresh.
+                    self._clocks.clear()
+                clock = self._clocks[source] = _SourceClock()
+            event = pending[key] = _Event(line, now, context, clock)
             if self._head is None:
                 self._head = event
         else:
@@ -96,21 +111,15 @@ class AuditJoiner:
                 event.size = size
                 if line.type in ENDS:
                     event.done = True
-        source = event.source  # (stream, node): the same for every line of the event
-        newest_by_source = self._newest
-        sec = line.sec
-        newest = newest_by_source.get(source, 0)
-        if sec > newest:
-            if len(newest_by_source) >= 4 * self.max_events and source not in newest_by_source:
-                newest_by_source.clear()
-            newest_by_source[source] = newest = sec
+        clock = event.clock
+        if line.sec > clock.newest:
+            clock.newest = line.sec
         head = self._head
         if (
             head is not None
             and not head.done
             and now - head.since < self.timeout
-            and (newest if head is event else newest_by_source.get(head.source, 0)) - head.epoch
-            <= self.timeout
+            and head.clock.newest - head.epoch <= self.timeout
             and len(pending) <= self.max_events
         ):
             return []  # the usual case between an event's first and last record
@@ -127,7 +136,7 @@ class AuditJoiner:
                     counts["evicted"] += 1
                 elif (
                     now - event.since >= self.timeout
-                    or self._newest.get(event.source, 0) - event.epoch > self.timeout
+                    or event.clock.newest - event.epoch > self.timeout
                 ):
                     counts["timeout"] += 1
                 else:

@@ -67,8 +67,8 @@ _RFC5424 = re.compile(
 # What the hot loop matches: the same header and MSG, and as STRUCTURED-DATA "-" or the text
 # from "[" to the first "]" followed by SP or the end (what the grammar takes whenever that text
 # is well-formed; the loop checks that, see _sd_shape, and otherwise asks _RFC5424). Scanning
-# to a "]" is one character class; the grammar's per-parameter repeats cost ~3k instructions
-# a parameter.
+# to a "]" is one character class; the grammar's per-parameter repeats cost far more
+# (docs/performance.md, section "Structured data is no longer 7x dearer").
 _RFC5424_FAST = re.compile(
     _RFC5424_HEADER + r"(-|\[[^\]]*(?:\](?! |\Z)[^\]]*)*\])" + "(?: \ufeff| |\\Z)(.*)\\Z",
     re.DOTALL | re.ASCII,
@@ -143,7 +143,8 @@ def parse_structured_data(text: str) -> dict[str, dict[str, str]]:
 
 
 # Dicts of one SD element with 0 to 6 parameters, from the SD split at '"' (values at odd
-# positions): one dict display is ~3x cheaper than dict(zip(...)).
+# positions): a dict display is cheaper than dict(zip(...)) (docs/performance.md, section
+# "Structured data is no longer 7x dearer").
 _SD_ONE: tuple[Callable[[str, tuple[str, ...], list[str]], dict[str, dict[str, str]]], ...] = (
     lambda i, n, p: {i: {}},
     lambda i, n, p: {i: {n[0]: p[1]}},

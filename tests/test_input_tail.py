@@ -351,7 +351,7 @@ match = "*"
 def test_kubernetes_fields_name_elasticsearch_indices_and_s3_keys_by_tag() -> None:
     """``${kubernetes.namespace_name}`` in an index name takes the tail record's field; S3 keys
     are per chunk (one tag), so the namespace is ``${tag[1]}`` of ``kube.<ns>.<pod>.<c>``."""
-    from outputs.es_bulk import IndexNamer
+    from outputs.elasticsearch.bulk import IndexNamer
     from outputs.s3.keys import KeyTemplate
 
     parser = ContainerLogParser("cri")

@@ -13,7 +13,7 @@ import pytest
 
 from common.units import config_dec_hook
 from outputs.elasticsearch import ElasticsearchConfig, OpenSearchConfig
-from outputs.es_bulk import (
+from outputs.elasticsearch.bulk import (
     BulkItem,
     IndexNamer,
     Outcome,
@@ -26,7 +26,7 @@ from outputs.es_bulk import (
     splice,
     split_bulks,
 )
-from outputs.es_transport import SigV4Signer, Transport
+from outputs.elasticsearch.transport import SigV4Signer, Transport
 from tests.es_helpers import MemoryChunk, make_output, syslog_record
 
 

@@ -240,3 +240,37 @@ def test_numbers_longer_than_int_takes_do_not_raise() -> None:
     info = record["auditd"]
     assert "pid" not in info and info["ppid"] == 4100
     assert info["argv"] == ["cat", "/etc/shadow"]
+
+
+def test_digits_that_int_refuses_in_argv_keys_do_not_raise() -> None:
+    """``"²".isdigit()`` is true but int() refuses it: such an index or count is not a number
+    (seen raising ValueError before); the numbered arguments still come out."""
+    index = 'type=EXECVE msg=audit(1796563400.005:120): argc=2 a0="ls" a4²="x"'
+    count = 'type=EXECVE msg=audit(1796563400.005:121): argc=²2 a0="ls" a1="-l"'
+    [first] = closed([index])
+    [second] = closed([count])
+    assert first["auditd"]["argv"] == ["ls"]
+    assert second["auditd"]["argv"] == ["ls", "-l"]
+
+
+def test_plain_argv_fast_path_agrees_with_the_general_parse() -> None:
+    """One EXECVE record of quoted arguments takes a split-at-quotes path; anything else (a
+    missing or repeated index, a hex argument, a count below the arguments) the general one,
+    with the same result a per-field parse gives."""
+    head = "type=EXECVE msg=audit(1796563400.005:{}): "
+    cases = {
+        'argc=3 a0="ls" a1="" a2="x"': ["ls", "", "x"],
+        'argc=1 a0="ls" a1="-l"': ["ls"],
+        'argc=3 a0="ls" a2="-l"': ["ls", "", "-l"],
+        'argc=2 a0="ls" a1=2D6C': ["ls", "-l"],
+        'argc=2 a0="ls" a0="-l"': ["-l"],
+    }
+    for serial, (body, argv) in enumerate(cases.items(), start=200):
+        [record] = closed([head.format(serial) + body])
+        assert record["auditd"]["argv"] == argv, body
+
+
+def closed(lines: list[str]) -> list[Any]:
+    """The events of ``lines``, the incomplete ones included (what ``close`` releases)."""
+    joiner = AuditJoiner()
+    return join(lines, joiner) + [record for record, _ in joiner.close()]

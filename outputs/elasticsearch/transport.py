@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from outputs.elasticsearch.config import ElasticsearchConfig
+
 if TYPE_CHECKING:
     import aiohttp
-
-    from outputs.elasticsearch import ElasticsearchConfig
 
 
 class TransportError(Exception):
@@ -234,6 +234,7 @@ class Transport:
 
 
 def zlib_gzip(data: bytes) -> bytes:
-    # Level 1: bulk bodies compress ~10x already; higher levels cost CPU for a few percent.
+    # Level 1: it already shrinks bulk bodies most of the way; higher levels cost several times
+    # the CPU for a smaller gain (docs/performance.md, section "Elasticsearch: gzip level").
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
