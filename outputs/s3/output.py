@@ -173,7 +173,7 @@ class S3Output(S3Calls, Output):
         if body.chunks:
             try:
                 await self._upload(body)
-            except BaseException:
+            except RetryableError:
                 self._bodies[digest] = body
                 while len(self._bodies) > self.config.workers:
                     self._bodies.popitem(last=False)
