@@ -390,10 +390,11 @@ class Dispatcher:
                 self.metrics.observe("output_request_seconds", outcome.seconds)
                 for chunk in group:
                     self._acknowledge(chunk)
-                log.debug(
-                    "output %s: %d chunks (first %s, %d records) acknowledged after %d retries",
-                    self.name, len(group), first, records, attempt,
-                )
+                    log.debug(
+                        "output %s: chunk %s (%d records, %d bytes) acknowledged after %d "
+                        "retries",
+                        self.name, chunk.id, chunk.records, chunk.size, attempt,
+                    )
                 return
             if outcome.kind == "gone":
                 if len(group) > 1:

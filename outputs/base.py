@@ -47,7 +47,10 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Failed attempts per chunk before it goes to the dead-letter directory, or "unlimited"
     (the default: an outage only fills the buffer, bounded by ``[buffer] max_bytes``)."""
     retry_base: Duration = Duration(1.0)
+    """Backoff before the first retry of a write; it doubles with each failed attempt (full
+    jitter: a uniform pick up to that bound)."""
     retry_max: Duration = Duration(60.0)
+    """Upper bound of the backoff between attempts."""
     workers: int = 2
     """Writes in flight at once (each write holds one group of chunks, see ``Batching``)."""
 
