@@ -7,8 +7,9 @@ A group holds chunks of one ``Output.batch_key`` (the tag unless the output says
 the tag and the rendered object key, so its objects are keyed as they always were). It is
 written when it holds ``max_chunks`` chunks or ``target_bytes`` bytes, before a chunk would take
 it past ``max_bytes``, ``max_age`` after its first chunk, or at once when the agent shuts down
-(``drain``). While a partial group waits and the buffer has nothing more for the output, its
-chunks may drop their in-memory copies (``Chunk.release_cache``).
+(``drain``). Chunks waiting in a partial group drop their in-memory copies
+(``Chunk.release_cache``; the buffer's budgeted recent copies stay), so open groups cost no
+memory of their own; the output reads them again when the group is written.
 
 A chunk leaves the buffer for an output only through ``ack`` (the destination confirmed it, or
 the output kept the records it refused in the dead-letter directory) or through the dead-letter
@@ -263,8 +264,6 @@ class Dispatcher:
         self.grouper = Grouper(batching, output.batch_key, self.workers * batching.max_chunks)
         self.ready: deque[list[Chunk]] = deque()
         """Closed groups waiting for a worker."""
-        self.writing = 0
-        """Chunks taken from the buffer and not settled yet, outside open groups."""
         self._timers: set[asyncio.Timeout] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.blocked: dict[str, tuple[str, str]] = {}
@@ -294,7 +293,6 @@ class Dispatcher:
             group = self.ready.popleft() if self.ready else await self._collect()
             if group is None:
                 continue
-            self.writing += len(group)
             try:
                 await self._deliver(group)
             except asyncio.CancelledError:
@@ -305,7 +303,6 @@ class Dispatcher:
                     self.name, len(group), group[0].id,
                 )
             finally:
-                self.writing -= len(group)
                 for chunk in group:
                     self._unblock(chunk)
                     self.sink.lettered.pop(chunk.id, None)
@@ -334,17 +331,12 @@ class Dispatcher:
             deadline = grouper.next_deadline()
             if deadline is not None:
                 self._wake(deadline)
-            if grouper.batching.max_age > 0 and not grouper.draining and self._queued() <= 0:
+            if grouper.batching.max_age > 0 and not grouper.draining:
                 grouper.release()
         if not closed:
             return None
         self.ready.extend(closed[1:])
         return closed[0]
-
-    def _queued(self) -> int:
-        """Chunks in the buffer's queue for this output (not taken yet)."""
-        taken = self.grouper.held + self.writing + sum(len(group) for group in self.ready)
-        return self.buffer.pending(self.name) - taken
 
     def _wake(self, when: float) -> None:
         for timer in self._timers:
