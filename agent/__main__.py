@@ -117,7 +117,8 @@ def _install_loop(choice: str) -> str:
 
 async def _serve(config: Any, config_path: str | None) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reloads the config (``_reload``)."""
-    from agent.runtime import Agent, PipelineLost
+    from agent.reload import PipelineLost
+    from agent.runtime import Agent
 
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -156,7 +157,8 @@ async def _reload(agent: Any, config_path: str) -> Any:
     Whatever goes wrong (an invalid config, a port that is taken, a component that refuses to
     start) is logged and the running pipeline goes on: a reload never ends the process.
     Returns the agent that runs now."""
-    from agent.runtime import Agent, PipelineLost, ReloadFailed
+    from agent.reload import PipelineLost, ReloadFailed, hand_over
+    from agent.runtime import Agent
 
     try:
         new_config = load_config(config_path)
@@ -167,7 +169,7 @@ async def _reload(agent: Any, config_path: str) -> Any:
         return agent
     log.info("SIGHUP: reloading %s", config_path)
     try:
-        await agent.hand_over(new)
+        await hand_over(agent, new)
     except ReloadFailed as exc:
         log.error("SIGHUP: config not reloaded: %s", _reason(exc.__cause__ or exc))
         return exc.running
@@ -242,7 +244,7 @@ def check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, runtime_dir: str | None) -> int:
     """Run until SIGTERM/SIGINT (exit 0); a config the run would refuse exits 2."""
     from agent.preflight import preflight
-    from agent.runtime import PipelineLost
+    from agent.reload import PipelineLost
 
     try:
         config, source = _load(args)

@@ -249,9 +249,7 @@ class Dispatcher:
         self.output = output
         self.buffer = buffer
         self.metrics = metrics
-        self.sink = sink or DeadLetterSink(
-            name, DeadLetterDir(getattr(buffer, "dead_letter_dir", "dead-letter")), metrics
-        )
+        self.sink = sink or DeadLetterSink(name, buffer.dead_letters, metrics)
         config = output.config
         self.retry_limit: int | None = (
             None if config.retry_limit == "unlimited" else int(config.retry_limit)

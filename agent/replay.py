@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.buffer.deadletter import DeadLetterDir, ensure_private_dir
+from agent.buffer.deadletter import DeadLetterDir, dead_letter_path, ensure_private_dir
 from agent.config import ConfigError, load_config
 from agent.delivery import Grouper, write_group
 from common.redact import redact_text
@@ -289,10 +289,10 @@ class _Renamed:
 
 
 async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
-    from agent.components import output_types
+    from agent.components import build
 
     data_dir = config.agent.data_dir
-    directory = os.path.join(data_dir, "dead-letter")
+    directory = dead_letter_path(data_dir)
     dead_letters = DeadLetterDir(directory, int(config.agent.dead_letter_max_bytes))
     letters, problems = scan(directory)
     for problem in problems:
@@ -301,19 +301,18 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
     for letter in letters:
         if only is None or letter.output == only:
             by_output.setdefault(letter.output, []).append(letter)
-    configured = {item.name: item for item in config.outputs}
+    configured = {item.name: (index, item) for index, item in enumerate(config.outputs)}
     if only is not None and only not in configured:
         print(f"error: no output named {only!r} in the config", file=out)
         return 2
     work_dir = os.path.join(data_dir, "dead-letter-replay")
     ensure_private_dir(work_dir)
-    kinds = output_types()
     status = 0
     if not by_output:
         print(f"no dead letters to replay in {directory}", file=out)
         return 0
     for name, group in by_output.items():
-        out_config = configured.get(name)
+        index, out_config = configured.get(name, (-1, None))
         if out_config is None:
             print(
                 f"output {name}: {len(group)} dead letters kept: no output of that name in the "
@@ -322,7 +321,6 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
             )
             status = 1
             continue
-        kind = out_config.__struct_config__.tag
         context = OutputContext(
             name=name,
             data_dir=work_dir,
@@ -332,8 +330,8 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
             dead_letter=lambda chunk, lines, reason: None,
         )
         try:
-            output = kinds[kind][1](out_config, context)
-        except (ValueError, ImportError) as exc:
+            output = build("outputs", index, out_config, context)
+        except ValueError as exc:
             print(f"output {name}: cannot build it: {exc}", file=out)
             status = 1
             continue
@@ -361,7 +359,7 @@ async def replay(config: Any, only: str | None, out: Any = sys.stdout) -> int:
 
 
 def list_letters(config: Any, only: str | None, out: Any = sys.stdout) -> int:
-    directory = os.path.join(config.agent.data_dir, "dead-letter")
+    directory = dead_letter_path(config.agent.data_dir)
     letters, problems = scan(directory)
     for problem in problems:
         print(f"warning: {problem}", file=out)

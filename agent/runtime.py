@@ -2,6 +2,10 @@
 
 inputs -> ingest (parse, filter, encode) -> buffer -> delivery -> outputs.
 
+Every component is made by ``agent.components.build`` inside ``component_errors``: whatever one
+refuses is a config error naming the file and the component. A SIGHUP hands one ``Agent`` over
+to the next (``agent.reload``).
+
 Start order: buffer (recovery), outputs and their dispatchers, inputs, HTTP. Stop order on
 SIGTERM/SIGINT: inputs stop accepting, held-back filter records are flushed, open chunks are
 sealed, outputs drain for ``grace_period``, then whatever is left stays on disk for the next start.
@@ -20,9 +24,8 @@ from typing import Any
 
 from agent import __version__
 from agent.buffer.base import Buffer
-from agent.buffer.deadletter import DeadLetterDir
 from agent.buffer.factory import build_buffer
-from agent.components import input_types, output_types
+from agent.components import build, label, refusals
 from agent.config import component_errors
 from agent.delivery import DEAD_LETTER_REASONS, DeadLetterSink, Dispatcher
 from agent.filters.base import FilterContext
@@ -66,20 +69,6 @@ BUFFER_COUNTERS = (
 )
 
 
-class PipelineLost(Exception):
-    """A reload closed the running pipeline and neither the new one nor the previous one could
-    open again (the disk under data_dir failed): the process must exit, its supervisor restarts
-    it."""
-
-
-class ReloadFailed(Exception):
-    """A reload failed after the running pipeline closed; ``running`` is what runs now."""
-
-    def __init__(self, running: Agent, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.running = running
-
-
 class Agent:
     def __init__(
         self, config: Any, source: str = "agent.toml", registry: Registry | None = None
@@ -97,16 +86,15 @@ class Agent:
         self.node_name = config.agent.node_name or socket.gethostname()
         with component_errors(source, "outputs"):
             self.router = Router.from_outputs(config.outputs)
-        with component_errors(source, "buffer"):
+        with component_errors(source), refusals(f"buffer ({config.buffer.type})"):
             self.buffer: Buffer = build_buffer(
                 config.buffer,
                 config.agent.data_dir,
                 self.registry.component("buffer", config.buffer.type),
                 logging.getLogger("agent.buffer"),
+                int(config.agent.dead_letter_max_bytes),
             )
-        self.dead_letters = DeadLetterDir(
-            f"{config.agent.data_dir}/dead-letter", int(config.agent.dead_letter_max_bytes)
-        )
+        self.dead_letters = self.buffer.dead_letters
         self.outputs: dict[str, Output] = {}
         self.dispatchers: list[Dispatcher] = []
         self.inputs: list[Input] = []
@@ -123,8 +111,7 @@ class Agent:
 
     def _build(self) -> None:
         config = self.config
-        outputs = output_types()
-        for out_config in config.outputs:
+        for index, out_config in enumerate(config.outputs):
             kind = out_config.__struct_config__.tag
             name = out_config.name
             metrics = self.registry.component(name, kind)
@@ -143,13 +130,13 @@ class Agent:
                 dead_letter=letters.write,
                 dead_lettered=letters.count,
             )
-            with self._config_errors(f"outputs[{len(self.outputs)}] ({kind})"):
-                output = outputs[kind][1](out_config, context)
+            with self._config_errors():
+                output: Output = build("outputs", index, out_config, context)
             self.outputs[name] = output
             self.dispatchers.append(Dispatcher(name, output, self.buffer, metrics, letters))
 
         if config.filters:
-            with self._config_errors(None):
+            with self._config_errors():
                 self.chain = FilterChain(
                     [
                         (
@@ -168,7 +155,7 @@ class Agent:
         self.store = Store(self.buffer, self.router, self.registry.component("router", "router"))
 
         for index, in_config in enumerate(config.inputs):
-            self.inputs.append(self._make_input(index, in_config))
+            self.inputs.append(self.make_input(index, in_config))
 
     def _declare_counters(self) -> None:
         """Every counter whose labels are known now is exported as 0 from the start, as
@@ -226,11 +213,11 @@ class Agent:
             "router_dropped_records_total", reason="no_route"
         )
 
-    def _make_input(self, index: int, in_config: Any) -> Input:
+    def make_input(self, index: int, in_config: Any) -> Input:
+        """The input at ``index`` of ``[[inputs]]``, submitting to this pipeline."""
         kind = in_config.__struct_config__.tag
         metrics = self.registry.component(in_config.name, kind)
-        where = f"inputs[{index}] ({kind})"
-        with self._config_errors(where):
+        with self._config_errors(), refusals(label("inputs", index, in_config)):
             sink = IngestSink(in_config, self.buffer, self.chain, self.store, metrics)
         input_context = InputContext(
             name=in_config.name,
@@ -239,10 +226,11 @@ class Agent:
             sink=sink,
             data_dir=self.config.agent.data_dir,
         )
-        with self._config_errors(where):
-            return input_types()[kind][1](in_config, input_context)
+        with self._config_errors():
+            item: Input = build("inputs", index, in_config, input_context)
+        return item
 
-    def _config_errors(self, where: str | None) -> contextlib.AbstractContextManager[None]:
+    def _config_errors(self, where: str | None = None) -> contextlib.AbstractContextManager[None]:
         """A component that rejects its config (a bad regex, a missing extra) is a config error
         naming the file and the component: ``agent.config.component_errors``, the one path."""
         return component_errors(self.source, where)
@@ -265,7 +253,7 @@ class Agent:
 
     async def start(self) -> None:
         self.build()
-        await self._open_pipeline()
+        await self.open_pipeline()
         started: list[Input] = []
         try:
             if self.chain is not None:
@@ -284,22 +272,22 @@ class Agent:
         except BaseException:
             for item in started:
                 await item.stop()
-            await self._close_pipeline(drain=False)
+            await self.close_pipeline(drain=False)
             raise
-        self._running()
+        self.announce_running()
 
-    async def _open_pipeline(self, outputs_started: bool = False) -> None:
+    async def open_pipeline(self, outputs_started: bool = False) -> None:
         """Buffer (recovery), outputs, their dispatchers, housekeeping."""
         await self.buffer.open(self.router.routes)
         self._declare_counters()  # once this pipeline runs (not for a reload that failed)
         if not outputs_started:
-            await self._start_outputs()
+            await self.start_outputs()
         for dispatcher in self.dispatchers:
             dispatcher.start()
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         self.registry.collectors.append(self._collect)
 
-    async def _start_outputs(self) -> None:
+    async def start_outputs(self) -> None:
         started: list[Output] = []
         try:
             for output in self.outputs.values():
@@ -311,7 +299,7 @@ class Agent:
                     await output.stop()
             raise
 
-    def _running(self) -> None:
+    def announce_running(self) -> None:
         for item in self.config.inputs:
             if "${" not in item.tag and not self.router.routes(item.tag) and not self.chain:
                 log.warning(
@@ -338,7 +326,7 @@ class Agent:
                 await item.stop()
             except Exception:
                 log.exception("input %s: error while stopping", item.context.name)
-        await self._close_pipeline(self.drain_on_stop)
+        await self.close_pipeline(self.drain_on_stop)
         if self.http is not None:
             await self.http.stop()
         left = {name: self.buffer.pending(name) for name in self.outputs}
@@ -347,7 +335,7 @@ class Agent:
         else:
             log.info("stopped; buffer empty")
 
-    async def _close_pipeline(self, drain: bool) -> None:
+    async def close_pipeline(self, drain: bool) -> None:
         """Housekeeping ends, held-back filter records go to the buffer, open chunks are sealed,
         outputs drain (``drain``) and stop, the buffer closes."""
         if self._housekeeping_task is not None:
@@ -362,149 +350,8 @@ class Agent:
         self.buffer.seal_due(math.inf)
         if drain:
             await self._drain(float(self.config.agent.grace_period))
-        await self._stop_outputs()
+        await self.stop_outputs()
         await self.buffer.close()
-
-    # ------------------------------------------------------------------------------ reload
-
-    async def hand_over(self, new: Agent) -> None:
-        """SIGHUP: replace this running pipeline by ``new`` (built, not started) without
-        losing a record. Inputs whose config did not change move to ``new`` as they are, with
-        their sockets and open connections; what they receive meanwhile waits in their sink.
-        Inputs that changed or went away stop (draining what they read into this pipeline).
-        Raises, with this pipeline still running, if ``new`` cannot start its inputs, its HTTP
-        listener or its outputs."""
-        new.build()
-        running = {id(item.config): item for item in self.inputs}
-        kept: list[Input] = []
-        for index, item in enumerate(new.inputs):
-            old = next((o for o in self.inputs if o.config == item.config), None)
-            if old is not None and id(old.config) in running:
-                del running[id(old.config)]
-                new.inputs[index] = old
-                kept.append(old)
-        stopping = [o for o in self.inputs if id(o.config) in running]
-        starting = [i for i in new.inputs if not any(i is k for k in kept)]
-        log.info(
-            "SIGHUP: inputs kept with their connections: %s; restarted or started: %s; "
-            "stopped: %s",
-            ", ".join(i.context.name for i in kept) or "none",
-            ", ".join(i.context.name for i in starting) or "none",
-            ", ".join(i.context.name for i in stopping) or "none",
-        )
-        for item in new.inputs:
-            _sink(item).hold()
-
-        for item in stopping:
-            try:
-                await item.stop()  # drains into this pipeline
-            except Exception:
-                log.exception("input %s: error while stopping", item.context.name)
-        started: list[Input] = []
-        http = self.http
-        new_http = self.config.agent.http_listen != new.config.agent.http_listen
-        try:
-            if new.chain is not None:
-                await new.chain.start()
-            for item in starting:
-                await item.start()
-                started.append(item)
-                log.info("input %s listening on %s", item.context.name, item.describe())
-            if new_http and new.config.agent.http_listen:
-                http = HttpServer(new.config.agent.http_listen, self.registry, new.not_ready)
-                await http.start()
-                log.info("http on %s:%d (/healthz /readyz /metrics)", http.host, http.port)
-            await new._start_outputs()
-        except BaseException:
-            if new.chain is not None:
-                await new.chain.stop()
-            if http is not self.http and http is not None:
-                await http.stop()
-            for item in started:
-                await item.stop()
-            await self._restore(stopping, [*kept, *started])
-            raise
-        # No way back from here: this pipeline closes, the new one opens.
-        try:
-            await self._close_pipeline(drain=self.config.buffer.type == "memory")
-        except Exception:  # a disk error while sealing: the chunks on disk stay for the next
-            log.exception("SIGHUP: error while closing the previous pipeline")
-        if new_http:
-            if self.http is not None:
-                await self.http.stop()
-            new.http = http if new.config.agent.http_listen else None
-        else:
-            new.http = self.http
-            if new.http is not None:
-                new.http.readiness = new.not_ready
-        # Gauges of what is gone go (the new buffer sets its own when it opens).
-        self.registry.retain(
-            {i.context.name for i in new.inputs}
-            | set(new.outputs)
-            | {f.name for f in new.config.filters}
-        )
-        for item in kept:
-            _sink(item).rebind(new.buffer, new.chain, new.store)
-        try:
-            await new._open_pipeline(outputs_started=True)
-        except Exception as exc:
-            try:
-                fallback = await self._fall_back(new, exc)
-            except Exception as again:
-                raise PipelineLost(
-                    f"neither the new nor the previous buffer can open: {exc}; {again}"
-                ) from again
-            raise ReloadFailed(fallback, exc) from exc
-        for item in new.inputs:
-            _sink(item).release()
-        for item in kept:
-            log.debug(
-                "input %s kept across the reload with %d open connections",
-                item.context.name,
-                item.open_connections(),
-            )
-        new._running()
-
-    async def _fall_back(self, new: Agent, exc: Exception) -> Agent:
-        """The new pipeline's buffer cannot open (a data_dir that cannot be created or is
-        locked): this config's buffer and outputs run again behind the new inputs."""
-        log.error(
-            "SIGHUP: the new pipeline cannot open its buffer (%s); running the previous "
-            "buffer and outputs behind the new inputs",
-            exc,
-        )
-        await new._stop_outputs()
-        fallback = Agent(self.config, self.source, self.registry)
-        fallback.build()
-        fallback.inputs = new.inputs
-        fallback.http = new.http
-        if fallback.http is not None:
-            fallback.http.readiness = fallback.not_ready
-        for item in fallback.inputs:
-            _sink(item).rebind(fallback.buffer, fallback.chain, fallback.store)
-        await fallback._open_pipeline()
-        for item in fallback.inputs:
-            _sink(item).release()
-        fallback._running()
-        return fallback
-
-    async def _restore(self, stopped: list[Input], held: list[Input]) -> None:
-        """A reload failed before this pipeline closed: start again the inputs it stopped and
-        let the held ones (kept, or started then stopped again) submit here."""
-        for item in stopped:
-            index = self.inputs.index(item)
-            fresh = self._make_input(index, item.config)
-            try:
-                await fresh.start()
-            except Exception:
-                log.exception(
-                    "input %s: cannot listen again after a failed reload", fresh.context.name
-                )
-                continue
-            self.inputs[index] = fresh
-        for item in held:
-            _sink(item).rebind(self.buffer, self.chain, self.store)
-            _sink(item).release()
 
     async def _housekeeping(self) -> None:
         while True:
@@ -522,7 +369,7 @@ class Agent:
                 return
             await asyncio.sleep(0.05)
 
-    async def _stop_outputs(self) -> None:
+    async def stop_outputs(self) -> None:
         for dispatcher in self.dispatchers:
             await dispatcher.stop()
         for name, output in self.outputs.items():
@@ -558,9 +405,3 @@ class Agent:
         # For alerts: the buffer's fill ratio and /readyz's answer, as series.
         self.registry.set("buffer_max_bytes", int(self.config.buffer.max_bytes), ())
         self.registry.set("ready", 0 if self.not_ready() else 1, ())
-
-
-def _sink(item: Input) -> IngestSink:
-    sink = item.context.sink
-    assert isinstance(sink, IngestSink)
-    return sink

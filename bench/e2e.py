@@ -200,6 +200,7 @@ def bench_config(
     receive_buffer: str = "default",
     peer: str = "",
     filters: str = "",
+    flush_interval: str = "200ms",
 ) -> tuple[str, dict[str, object]]:
     port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
     sock_path = str(workdir / "agent.sock")
@@ -217,7 +218,7 @@ log_level = "warning"
 [buffer]
 type = "{buffer}"
 sync = "none"
-flush_interval = "200ms"
+flush_interval = "{flush_interval}"
 [[inputs]]
 type = "syslog"
 mode = "{mode}"
@@ -300,6 +301,7 @@ def run_one(
     receive_buffer: str = "default",
     chain: str = "none",
     payload_kind: str = "docker",
+    flush_interval: str = "200ms",
 ) -> Result:
     with destination(output) as (peer, env):
         return _run_one(
@@ -314,6 +316,7 @@ def run_one(
             env,
             chain,
             payload_kind,
+            flush_interval,
         )
 
 
@@ -329,13 +332,14 @@ def _run_one(
     env: dict[str, str],
     chain: str = "none",
     payload_kind: str = "docker",
+    flush_interval: str = "200ms",
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-{output}-"))
     frames = payload(payload_kind, records)
     filters = chain_filters(chain)
     expected = expected_deliveries(frames, "bench", filters)
     config, where = bench_config(
-        mode, output, workdir, buffer, receive_buffer, peer, filters_toml(filters)
+        mode, output, workdir, buffer, receive_buffer, peer, filters_toml(filters), flush_interval
     )
     target = Target(mode, int(where["port"]), str(where["path"]))  # type: ignore[call-overload]
     out_path = Path(str(where["out"]))
@@ -389,8 +393,8 @@ def _run_one(
             extra={
                 **_extra(agent, output, round(sent_at - started, 3)),
                 # After the sender is done: the rest of the socket backlog, sealing the last
-                # chunk (flush_interval after its first record, checked every 0.2 s), the
-                # output's write and this loop's polling.
+                # chunk (once the input paused, or flush_interval after its first record;
+                # checked every 0.2 s), the output's write and this loop's polling.
                 "tail_seconds": round(finished - sent_at, 3),
             },
         )
@@ -479,7 +483,11 @@ retry_max = "1s"
 
 
 def _extra(agent: AgentProcess, output: str, send_seconds: float) -> dict[str, object]:
-    extra: dict[str, object] = {"send_seconds": send_seconds}
+    extra: dict[str, object] = {
+        "send_seconds": send_seconds,
+        # Chunks delivered: how the buffer cut the stream (by size, age, or a paused input).
+        "chunks": int(agent.metric("output_chunks_total")),
+    }
     if output == "s3":
         raw = agent.metric("output_s3_bytes_total", stage="uncompressed")
         packed = agent.metric("output_s3_bytes_total", stage="compressed")
@@ -556,6 +564,11 @@ def main(argv: list[str] | None = None) -> int:
         default="docker",
         help="docker lines, a node's mix, the SD mix or RFC 3164 lines (bench/parse.py's)",
     )
+    parser.add_argument(
+        "--flush-interval",
+        default="200ms",
+        help="the buffer's flush_interval (the agent's own default is 1s)",
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "e2e.json"))
     args = parser.parse_args(argv)
     chains = [name.strip() for name in args.chain.split(",") if name.strip()]
@@ -586,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.receive_buffer,
                             chain,
                             args.payload,
+                            args.flush_interval,
                         )
                         print(table([result]).splitlines()[-1], flush=True)
                         key = (mode, output, chain)

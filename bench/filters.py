@@ -25,9 +25,9 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.components import filter_types
 from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
-from agent.filters.registry import FILTER_TYPES
 from agent.metrics import Registry
 from common.units import config_dec_hook
 
@@ -141,7 +141,8 @@ def build(configs: list[dict[str, Any]], registry: Registry | None = None) -> Fi
     """The chain, counting into ``registry`` as the agent's filters do (no counting without)."""
     pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(configs):
-        config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
+        kind = filter_types()[raw["type"]][0]
+        config: FilterConfig = msgspec.convert(raw, kind, dec_hook=config_dec_hook)
         name = f"{raw['type']}.{index}"
         metrics = NullMetrics() if registry is None else registry.component(name, raw["type"])
         context = FilterContext(name=name, logger=logging.getLogger("bench"), metrics=metrics)

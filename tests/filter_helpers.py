@@ -1,5 +1,5 @@
 """What the filter tests share: a metrics recorder, a controllable clock, and building filters
-and chains from raw config dicts exactly as the agent does (msgspec conversion, build_filter)."""
+and chains from raw config dicts exactly as the agent does (msgspec conversion, ``build``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import msgspec
 
+from agent.components import build, filter_types
 from agent.filters.base import Filter, FilterConfig, FilterContext
-from agent.filters.chain import FilterChain, build_filter
-from agent.filters.registry import FILTER_TYPES
+from agent.filters.chain import FilterChain
 from common.units import config_dec_hook
 
 
@@ -42,7 +42,7 @@ class Clock:
 
 def filter_config(raw: dict[str, Any]) -> FilterConfig:
     config: FilterConfig = msgspec.convert(
-        raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook
+        raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook
     )
     return config
 
@@ -52,7 +52,7 @@ def make(kind: str, metrics: Metrics | None = None, **config: Any) -> Any:
     context = FilterContext(
         name=f"{kind}.0", logger=logging.getLogger("test"), metrics=metrics or Metrics()
     )
-    return build_filter(0, filter_config({"type": kind, **config}), context)
+    return build("filters", 0, filter_config({"type": kind, **config}), context)
 
 
 def make_audit(**config: Any) -> Any:

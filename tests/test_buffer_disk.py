@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import struct
+from array import array
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,17 @@ import pytest
 
 from agent.buffer.base import Buffer, BufferConfig
 from agent.buffer.chunk import (
+    MIN_PAUSE,
+    PAUSE_GAPS,
     BufferChunk,
+    OpenChunk,
     chunk_file_name,
-    decode_header,
     parse_chunk_file_name,
 )
+from agent.buffer.core import ChunkBuffer
 from agent.buffer.disk import DataDirInUse, DiskBuffer
 from agent.buffer.factory import build_buffer
+from agent.buffer.frames import decode_header
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Size
@@ -189,6 +194,45 @@ def test_flush_interval_seals_by_age(tmp_path: Path) -> None:
         await buffer.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_a_paused_burst_is_sealed_before_flush_interval(tmp_path: Path, kind: str) -> None:
+    async def scenario() -> None:
+        buffer = make(tmp_path, kind=kind, flush_interval=3600.0)
+        await buffer.open(routes_to("out"))
+        buffer.append("burst", *records(0, 3))
+        buffer.append("burst", *records(3, 3))
+        buffer.append("single", *records(0, 1))
+        assert isinstance(buffer, ChunkBuffer)
+        burst = buffer._open["burst"]
+        quiet = max(MIN_PAUSE, PAUSE_GAPS * (burst.updated - burst.created))
+        buffer.seal_due(burst.updated + quiet / 2)
+        assert buffer.pending("out") == 0
+        buffer.seal_due(burst.updated + quiet * 1.01)  # a hair past: float rounding
+        assert buffer.pending("out") == 1
+        assert numbers(await take_now(buffer, "out")) == list(range(6))
+        # One batch shows no usual gap: that chunk waits for flush_interval.
+        assert "single" in buffer._open and "burst" not in buffer._open
+        await buffer.close()
+
+    run(scenario())
+
+
+def test_a_steady_slow_stream_is_not_sealed_between_its_batches() -> None:
+    chunk = OpenChunk("0000000000000-000000000000", "t", 100.0)
+    batch = b'{"n":1}\n'
+    chunk.add(batch, array("d", [0.0]), 100.0)
+    assert not chunk.paused(1e12)  # one batch: no usual gap yet
+    chunk.add(batch, array("d", [0.0]), 101.0)
+    chunk.add(batch, array("d", [0.0]), 102.0)
+    assert not chunk.paused(102.0 + (PAUSE_GAPS - 0.5) * 1.0)
+    assert chunk.paused(102.0 + PAUSE_GAPS * 1.01)
+    fast = OpenChunk("0000000000000-000000000001", "t", 100.0)
+    fast.add(batch, array("d", [0.0]), 100.0)
+    fast.add(batch, array("d", [0.0]), 100.001)
+    assert not fast.paused(100.001 + MIN_PAUSE / 2)  # a stall of a busy input
+    assert fast.paused(100.001 + MIN_PAUSE * 1.01)
 
 
 def test_tags_with_any_characters_survive_file_names(tmp_path: Path) -> None:
@@ -603,7 +647,7 @@ def test_sync_batch_fsyncs_on_commit_coalesced_and_skips_when_clean(tmp_path: Pa
         buffer.append("t", *records(70, 10))
         await asyncio.gather(first, buffer.commit())
         assert fsyncs(metrics) in (3, 4)
-        assert isinstance(buffer, DiskBuffer) and buffer._synced == buffer._appended
+        assert isinstance(buffer, DiskBuffer) and buffer.sync.synced == buffer.sync.appended
         await buffer.close()
 
     run(scenario())
@@ -619,7 +663,7 @@ def test_sync_batch_seals_and_closes_files_without_commits(tmp_path: Path) -> No
         for _ in range(100):
             await asyncio.sleep(0.01)
             assert isinstance(buffer, DiskBuffer)
-            if buffer._sync_task is None and not buffer._to_close:
+            if buffer.sync.task is None and not buffer.sync.to_close:
                 break
         assert len(os.listdir("/proc/self/fd")) <= before + 2
         buffer.seal_due(1e12)
@@ -712,6 +756,7 @@ import asyncio, json, logging, resource, signal, sys
 import msgspec
 from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
+from agent.buffer.frames import decode_header
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Duration, Size

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.buffer.base import BufferConfig
-from agent.buffer.chunk import decode_header, scan_frames
 from agent.buffer.disk import DiskBuffer
+from agent.buffer.frames import decode_header, scan_frames
 from common.units import Duration, Size
 from outputs.base import Chunk
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.buffer.base import BufferConfig
-from agent.buffer.chunk import _candidates, resync, scan_frames
 from agent.buffer.disk import DiskBuffer
+from agent.buffer.frames import _candidates, resync, scan_frames
 from common.units import Duration, Size
 from outputs.base import Chunk
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.filters import audit as audit_module
+from agent.filters.audit import engine as audit_engine
 from agent.filters.common import compile_regex
 from agent.filters.literals import Gate, groups_always_set, literal_prefixes, regex_gate
 from bench.filters import sample_records
@@ -140,7 +141,7 @@ def test_audit_marks_the_same_records_with_and_without_the_screen(
     screened = _audit()
     records = _records()
     with_screen = screened.process("syslog.node", [dict(r) for r in records])
-    monkeypatch.setattr(audit_module, "regex_gate", lambda regex: None)
+    monkeypatch.setattr(audit_engine, "regex_gate", lambda regex: None)
     bare = _audit()
     # Only the rules with a `contains` condition keep a literal gate now.
     assert {rule.id for rule in bare.rules if rule.gates} == {

@@ -9,9 +9,9 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.components import filter_types
 from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
-from agent.filters.registry import FILTER_TYPES
 from common.units import config_dec_hook
 
 
@@ -78,7 +78,7 @@ records = st.lists(st.dictionaries(keys, json_values, max_size=8), max_size=20)
 def build() -> FilterChain:
     pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(CONFIGS):
-        config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
+        config = msgspec.convert(raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook)
         context = FilterContext(
             name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=NullMetrics()
         )

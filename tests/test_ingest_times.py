@@ -16,9 +16,9 @@ import pytest
 
 from agent.buffer.base import BufferConfig
 from agent.buffer.memory import MemoryBuffer
+from agent.components import filter_types
 from agent.filters.base import FilterContext, Subset
 from agent.filters.chain import FilterChain
-from agent.filters.registry import FILTER_TYPES
 from agent.ingest import ChainTimes, IngestSink, Store, event_times, known_times
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
@@ -94,7 +94,7 @@ def _chain(*raws: dict[str, Any]) -> FilterChain:
     """The python filter editing times, or the filters given."""
     pairs = []
     for index, raw in enumerate(raws or [{"type": "python", "function": f"{__name__}:edit_times"}]):
-        config = msgspec.convert(raw, FILTER_TYPES[raw["type"]][0], dec_hook=config_dec_hook)
+        config = msgspec.convert(raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook)
         metrics = Registry().component(f"f{index}", raw["type"])
         pairs.append((config, FilterContext(name=f"f{index}", logger=LOG, metrics=metrics)))
     return FilterChain(pairs)

@@ -19,7 +19,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agent.inputs.syslog import SyslogInputConfig, _udp_drops
+from agent.inputs.datagram import _udp_drops
+from agent.inputs.syslog import SyslogInputConfig
 from common.units import config_dec_hook
 from tests.conftest import wait_for
 from tests.peers.inputs import InputHarness, input_harness

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parsers import syslog
+from parsers import rfc3164, rfc5424
 from parsers.syslog import FACILITIES, SEVERITIES, SyslogParser
 from parsers.timeutil import rfc3339_to_epoch
 
@@ -207,10 +207,10 @@ def test_generated_rfc3164_parses_back(
 def test_common_3164_shortcut_agrees_with_the_general_pattern(frame: str) -> None:
     """The parser tries a short regex for the common 3164 shape before the general one; for
     every line the short one accepts, both must read the same fields."""
-    common = syslog._RFC3164_COMMON.match(frame)
+    common = rfc3164.RFC3164_COMMON.match(frame)
     if common is None:
         return
-    general = syslog._RFC3164.match(frame)
+    general = rfc3164.RFC3164.match(frame)
     assert general is not None
     pri, classic, host, ident, pid, message = common.groups()
     assert general.groups() == (pri, classic, "", None, None, None, host, ident, pid, message)
@@ -280,11 +280,11 @@ WELL_FORMED_SD = st.lists(
 
 def _by_the_grammar(line: str) -> tuple[str, dict | None, str] | None:
     """STRUCTURED-DATA, its dict and MSG as the RFC 5424 grammar reads ``line``."""
-    match = syslog._RFC5424.match(line)
+    match = rfc5424.RFC5424.match(line)
     if match is None:
         return None
     sd, message = match.group(9, 10)
-    return sd, (None if sd == "-" else syslog.parse_structured_data(sd)), message
+    return sd, (None if sd == "-" else rfc5424.parse_structured_data(sd)), message
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])

@@ -721,17 +721,17 @@ def test_other_odd_spacing_in_structured_data_stays_invalid(sd: str) -> None:
 def test_structured_data_shape_cache_stays_bounded() -> None:
     """Shapes of structured data are cached per parser; a sender inventing new shapes (or
     huge ones) must not grow that cache without bound, and such lines still parse."""
-    from parsers import syslog
+    from parsers import rfc5424
 
     parser = SyslogParser()
     lines = [
         f'<13>1 2026-11-29T21:00:00Z h a - - [x n{i}="v"] m'.encode()
-        for i in range(syslog._SD_SHAPE_LIMIT + 10)
+        for i in range(rfc5424._SD_SHAPE_LIMIT + 10)
     ]
     records = parser.parse_batch(lines, RECEIVED)
     assert records[-1]["sd"] == {"x": {f"n{len(lines) - 1}": "v"}}
-    assert len(parser._sd_shapes) <= syslog._SD_SHAPE_LIMIT
-    name = "n" * (syslog._SD_SHAPE_KEY_LIMIT + 1)
+    assert len(parser._sd_shapes) <= rfc5424._SD_SHAPE_LIMIT
+    name = "n" * (rfc5424._SD_SHAPE_KEY_LIMIT + 1)
     huge = parser.parse(f'<13>1 2026-11-29T21:00:00Z h a - - [x {name}="v"] m'.encode(), RECEIVED)
     assert huge["sd"] == {"x": {name: "v"}} and huge["message"] == "m"
-    assert all(len(key) <= syslog._SD_SHAPE_KEY_LIMIT for key in parser._sd_shapes)
+    assert all(len(key) <= rfc5424._SD_SHAPE_KEY_LIMIT for key in parser._sd_shapes)

@@ -20,6 +20,7 @@ from typing import Literal
 
 import msgspec
 
+from agent.buffer.deadletter import DeadLetterDir
 from common.units import Duration, Size
 from outputs.base import Chunk
 
@@ -29,7 +30,9 @@ class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     chunk_bytes: Size = Size(2 * 1024 * 1024)
     """A chunk is sealed when it reaches this size..."""
     flush_interval: Duration = Duration(1.0)
-    """...or this long after its first record."""
+    """...or this long after its first record; sooner when its input paused (no batch for four
+    times its usual gap between batches, and at least 100 ms): the end of a burst goes out
+    without waiting."""
     max_bytes: Size = Size(1024 * 1024 * 1024)
     """Bound on buffered bytes (open and sealed chunks, not yet acknowledged by all outputs)."""
     sync: Literal["none", "batch", "always"] = "none"
@@ -64,6 +67,10 @@ class BufferStats(msgspec.Struct):
 
 
 class Buffer(abc.ABC):
+    dead_letters: DeadLetterDir
+    """``data_dir/dead-letter``, bounded by ``[agent] dead_letter_max_bytes``: where chunks and
+    records that outputs gave up on go (``dead_letter``, and delivery through it)."""
+
     @abc.abstractmethod
     async def open(self, routes: Routes) -> None:
         """Recover what is on disk (validate, truncate torn tails, move corrupt chunks aside)
@@ -91,8 +98,9 @@ class Buffer(abc.ABC):
 
     @abc.abstractmethod
     def seal_due(self, now: float) -> None:
-        """Seal open chunks older than ``flush_interval`` (``now`` is ``time.time()``); the
-        agent calls this every few hundred milliseconds."""
+        """Seal open chunks older than ``flush_interval``, and those whose input paused (the
+        end of a burst: ``OpenChunk.paused``); ``now`` is ``time.time()``. The agent calls this
+        every few hundred milliseconds."""
 
     @abc.abstractmethod
     async def take(self, output: str) -> Chunk:
@@ -104,7 +112,8 @@ class Buffer(abc.ABC):
     @abc.abstractmethod
     def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
         """Move ``output``'s copy of ``chunk`` to the dead-letter directory with ``reason``;
-        returns the path written. Counts as ``output``'s acknowledgement."""
+        returns the path written. Counts as ``output``'s acknowledgement. Raises
+        DeadLetterError (the chunk stays, unacknowledged) if ``dead_letters`` cannot take it."""
 
     @abc.abstractmethod
     def pending(self, output: str) -> int:

@@ -10,23 +10,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import os
 import time
 from array import array
 
 import msgspec
 
 from agent.buffer.base import Buffer, BufferConfig, BufferStats, Routes
-from agent.buffer.chunk import (
-    BufferChunk,
-    ChunkIds,
-    CorruptChunk,
-    Cut,
-    FrameScan,
-    OpenChunk,
-    join_lines,
-)
-from agent.buffer.deadletter import write_dead_letter
+from agent.buffer.chunk import BufferChunk, ChunkIds, OpenChunk
+from agent.buffer.deadletter import DEFAULT_MAX_BYTES, DeadLetterDir, dead_letter_path
+from agent.buffer.frames import CorruptChunk, Cut, FrameScan, describe_cuts, join_lines
 from common.metrics import Metrics
 from outputs.base import Chunk
 
@@ -49,16 +41,6 @@ def _no_routes(tag: str) -> tuple[str, ...]:
     return ()
 
 
-def describe_cuts(cuts: list[Cut]) -> str:
-    """The damaged spans of a chunk file, for a log line."""
-    spans = "; ".join(
-        f"{cut.detail}: {cut.size} bytes, {cut.frames} frame{'s' if cut.frames > 1 else ''} "
-        f"({cut.reason})"
-        for cut in cuts
-    )
-    return f"cut {sum(cut.size for cut in cuts)} bytes in {len(cuts)} span(s): {spans}"
-
-
 class ChunkBuffer(Buffer):
     """The buffer's bookkeeping; subclasses decide where the bytes live."""
 
@@ -71,12 +53,13 @@ class ChunkBuffer(Buffer):
         metrics: Metrics,
         logger: logging.Logger,
         resident_bytes: int = DEFAULT_RESIDENT_BYTES,
+        dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.metrics = metrics
         self.logger = logger
-        self.dead_letter_dir = os.path.join(data_dir, "dead-letter")
+        self.dead_letters = DeadLetterDir(dead_letter_path(data_dir), dead_letter_max_bytes)
         self._resident_limit = resident_bytes
         self._resident_bytes = 0
         self._chunk_bytes = int(config.chunk_bytes)
@@ -159,11 +142,12 @@ class ChunkBuffer(Buffer):
         if chunk is not None and chunk.records and chunk.size + len(ndjson) > self._chunk_bytes:
             self._seal(chunk)
             chunk = None
+        now = time.time()
         if chunk is None:
-            chunk = OpenChunk(self._ids.next(), tag, time.time())
+            chunk = OpenChunk(self._ids.next(), tag, now)
             self._open[tag] = chunk
         self._write_frame(chunk, ndjson, frame_times)
-        chunk.add(ndjson, frame_times)
+        chunk.add(ndjson, frame_times, now)
         self._bytes += len(ndjson)
         try:
             self._after_append(chunk)
@@ -189,7 +173,7 @@ class ChunkBuffer(Buffer):
 
     def seal_due(self, now: float) -> None:
         for chunk in list(self._open.values()):
-            if now - chunk.created >= self._flush_interval:
+            if now - chunk.created >= self._flush_interval or chunk.paused(now):
                 self._seal(chunk)
         self._update_gauges()
 
@@ -341,9 +325,7 @@ class ChunkBuffer(Buffer):
             current.unload()
 
     def dead_letter(self, chunk: Chunk, output: str, reason: str) -> str:
-        path = write_dead_letter(
-            self.dead_letter_dir, chunk.id, chunk.tag, output, reason, chunk.data(), chunk.records
-        )
+        path = self.dead_letters.write_chunk(chunk, output, reason)
         self.logger.error(
             "chunk %s (tag %r, %d records) dead-lettered for output %s: %s; written to %s",
             chunk.id, chunk.tag, chunk.records, output, reason, path,

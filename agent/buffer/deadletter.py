@@ -27,6 +27,7 @@ log = logging.getLogger("agent.deadletter")
 
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 """``[agent] dead_letter_max_bytes`` by default: 1 GiB."""
+DIRECTORY = "dead-letter"
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -103,6 +104,12 @@ def write_dead_letter(
     return data_path
 
 
+def dead_letter_path(data_dir: str) -> str:
+    """The dead-letter directory of ``data_dir``: the one place its name is decided (the
+    buffer's ``dead_letters`` and ``dead-letters list|replay`` both ask here)."""
+    return os.path.join(data_dir, DIRECTORY)
+
+
 def directory_bytes(directory: str) -> int:
     """Bytes of the files in ``directory`` (0 if it does not exist)."""
     total = 0
@@ -118,7 +125,8 @@ def directory_bytes(directory: str) -> int:
 
 
 class DeadLetterDir:
-    """The agent's dead-letter directory, bounded by ``max_bytes``."""
+    """The agent's dead-letter directory, bounded by ``max_bytes``. The running agent's is the
+    buffer's (``Buffer.dead_letters``): delivery and the outputs write through it."""
 
     RESCAN_SECONDS = 10.0
 

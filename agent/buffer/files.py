@@ -11,6 +11,9 @@ import stat
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
+fdatasync = getattr(os, "fdatasync", os.fsync)
+"""fdatasync where the platform has it (Linux), else fsync."""
+
 
 def private_dir(path: str, logger: logging.Logger) -> None:
     """Create ``path`` (its parents as the umask says) or tighten it to 0700, with a log line
@@ -61,3 +64,22 @@ def tighten_files(directory: str, names: list[str]) -> int:
         except OSError:
             continue
     return changed
+
+
+def writev_all(fd: int, parts: list[bytes]) -> int:
+    """``os.writev`` until everything is written; returns the bytes written."""
+    total = sum(len(part) for part in parts)
+    written = os.writev(fd, parts)
+    if written < total:  # a short write (full disk, signal): finish the rest plainly
+        write_all(fd, b"".join(parts)[written:])
+    return total
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written (a regular file may take less on a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:  # pragma: no cover - defensive
+            raise OSError("write returned 0")
+        view = view[written:]

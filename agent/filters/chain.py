@@ -15,9 +15,9 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from agent.components import build
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import copy_record
-from agent.filters.registry import FILTER_TYPES, type_name
 from agent.router import TagMatcher
 
 _log = logging.getLogger(__name__)
@@ -32,22 +32,6 @@ class _Stage:
         self.matches = matcher.matches
         self.counts_drops = filter_.counts_drops
         self.shares_records = filter_.shares_records
-
-
-def build_filter(index: int, config: FilterConfig, context: FilterContext) -> Filter:
-    """One filter from its config; ValueError "filters[i] (type): key: problem" if invalid."""
-    kind = type_name(config)
-    label = f"filters[{index}] ({kind})"
-    if config.name:
-        label += f" {config.name!r}"
-    try:
-        if kind not in FILTER_TYPES:
-            raise ValueError(f"unknown filter type {kind!r}")
-        filter_class = FILTER_TYPES[kind][1]
-        TagMatcher(config.match, config.match_regex)  # validated here for the message
-        return filter_class(config, context)
-    except ValueError as exc:
-        raise ValueError(f"{label}: {exc}") from None
 
 
 def unshare(batches: list[Batch]) -> list[Batch]:
@@ -96,7 +80,7 @@ class FilterChain:
     def __init__(self, filters: Sequence[tuple[FilterConfig, FilterContext]]) -> None:
         self._stages: list[_Stage] = []
         for index, (config, context) in enumerate(filters):
-            filter_ = build_filter(index, config, context)
+            filter_: Filter = build("filters", index, config, context)
             matcher = TagMatcher(config.match, config.match_regex)
             self._stages.append(_Stage(filter_, context, matcher))
         for index, stage in enumerate(self._stages):

@@ -31,6 +31,11 @@ class ModifyConfig(FilterConfig, tag_field="type", tag="modify"):
     condition: list[list[Any]] = []
     """``[condition, args...]`` lists; all must hold."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rules:
+            raise ValueError("rules: give at least one rule")
+
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
@@ -203,8 +208,6 @@ def _build_condition(entry: list[Any], key: str) -> Check:
 class ModifyFilter(RecordFilter):
     def __init__(self, config: ModifyConfig, context: FilterContext) -> None:
         super().__init__(config, context)
-        if not config.rules:
-            raise ValueError("rules: give at least one rule")
         self._rules = [_build_rule(e, f"rules[{i}]") for i, e in enumerate(config.rules)]
         self._conditions = [
             _build_condition(e, f"condition[{i}]") for i, e in enumerate(config.condition)

@@ -24,6 +24,11 @@ class RecordModifierConfig(FilterConfig, tag_field="type", tag="record_modifier"
     allowlist_keys: list[str] = []
     """Top-level keys to keep; every other key is removed (empty: keep all)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.record or self.remove_keys or self.allowlist_keys):
+            raise ValueError("record, remove_keys, allowlist_keys: give at least one")
+
 
 def resolve_environment(template: str) -> str:
     """Replace placeholders that name a set environment variable, leaving field placeholders."""
@@ -39,8 +44,6 @@ class RecordModifierFilter(RecordFilter):
     def __init__(self, config: RecordModifierConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         expect_pairs(config.record, "record", 2)
-        if not (config.record or config.remove_keys or config.allowlist_keys):
-            raise ValueError("record, remove_keys, allowlist_keys: give at least one")
         self._constants: dict[str, Any] = {}
         self._templates: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], str]]] = []
         for index, (field, value) in enumerate(config.record):

@@ -25,6 +25,11 @@ class RewriteTagConfig(FilterConfig, tag_field="type", tag="rewrite_tag"):
     rules: list[list[Any]] = []
     """``[field, regex, new_tag, keep]`` lists, tried in order."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rules:
+            raise ValueError("rules: give at least one [field, regex, new_tag, keep] rule")
+
 
 def compile_new_tag(template: str, key: str, groups: int) -> Render:
     """Pieces: ("text", str), ("tag", n or -1 for the whole tag), ("group", n), ("field", path)."""
@@ -69,8 +74,6 @@ class RewriteTagFilter(Filter):
     writes = frozenset()
     def __init__(self, config: RewriteTagConfig, context: FilterContext) -> None:
         super().__init__(config, context)
-        if not config.rules:
-            raise ValueError("rules: give at least one [field, regex, new_tag, keep] rule")
         expect_pairs(config.rules, "rules", (3, 4))
         self._rules: list[tuple[Callable[[Record], Any], Any, Render, bool]] = []
         for index, rule in enumerate(config.rules):

@@ -64,6 +64,7 @@ class InputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tag: str = "syslog"
     """Tag of the records; may hold ``${field}`` placeholders (``docker.${container_name}``)."""
     format: Literal["auto", "rfc5424", "rfc3164"] = "auto"
+    """Syslog format: "auto" decides per message, "rfc5424" or "rfc3164" force one."""
     timezone: str = "UTC"
     """Zone of RFC 3164 timestamps, which carry none; any IANA name."""
     tag_pattern: str | None = None

@@ -26,12 +26,9 @@ import asyncio
 import contextlib
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.inputs.syslog import StreamConnection
-
-if TYPE_CHECKING:
-    from agent.inputs.syslog import SyslogInput
+from agent.inputs.stream import ConnectionOwner, StreamConnection
 
 SOFTWARE = "container-audit-agent,0.1.0,https://github.com/container-audit-agent"
 _MAX_TXNR = 999_999_999
@@ -89,7 +86,7 @@ def rsp(txnr: bytes, text: str) -> bytes:
 class RelpConnection(StreamConnection):
     submit_held_on_close = False
 
-    def __init__(self, owner: SyslogInput) -> None:
+    def __init__(self, owner: ConnectionOwner) -> None:
         super().__init__(owner)
         self.limit = int(owner.config.max_message_bytes)
         self._head = b""

@@ -1,10 +1,10 @@
 """The syslog input: UDP, TCP, UNIX datagram, UNIX stream and RELP sockets.
 
-Datagram modes read a non-blocking socket from ``loop.add_reader`` and drain it until EAGAIN
-(at most ``_DATAGRAMS_PER_WAKEUP`` per wake-up), so one callback submits a whole batch. Stream
-modes are asyncio protocols: every read is framed (``framing.StreamFramer``) and submitted as one
-batch; while the sink has no room the connection stops reading, so TCP/UNIX flow control pushes
-back on the sender (rsyslog keeps the backlog in its queue). RELP lives in ``relp.py``.
+This module owns the config and the lifecycle and picks the connection kind by ``mode``:
+``datagram.DatagramReader`` for udp and unix_dgram, ``stream.StreamConnection`` for tcp and
+unix_stream, ``relp.RelpConnection`` for relp. Those modules know the input only through small
+protocols (``listener.ListenerOwner``, ``stream.ConnectionOwner``) or plain arguments, so none of
+them imports this one.
 
 Stream modes accept connections themselves (``listener.StreamListener``) rather than through
 ``loop.create_server``: a connection over ``max_connections`` is refused before any transport is
@@ -19,16 +19,15 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import stat
-import sys
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal
 
 from agent.inputs.base import Input, InputConfig, InputContext
-from agent.inputs.framing import StreamFramer
+from agent.inputs.datagram import DatagramReader
+from agent.inputs.framing import Framing
 from agent.inputs.listener import (
     OPEN_CONNECTIONS,
     RefusalLog,
@@ -36,7 +35,8 @@ from agent.inputs.listener import (
     connection_budget,
     format_address,
 )
-from agent.logs import REPEATS
+from agent.inputs.relp import RelpConnection
+from agent.inputs.stream import StreamConnection
 from common.units import Size
 
 Mode = Literal["udp", "tcp", "unix_dgram", "unix_stream", "relp"]
@@ -44,18 +44,15 @@ NETWORK_MODES = ("udp", "tcp", "relp")
 STREAM_MODES = ("tcp", "unix_stream", "relp")
 UNIX_MODES = ("unix_dgram", "unix_stream")
 
-_DATAGRAMS_PER_WAKEUP = 1024
-_KERNEL_DROPS_INTERVAL = 5.0
-_SO_RCVBUFFORCE_LINUX = 33 if sys.platform.startswith("linux") else None
-
 
 class SyslogInputConfig(InputConfig, tag_field="type", tag="syslog"):
     mode: Mode = "udp"
+    """Socket kind: udp, tcp, unix_dgram, unix_stream or relp (TCP with acknowledgements)."""
     listen: str | None = None
     """``host:port`` for udp, tcp and relp; ``[::1]:5514`` for IPv6; port 0 picks a free one."""
     path: str | None = None
     """Socket file for unix_dgram and unix_stream."""
-    framing: Literal["auto", "newline", "octet_counted"] = "auto"
+    framing: Framing = "auto"
     """Stream framing (tcp, unix_stream); auto decides per connection."""
     max_message_bytes: Size = Size(64 * 1024)
     """A longer message is cut at this size and flagged truncated."""
@@ -131,7 +128,7 @@ class SyslogInput(Input):
         super().__init__(config, context)
         self.config: SyslogInputConfig = config
         self._server: StreamListener | None = None
-        self._datagram: _DatagramReader | None = None
+        self._datagram: DatagramReader | None = None
         self._connections: set[StreamConnection] = set()
         self._bound: str | None = None
         self._running = False
@@ -147,9 +144,17 @@ class SyslogInput(Input):
             kind = socket.SOCK_DGRAM if config.mode == "unix_dgram" else socket.SOCK_STREAM
             _prepare_socket_path(config.path, kind)
         if config.mode in ("udp", "unix_dgram"):
-            self._datagram = _DatagramReader(self, loop)
-            self._datagram.open()
-            self._bound = self._datagram.bound
+            reader = DatagramReader(
+                self.context, loop, config.max_message_bytes, config.receive_buffer_bytes
+            )
+            if config.mode == "udp":
+                assert config.listen is not None
+                reader.open_udp(*parse_listen(config.listen), config.listen)
+            else:
+                assert config.path is not None
+                reader.open_unix(config.path)
+            self._datagram = reader
+            self._bound = reader.bound
         elif config.mode == "unix_stream":
             assert config.path is not None
             try:
@@ -234,8 +239,6 @@ class SyslogInput(Input):
 
     def make_protocol(self) -> asyncio.Protocol:
         if self.config.mode == "relp":
-            from agent.inputs.relp import RelpConnection
-
             return RelpConnection(self)
         return StreamConnection(self)
 
@@ -337,372 +340,3 @@ def _prepare_socket_path(path: str, kind: socket.SocketKind) -> None:
         else:
             raise OSError(errno.EADDRINUSE, f"{path} is in use by another process")
     os.unlink(path)
-
-
-# ---------------------------------------------------------------------------------- streams
-
-
-class StreamConnection(asyncio.Protocol):
-    """One TCP or UNIX stream connection: frames every read, submits it as one batch, and
-    stops reading while the sink is full."""
-
-    def __init__(self, owner: SyslogInput) -> None:
-        self.owner = owner
-        self.sink = owner.context.sink
-        self.metrics = owner.context.metrics
-        self.logger = owner.context.logger
-        config = owner.config
-        self.framer = StreamFramer(config.framing, int(config.max_message_bytes))
-        self.transport: asyncio.Transport | None = None
-        self.source = config.path or ""
-        self._registered = False
-        self._closed = False
-        self._eof = False
-        self._warned = False
-        self._waiting: asyncio.Task[None] | None = None
-        self._yielding = False
-        """Reading paused until the next loop iteration (``_yield_to_loop``)."""
-        self._held: list[tuple[list[bytes], list[int], Any]] = []
-        """Batches read but not yet taken by the sink (it was full), with their tokens."""
-
-    # asyncio callbacks ------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer and isinstance(peer, tuple):
-            self.source = format_address(peer)
-        if not self.owner.connection_opened(self):
-            self.transport.abort()
-            return
-        self._registered = True
-
-    def data_received(self, data: bytes) -> None:
-        self.metrics.inc("input_bytes_total", len(data))
-        frames, truncated = self.framer.feed(data)
-        self._report_framer()
-        if frames:
-            self.deliver(frames, truncated)
-            self._yield_to_loop()
-
-    def _yield_to_loop(self) -> None:
-        """One read per loop iteration. uvloop (libuv) reads a busy socket up to 32 times per
-        iteration, 8 MiB of messages parsed before any other callback runs: outputs then
-        advance one step per such burst, fall behind, and their chunks are evicted from
-        memory and read back from disk. Pausing until the next iteration lets every task
-        take its turn between two reads (TCP flow control holds the sender meanwhile)."""
-        if self._yielding or self._waiting is not None or self._closed or self.transport is None:
-            return
-        self._yielding = True
-        self.transport.pause_reading()
-        asyncio.get_running_loop().call_soon(self._resume_after_yield)
-
-    def _resume_after_yield(self) -> None:
-        self._yielding = False
-        if self._waiting is not None or self._closed or self.transport is None:
-            return  # waiting for room: _wait_for_room resumes
-        if self.may_read():
-            self.transport.resume_reading()
-
-    def eof_received(self) -> bool | None:
-        self._eof = True
-        frames, truncated = self.framer.finish()
-        self._report_framer()
-        if frames:
-            self.deliver(frames, truncated)
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        if not self._eof:
-            # Reset by the peer or closed by our stop: a partial message read so far is kept.
-            frames, truncated = self.framer.finish()
-            self._report_framer()
-            if frames:
-                self.metrics.inc("input_frames_total", len(frames))
-                self._held.append((frames, truncated, None))
-        if self._held and self.submit_held_on_close:
-            # Nothing more will be read: hand over what is held even if the sink then counts
-            # it as dropped, rather than losing it silently.
-            for frames, truncated, _ in self._held:
-                self.sink.submit(frames, self.source, truncated)
-        self._held.clear()
-        if self._waiting is not None:
-            self._waiting.cancel()
-        if self._registered:
-            self.owner.connection_closed(self)
-
-    # batches and backpressure --------------------------------------------------------
-
-    submit_held_on_close = True
-    """Plain syslog senders cannot resend; RELP senders resend whatever was not answered."""
-
-    def deliver(self, frames: list[bytes], truncated: list[int], token: Any = None) -> None:
-        self.metrics.inc("input_frames_total", len(frames))
-        if truncated:
-            self.metrics.inc("input_truncated_total", len(truncated))
-        if self._held or not self.sink.has_room():
-            self._held.append((frames, truncated, token))
-            self._pause()
-            return
-        if not self.sink.submit(frames, self.source, truncated):
-            self._held.append((frames, truncated, token))
-            self._pause()
-            return
-        self.submitted(token)
-        if not self.sink.has_room():
-            self._pause()
-
-    def submitted(self, token: Any) -> None:
-        """The sink took the batch ``token`` came with (RELP acknowledges it once committed)."""
-
-    def _pause(self) -> None:
-        if self._waiting is not None or self._closed or self.transport is None:
-            return
-        self.transport.pause_reading()
-        self.metrics.inc("input_backpressure_pauses_total", reason="buffer_full")
-        self._waiting = asyncio.get_running_loop().create_task(self._wait_for_room())
-
-    async def _wait_for_room(self) -> None:
-        try:
-            while True:
-                await self.sink.wait_room()
-                while self._held and self.sink.has_room():
-                    frames, truncated, token = self._held[0]
-                    if not self.sink.submit(frames, self.source, truncated):
-                        break
-                    self._held.pop(0)
-                    self.submitted(token)
-                if not self._held and self.sink.has_room():
-                    break
-                if self._held and self.sink.has_room():
-                    await asyncio.sleep(0.01)  # taken by another input in between; retry
-        finally:
-            self._waiting = None
-        if not self._closed and self.transport is not None and self.may_read():
-            self.transport.resume_reading()
-
-    def may_read(self) -> bool:
-        return True
-
-    def _report_framer(self) -> None:
-        framer = self.framer
-        if framer.framing_errors:
-            self.metrics.inc("input_framing_errors_total", framer.framing_errors)
-            if not self._warned:
-                # Once per connection: a peer sending garbage must not flood our own log.
-                self._warned = True
-                self.logger.warning(
-                    "%s: malformed octet-counted frame from %s kept as a newline-framed message "
-                    "(further ones on this connection are only counted)",
-                    self.owner.context.name,
-                    self.source,
-                )
-            framer.framing_errors = 0
-        if framer.discarded_bytes:
-            self.metrics.inc("input_discarded_bytes_total", framer.discarded_bytes)
-            framer.discarded_bytes = 0
-
-    # shutdown -------------------------------------------------------------------------
-
-    async def shutdown(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self._held.clear()
-        if self.transport is not None:
-            self.transport.abort()
-
-
-# -------------------------------------------------------------------------------- datagrams
-
-
-class _DatagramReader:
-    """A bound UDP or UNIX datagram socket drained from ``loop.add_reader``."""
-
-    def __init__(self, owner: SyslogInput, loop: asyncio.AbstractEventLoop) -> None:
-        self.owner = owner
-        self.loop = loop
-        self.sink = owner.context.sink
-        self.metrics = owner.context.metrics
-        self.logger: logging.Logger = owner.context.logger
-        self.limit = int(owner.config.max_message_bytes)
-        # One byte over the limit tells a cut datagram from one that fits exactly.
-        self.buffer = bytearray(self.limit + 1)
-        self.view = memoryview(self.buffer)
-        self.sock: socket.socket | None = None
-        self.bound = ""
-        self.own_path = owner.config.path or ""
-        self._inode = 0
-        self._kernel_drops = 0
-        self._drops_timer: asyncio.TimerHandle | None = None
-        self._sources: dict[Any, str] = {}
-        """Sender address -> its text (the ``source`` of the batch)."""
-        self.receive_buffer = 0
-        """Bytes the kernel granted for receive_buffer_bytes (0: the kernel default)."""
-
-    def open(self) -> None:
-        config = self.owner.config
-        if config.mode == "udp":
-            assert config.listen is not None
-            host, port = parse_listen(config.listen)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                self._set_receive_buffer(sock)
-                sock.bind((host, port))
-            except OSError as error:
-                sock.close()
-                raise OSError(
-                    error.errno, f"{self.owner.context.name}: cannot bind {config.listen}: {error}"
-                ) from error
-            self.bound = format_address(sock.getsockname())
-        else:
-            assert config.path is not None
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            try:
-                self._set_receive_buffer(sock)
-                sock.bind(config.path)
-            except OSError as error:
-                sock.close()
-                raise OSError(
-                    error.errno, f"{self.owner.context.name}: cannot bind {config.path}: {error}"
-                ) from error
-            self.bound = config.path
-        sock.setblocking(False)
-        self.sock = sock
-        self.loop.add_reader(sock.fileno(), self.drain)
-        if config.mode == "udp":
-            self._inode = os.fstat(sock.fileno()).st_ino
-            self._kernel_drops = _udp_drops(self._inode) or 0
-            self._drops_timer = self.loop.call_later(_KERNEL_DROPS_INTERVAL, self._check_drops)
-
-    def _set_receive_buffer(self, sock: socket.socket) -> None:
-        wanted = self.owner.config.receive_buffer_bytes
-        if wanted is None:
-            return
-        # SO_RCVBUFFORCE passes net.core.rmem_max when we have CAP_NET_ADMIN. Python's socket
-        # module does not export it; on Linux it is 33.
-        force = getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE_LINUX)
-        try:
-            if force is None:
-                raise PermissionError
-            sock.setsockopt(socket.SOL_SOCKET, force, int(wanted))
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(wanted))
-        # Linux reports twice what was set (it counts its bookkeeping) and silently caps the
-        # value at net.core.rmem_max unless SO_RCVBUFFORCE was allowed.
-        effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-        if effective >= int(wanted):
-            self.logger.info("%s: receive buffer %d bytes", self.owner.context.name, effective)
-        else:
-            self.logger.warning(
-                "%s: receive buffer %d bytes requested, only %d granted "
-                "(raise net.core.rmem_max or grant CAP_NET_ADMIN)",
-                self.owner.context.name,
-                int(wanted),
-                effective,
-            )
-        self.receive_buffer = effective
-
-    def drain(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        limit = self.limit
-        view = self.view
-        buffer = self.buffer
-        receive = sock.recvfrom_into
-        sources = self._sources
-        if len(sources) > 4096:  # many short-lived senders: keep the cache bounded
-            sources.clear()
-        batches: dict[str, tuple[list[bytes], list[int]]] = {}
-        received = 0
-        count = 0
-        for _ in range(_DATAGRAMS_PER_WAKEUP):
-            try:
-                size, address = receive(buffer)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as error:
-                self.logger.warning(
-                    "%s: receive failed: %s", self.owner.context.name, error, extra=REPEATS
-                )
-                break
-            received += size
-            if size and buffer[size - 1] == 0x0A:
-                size -= 1
-            if not size:
-                continue
-            # Senders are few and send many datagrams each: format each address once.
-            source = sources.get(address)
-            if source is None:
-                source = sources[address] = self._source(address)
-            batch = batches.get(source)
-            if batch is None:
-                batch = batches[source] = ([], [])
-            if size > limit:
-                batch[1].append(len(batch[0]))
-                size = limit
-            batch[0].append(bytes(view[:size]))
-            count += 1
-        if not batches:
-            return
-        metrics = self.metrics
-        metrics.inc("input_bytes_total", received)
-        metrics.inc("input_frames_total", count)
-        truncated_total = 0
-        for source, (frames, truncated) in batches.items():
-            truncated_total += len(truncated)
-            self.sink.submit(frames, source, truncated)
-        if truncated_total:
-            metrics.inc("input_truncated_total", truncated_total)
-
-    def _source(self, address: Any) -> str:
-        if isinstance(address, tuple):
-            return format_address(address)
-        if address:
-            return address.decode(errors="replace") if isinstance(address, bytes) else str(address)
-        return self.own_path
-
-    def _check_drops(self) -> None:
-        drops = _udp_drops(self._inode)
-        if drops is not None and drops > self._kernel_drops:
-            self.metrics.inc("input_kernel_drops_total", drops - self._kernel_drops)
-            self.logger.warning(
-                "%s: the kernel dropped %d datagrams (receive buffer full); "
-                "consider raising receive_buffer_bytes",
-                self.owner.context.name,
-                drops - self._kernel_drops,
-            )
-            self._kernel_drops = drops
-        if self.sock is not None:
-            self._drops_timer = self.loop.call_later(_KERNEL_DROPS_INTERVAL, self._check_drops)
-
-    def close(self) -> None:
-        if self._drops_timer is not None:
-            self._drops_timer.cancel()
-            self._drops_timer = None
-        if self.sock is not None:
-            self.drain()  # what the kernel already holds for us is read, not lost
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
-
-
-def _udp_drops(inode: int) -> int | None:
-    """The ``drops`` column of /proc/net/udp{,6} for the socket with ``inode``."""
-    wanted = str(inode)
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(table) as file:
-                next(file, None)
-                for line in file:
-                    fields = line.split()
-                    if len(fields) >= 13 and fields[9] == wanted:
-                        return int(fields[12])
-        except OSError:
-            continue
-    return None
