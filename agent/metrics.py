@@ -29,9 +29,12 @@ HELP = {
     "parse_errors_total": "Messages that could not be parsed (kept, flagged with parse_error).",
     "output_records_total": "Records an output delivered (acknowledged by the destination).",
     "output_bytes_total": "Bytes an output delivered.",
-    "output_retries_total": "Chunk sends that failed and will be retried.",
+    "output_retries_total": "Writes (a chunk or a group of chunks) that failed, to be retried.",
     "output_dead_lettered_records_total": "Records moved to the dead-letter directory, by reason.",
-    "output_request_seconds": "Time to deliver one chunk, from send to acknowledgement.",
+    "output_request_seconds": (
+        "Time of one write (a chunk, or a group of chunks: an S3 object, a bulk of chunks), "
+        "from send to the destination's confirmation."
+    ),
     "router_dropped_records_total": "Records whose tag no output matches.",
     "up": "1 while the agent runs.",
     "build_info": "The agent's version and runtime (always 1).",

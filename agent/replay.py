@@ -4,12 +4,13 @@ the mapping was corrected, the credentials were rotated).
 
 Replay reads ``data_dir/dead-letter/*.json`` (the reason files; each names its output and sits
 beside its ``.ndjson`` data), builds each named output from the config, sends the records as
-one chunk per file and deletes the file pair once the destination confirmed it. Records the
-destination refuses again are dead-lettered again (a new file with the new reason). It does not
-touch the buffer, so it runs beside a running agent; an output's own state (the S3 journal)
-lives in ``data_dir/dead-letter-replay/`` for the same reason. Chunk ids are derived from the
-dead letter's file name, so a replay that is interrupted and run again overwrites (S3 keys,
-Elasticsearch ``_id`` with ``id_mode = "hash"``) instead of duplicating.
+one chunk per file (grouped into writes as delivery groups them) and deletes the file pair once
+the destination confirmed it. Records the destination refuses again are dead-lettered again (a
+new file with the new reason). It does not touch the buffer, so it runs beside a running agent;
+an output's own state (the S3 journal) lives in ``data_dir/dead-letter-replay/`` for the same
+reason. Chunk ids are derived from the dead letter's file name, so a replay that is interrupted
+and run again overwrites (S3 keys, Elasticsearch ``_id`` with ``id_mode = "hash"``) instead of
+duplicating.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any
 
 from agent.buffer.deadletter import DeadLetterDir, dead_letter_path, ensure_private_dir
 from agent.config import ConfigError, load_config
+from agent.delivery import Grouper, write_group
 from common.redact import redact_text
-from outputs.base import BlockedError, Chunk, FatalError, Output, OutputContext, RetryableError
+from outputs.base import Chunk, Output, OutputContext
 
 log = logging.getLogger("agent.replay")
 
@@ -164,6 +166,9 @@ class Outcome:
 async def _replay_output(
     output: Output, letters: list[Letter], dead_letters: DeadLetterDir, outcome: Outcome
 ) -> None:
+    """Send the letters as delivery would: grouped into writes after the output's batching
+    (every letter is ready, so no group waits), at most ``workers`` writes at once, each write
+    tried up to ``ATTEMPTS`` times; a blocked output stops the replay of what is left."""
     name = output.context.name
     written: set[str] = set()
     original = output.context.dead_letter
@@ -174,61 +179,81 @@ async def _replay_output(
         outcome.lettered_again += len(lines)
 
     chunk_for_letters: dict[str, Chunk] = {}
+    letter_of: dict[str, Letter] = {}
     output.context.dead_letter = dead_letter
     await output.start()
-    stop_flushing = asyncio.Event()
-
-    async def keep_flushing() -> None:
-        # Outputs that group chunks into one write (S3) hold them until flushed.
-        while not stop_flushing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_flushing.wait(), 0.5)
-            await output.flush()
-
-    flusher = asyncio.create_task(keep_flushing())
-    limit = asyncio.Semaphore(max(1, output.concurrency))
+    workers = max(1, int(getattr(output.config, "workers", 1)))
+    slots = asyncio.Semaphore(workers)
     blocked: list[str] = []
 
-    async def one(letter: Letter) -> None:
-        async with limit:
+    def settle(chunk: Chunk) -> None:
+        letter = letter_of[chunk.id]
+        # Delivered (or refused records kept again under a new reason): the old pair goes,
+        # unless the new dead letter took its very name (the same records refused again).
+        if letter.data_path not in written:
+            for path in (letter.reason_path, letter.data_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        outcome.replayed_files += 1
+        outcome.replayed_records += chunk.records
+
+    def keep(group: Sequence[Chunk], why: str) -> None:
+        outcome.kept.extend(f"{letter_of[chunk.id].data_path}: {why}" for chunk in group)
+
+    async def write(group: list[Chunk]) -> None:
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                if blocked:
+                    keep(group, f"not tried, {blocked[0]}")
+                    return
+                result = await write_group(output, group, name)
+                if result.kind == "done":
+                    for chunk in group:
+                        settle(chunk)
+                    return
+                if result.kind == "fatal":
+                    for chunk in group:
+                        if result.refused is None or chunk.id in result.refused:
+                            keep([chunk], f"refused again: {result.reason}")
+                        else:
+                            settle(chunk)
+                    return
+                if result.kind == "blocked":
+                    blocked.append(f"{result.cause}: {result.reason}")
+                    keep(group, blocked[-1])
+                    return
+                if attempt == ATTEMPTS:
+                    keep(group, f"still failing: {result.reason}")
+                    return
+                await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+        finally:
+            slots.release()
+
+    batching = output.batching
+    grouper = Grouper(batching, output.batch_key, workers * batching.max_chunks)
+    writes: list[asyncio.Task[None]] = []
+
+    async def start(groups: list[list[Chunk]]) -> None:
+        for group in groups:
+            await slots.acquire()  # read no more letters than the writes in flight need
+            writes.append(asyncio.create_task(write(group)))
+
+    try:
+        for letter in letters:
             if blocked:
                 outcome.kept.append(f"{letter.data_path}: not tried, {blocked[0]}")
-                return
+                continue
             chunk = ReplayChunk(letter)
             # A dead letter of the same records written again must keep its own name.
             chunk_for_letters[chunk.id] = _Renamed(chunk, letter.chunk)
-            for attempt in range(1, ATTEMPTS + 1):
-                try:
-                    await output.send(chunk)
-                except BlockedError as exc:
-                    blocked.append(f"{exc.cause}: {redact_text(str(exc))}")
-                    outcome.kept.append(f"{letter.data_path}: {blocked[-1]}")
-                    return
-                except FatalError as exc:
-                    outcome.kept.append(f"{letter.data_path}: refused again: {exc}")
-                    return
-                except RetryableError as exc:
-                    if attempt == ATTEMPTS:
-                        outcome.kept.append(f"{letter.data_path}: still failing: {exc}")
-                        return
-                    await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
-                    continue
-                break
-            # Delivered (or refused records kept again under a new reason): the old pair goes,
-            # unless the new dead letter took its very name (the same records refused again).
-            if letter.data_path not in written:
-                for path in (letter.reason_path, letter.data_path):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-            outcome.replayed_files += 1
-            outcome.replayed_records += chunk.records
-
-    try:
-        await asyncio.gather(*(one(letter) for letter in letters))
+            letter_of[chunk.id] = letter
+            await start(grouper.add(chunk, 0.0))
+        await start(grouper.close_all())
+        await asyncio.gather(*writes)
     finally:
-        stop_flushing.set()
-        await flusher
-        await output.flush()
+        for task in writes:
+            task.cancel()
+        await asyncio.gather(*writes, return_exceptions=True)
         await output.stop()
         output.context.dead_letter = original
 

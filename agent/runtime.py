@@ -362,16 +362,10 @@ class Agent:
 
     async def _drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace
+        for dispatcher in self.dispatchers:
+            dispatcher.drain()  # partial groups are written now, not after their max_age
         while time.monotonic() < deadline:
-            waiting = [name for name in self.outputs if self.buffer.pending(name)]
-            if not waiting:
-                return
-            # Outputs that group chunks (S3) hold them until flushed.
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                async with asyncio.timeout(remaining):
-                    await asyncio.gather(*(self.outputs[name].flush() for name in waiting))
-            except TimeoutError:
+            if not any(self.buffer.pending(name) for name in self.outputs):
                 return
             await asyncio.sleep(0.05)
 

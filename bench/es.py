@@ -72,7 +72,7 @@ async def send_case(
 
     async def worker() -> None:
         while not queue.empty():
-            await output.send(queue.get_nowait())
+            await output.send([queue.get_nowait()])
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))

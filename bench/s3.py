@@ -5,12 +5,12 @@
     python bench/s3.py --json out.json
 
 Records are ~250-byte syslog-like JSON lines (what the parsers produce), in chunks of 2 MiB
-(the buffer's default ``chunk_bytes``), sent the way the agent does (up to ``concurrency`` at
-once) to an S3Output with its defaults (50 MiB objects, 8 MiB multipart threshold) except
-``upload_timeout`` (200 ms, so the last partial object does not wait a minute). The clock
-runs from the first ``send`` to the last object confirmed. moto is a single-threaded Python
-server, so the numbers are a floor for the output, not S3's. Results go to stdout as a table
-and, with ``--json``, to a file.
+(the buffer's default ``chunk_bytes``), sent the way the agent does (grouped into objects, up to
+``workers`` uploads at once) to an S3Output with its defaults (50 MiB objects, 8 MiB multipart
+threshold) except ``upload_timeout`` (200 ms, so the last partial object does not wait a
+minute). The clock runs from the first ``send`` to the last object confirmed. moto is a
+single-threaded Python server, so the numbers are a floor for the output, not S3's. Results go
+to stdout as a table and, with ``--json``, to a file.
 """
 
 from __future__ import annotations
@@ -124,7 +124,6 @@ async def run_case(
             cpu = time.process_time()
             started = time.perf_counter()
             result = await deliver(output, chunks)
-            await output.flush()
             seconds = time.perf_counter() - started
             cpu = time.process_time() - cpu
         finally:

@@ -1,13 +1,17 @@
 """The contract between the agent and every output.
 
 The agent owns the buffer, the retries and the dead-letter directory; an output only turns a
-chunk of already-encoded records into a write at its destination and says how that went:
+group of chunks of already-encoded records into one write at its destination and says how that
+went. How chunks group into one write is the output's ``batching`` (and ``batch_key``); the
+agent's delivery forms the groups, runs at most ``workers`` writes at once, retries a group as a
+whole and acknowledges each of its chunks after the write:
 
-* ``send`` returns once the destination confirmed every record of the chunk (or the output
+* ``send`` returns once the destination confirmed every record of the group (or the output
   dead-lettered the ones the destination refused for good, through ``OutputContext.dead_letter``);
 * it raises ``RetryableError`` when trying again later may work (network, 5xx, throttling);
 * it raises ``FatalError`` when the destination refused the data itself; the agent moves the
-  chunk to the dead-letter directory with the reason.
+  chunks (all of the group, or those the error names) to the dead-letter directory with the
+  reason.
 
 This module is a leaf: it imports nothing from ``agent``. Types that every component shares
 (``Duration``, ``Size``, ``Metrics``) live in ``common``.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import msgspec
@@ -44,11 +48,12 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Failed attempts per chunk before it goes to the dead-letter directory, or "unlimited"
     (the default: an outage only fills the buffer, bounded by ``[buffer] max_bytes``)."""
     retry_base: Duration = Duration(1.0)
-    """The first wait after a failed attempt; each further one doubles, with full jitter."""
+    """Backoff before the first retry of a write; it doubles with each failed attempt (full
+    jitter: a uniform pick up to that bound)."""
     retry_max: Duration = Duration(60.0)
-    """The longest wait between attempts."""
+    """Upper bound of the backoff between attempts."""
     workers: int = 2
-    """Chunks in flight at once."""
+    """Writes in flight at once (each write holds one group of chunks, see ``Batching``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.retry_limit, str) and self.retry_limit != "unlimited":
@@ -109,9 +114,9 @@ class Chunk(Protocol):
     def data(self) -> bytes: ...
 
     def release_cache(self) -> None:
-        """The output holds the chunk only to acknowledge it later (S3 keeps it until its
-        object is uploaded) and will not read it for a while: the chunk may free its in-memory
-        copy. Reading it again afterwards is allowed and reads it back."""
+        """Whoever holds the chunk will not read it for a while (delivery, while the chunk
+        waits in a partial group; an output, once it has what it needs of the chunk): the chunk
+        may free its in-memory copy. Reading it again afterwards is allowed and reads it back."""
         ...
 
 
@@ -127,7 +132,14 @@ class RetryableError(OutputError):
 
 
 class FatalError(OutputError):
-    """The destination refused the data itself; retrying cannot help."""
+    """The destination refused the data itself; retrying cannot help.
+
+    ``chunks`` names the chunks of the group that were refused when the others were written
+    (S3 leaves a chunk it cannot read out of its object); None means the whole group."""
+
+    def __init__(self, message: str, chunks: Iterable[str] | None = None) -> None:
+        super().__init__(message)
+        self.chunks: frozenset[str] | None = None if chunks is None else frozenset(chunks)
 
 
 BLOCKED_CAUSES = (
@@ -193,13 +205,40 @@ class OutputContext(msgspec.Struct, kw_only=True):
     dead_lettered: DeadLettered = _not_counted
 
 
+# -------------------------------------------------------------------------------- batching
+
+
+class Batching(msgspec.Struct, frozen=True, kw_only=True):
+    """How an output's chunks group into one write (``Output.send``). Delivery adds ready chunks
+    of one ``Output.batch_key`` to an open group and writes the group when one of the bounds
+    is reached, when ``max_age`` passed since its first chunk, or when the agent shuts down."""
+
+    max_chunks: int = 1
+    """Chunks per write; 1 writes every chunk on its own (no grouping)."""
+    max_bytes: int = 0
+    """Upper bound on a write's bytes (``Chunk.size`` summed): a group closes before it would
+    exceed this (a single chunk larger than this is written alone). 0: no upper bound."""
+    target_bytes: int = 0
+    """A group closes as soon as it holds at least this many bytes (it may pass it by one
+    chunk; S3's ``total_file_size``). 0: no such bound."""
+    max_age: float = 0.0
+    """Seconds a partial group waits for more chunks before it is written; 0 writes it as soon
+    as no further chunk is ready."""
+
+    def __post_init__(self) -> None:
+        if self.max_chunks < 1:
+            raise ValueError("max_chunks must be at least 1")
+        if self.max_bytes < 0 or self.target_bytes < 0 or self.max_age < 0:
+            raise ValueError("max_bytes, target_bytes and max_age cannot be negative")
+
+
 # ---------------------------------------------------------------------------------- output
 
 
 class Output(abc.ABC):
     """One destination. Built from its config struct and the context; the agent calls
-    ``start`` once, then ``send`` for each chunk routed to it (at most ``concurrency`` at once),
-    ``flush`` on shutdown so anything held for batching goes out, then ``stop``."""
+    ``start`` once, then ``send`` for each group of chunks routed to it (grouped after
+    ``batching`` and ``batch_key``, at most ``workers`` writes at once), then ``stop``."""
 
     type_name: ClassVar[str]
 
@@ -210,22 +249,23 @@ class Output(abc.ABC):
         """False while the destination is known unreachable (shown by /readyz)."""
 
     @property
-    def concurrency(self) -> int:
-        """How many ``send`` calls the agent may have outstanding. An output that groups
-        several chunks into one write (S3) raises this above its ``workers``."""
-        workers: int = getattr(self.config, "workers", 1)
-        return workers
+    def batching(self) -> Batching:
+        """How chunks group into one write; the default writes each chunk on its own."""
+        return Batching()
+
+    def batch_key(self, chunk: Chunk) -> Hashable:
+        """Chunks share a write only when their keys are equal. The default keeps tags apart;
+        an output whose writes may mix tags returns a constant, one whose write depends on more
+        than the tag (S3: the rendered object key) says so here."""
+        return chunk.tag
 
     async def start(self) -> None:
         """Open connections, check the destination. Must not raise for an unreachable
         destination: set ``ready = False`` and log; chunks wait in the buffer."""
 
     @abc.abstractmethod
-    async def send(self, chunk: Chunk) -> None:
-        """Write the chunk; return once the destination confirmed it."""
-
-    async def flush(self) -> None:
-        """Write whatever is held back for batching; called before ``stop``."""
+    async def send(self, chunks: Sequence[Chunk]) -> None:
+        """Write the group of chunks as one write; return once the destination confirmed it."""
 
     async def stop(self) -> None:
         """Release connections."""

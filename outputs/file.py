@@ -1,10 +1,11 @@
 """Appends records to a file as NDJSON, one record per line.
 
-Each chunk is one ``write`` to a file opened with O_APPEND, so lines of different chunks never
-interleave, and a chunk reaches the file as soon as it is sealed (at most ``flush_interval``, 1 s by
-default, after its first record). The file is reopened when it was moved or deleted (log rotation).
-A path that cannot be written (missing permission, a parent that is a file, a full disk) raises a
-retryable error: the data waits in the buffer until the path works again.
+Each write (one chunk: the output does not group chunks) is one ``write`` to a file opened with
+O_APPEND, so lines of different writes never interleave, and a chunk reaches the file as soon as
+it is sealed (at most ``flush_interval``, 1 s by default, after its first record). The file is
+reopened when it was moved or deleted (log rotation). A path that cannot be written (missing
+permission, a parent that is a file, a full disk) raises a retryable error: the data waits in the
+buffer until the path works again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+from collections.abc import Sequence
 
 from outputs.base import Chunk, Output, OutputConfig, RetryableError
 
@@ -23,7 +25,7 @@ class FileConfig(
     """The NDJSON file, one record per line; parent directories are created; reopened when it
     was moved or deleted (log rotation)."""
     fsync: bool = False
-    """fsync after every chunk, so an acknowledged chunk survives a power loss."""
+    """fsync after every write, so an acknowledged chunk survives a power loss."""
     file_mode: str = "0640"
     """Permissions of a file the output creates, octal."""
     workers: int = 1
@@ -83,8 +85,8 @@ class FileOutput(Output):
         if self.config.fsync:
             os.fsync(fd)
 
-    async def send(self, chunk: Chunk) -> None:
-        data = chunk.data()
+    async def send(self, chunks: Sequence[Chunk]) -> None:
+        data = chunks[0].data() if len(chunks) == 1 else b"".join(c.data() for c in chunks)
         async with self._lock:
             try:
                 # Small chunks are written inline; big ones off the loop so inputs keep reading.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from outputs.base import Chunk, Output, OutputConfig
 
 
@@ -14,5 +16,5 @@ class NullConfig(
 class NullOutput(Output):
     type_name = "null"
 
-    async def send(self, chunk: Chunk) -> None:
+    async def send(self, chunks: Sequence[Chunk]) -> None:
         return None

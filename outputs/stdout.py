@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 
 from outputs.base import Chunk, Output, OutputConfig, RetryableError
 
@@ -22,8 +23,8 @@ class StdoutOutput(Output):
         super().__init__(config, context)  # type: ignore[arg-type]
         self._lock = asyncio.Lock()
 
-    async def send(self, chunk: Chunk) -> None:
-        data = chunk.data()
+    async def send(self, chunks: Sequence[Chunk]) -> None:
+        data = chunks[0].data() if len(chunks) == 1 else b"".join(c.data() for c in chunks)
         async with self._lock:
             try:
                 sys.stdout.buffer.write(data)

@@ -12,7 +12,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from parsers.auditd import ENDS, AuditLine, event_record, standalone
+from parsers.auditd import ENDS, AuditLine, standalone
+from parsers.auditd_event import event_record
 
 
 class _SourceClock:

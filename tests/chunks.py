@@ -1,11 +1,13 @@
 """Test doubles for driving an output directly, without the agent: a chunk that implements the
 ``outputs.base.Chunk`` protocol, a metrics recorder, a context, and ``deliver`` which sends
-chunks the way the agent does (up to ``concurrency`` at once, retrying RetryableError with
-backoff, collecting FatalError as dead letters)."""
+chunks the way the agent does (grouped into writes after the output's ``batching`` by the agent's
+own ``Grouper``, up to ``workers`` writes at once, retrying RetryableError with backoff,
+collecting FatalError as dead letters)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from outputs.base import Chunk, FatalError, Output, OutputContext, RetryableError
+from agent.delivery import Grouper, write_group
+from outputs.base import Chunk, Output, OutputContext
 
 _sequence = itertools.count()
 _stamp = int(time.time() * 1000)
@@ -158,31 +161,57 @@ async def deliver(
     max_attempts: int = 50,
     backoff: float = 0.05,
     max_backoff: float = 0.5,
+    until: asyncio.Event | None = None,
 ) -> Delivery:
-    """Send every chunk as the agent does; returns what happened to each."""
+    """Send every chunk as the agent does; returns what happened to each. Every chunk is ready
+    at once, so a partial group is written right away, unless ``until`` is given: then it waits
+    (its chunks' caches released, as delivery does when nothing more is queued) for its
+    ``max_age`` or until ``until`` is set (the agent's shutdown)."""
     result = Delivery()
-    slots = asyncio.Semaphore(output.concurrency)
+    batching = output.batching
+    workers = max(1, int(getattr(output.config, "workers", 1)))
+    grouper = Grouper(batching, output.batch_key, workers * batching.max_chunks)
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(workers)
 
-    async def one(chunk: Chunk) -> None:
+    async def write(group: list[Chunk]) -> None:
         async with slots:
             delay = backoff
             while True:
-                result.attempts[chunk.id] += 1
-                try:
-                    await output.send(chunk)
-                except RetryableError as error:
-                    result.retryable.append((chunk.id, str(error)))
-                    if result.attempts[chunk.id] >= max_attempts:
-                        result.fatal[chunk.id] = f"retry limit: {error}"
-                        return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, max_backoff)
-                except FatalError as error:
-                    result.fatal[chunk.id] = str(error)
+                for chunk in group:
+                    result.attempts[chunk.id] += 1
+                outcome = await write_group(output, group)
+                if outcome.kind == "done":
+                    result.delivered.extend(chunk.id for chunk in group)
                     return
-                else:
-                    result.delivered.append(chunk.id)
+                if outcome.kind in ("fatal", "gone"):
+                    refused = outcome.refused
+                    for chunk in group:
+                        if refused is None or chunk.id in refused:
+                            result.fatal[chunk.id] = outcome.reason
+                        else:
+                            result.delivered.append(chunk.id)
                     return
+                result.retryable.extend((chunk.id, outcome.reason) for chunk in group)
+                if max(result.attempts[chunk.id] for chunk in group) >= max_attempts:
+                    for chunk in group:
+                        result.fatal[chunk.id] = f"retry limit: {outcome.reason}"
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff)
 
-    await asyncio.gather(*(one(chunk) for chunk in chunks))
+    writes: list[asyncio.Task[None]] = []
+    for chunk in chunks:
+        writes += [asyncio.create_task(write(g)) for g in grouper.add(chunk, loop.time())]
+    if until is not None and grouper.open:
+        grouper.release()
+        while grouper.open and not until.is_set():
+            deadline = grouper.next_deadline()
+            assert deadline is not None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await until.wait()
+            writes += [asyncio.create_task(write(g)) for g in grouper.due(loop.time())]
+    writes += [asyncio.create_task(write(g)) for g in grouper.close_all()]
+    await asyncio.gather(*writes)
     return result

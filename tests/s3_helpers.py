@@ -48,14 +48,12 @@ def run(coroutine: Coroutine[Any, Any, T], timeout: float = 180.0) -> T:
 
 @contextlib.asynccontextmanager
 async def running(
-    config: S3Config, data_dir: Path, node: str = "node-a", flush: bool = True
+    config: S3Config, data_dir: Path, node: str = "node-a"
 ) -> AsyncIterator[S3Output]:
     output = S3Output(config, make_context(data_dir, node_name=node))
     await output.start()
     try:
         yield output
-        if flush:
-            await output.flush()
     finally:
         await output.stop()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
-from outputs.s3_keys import KeyTemplate
+from outputs.s3.keys import KeyTemplate
 from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
 from tests.numbered import SEQ, numbered_lines, numbers_in
 from tests.peers.faultproxy import FaultProxy

@@ -352,7 +352,7 @@ def test_kubernetes_fields_name_elasticsearch_indices_and_s3_keys_by_tag() -> No
     """``${kubernetes.namespace_name}`` in an index name takes the tail record's field; S3 keys
     are per chunk (one tag), so the namespace is ``${tag[1]}`` of ``kube.<ns>.<pod>.<c>``."""
     from outputs.elasticsearch.bulk import IndexNamer
-    from outputs.s3_keys import KeyTemplate
+    from outputs.s3.keys import KeyTemplate
 
     parser = ContainerLogParser("cri")
     records, times = parser.parse_batch_with_times([b"2026-11-29T21:00:00.5Z stdout F hi"], 0.0)

@@ -29,7 +29,7 @@ async def send_all(output: ElasticsearchOutput, *chunks: MemoryChunk) -> None:
     await output.start()
     try:
         for chunk in chunks:
-            await output.send(chunk)
+            await output.send([chunk])
     finally:
         await output.stop()
 
@@ -140,13 +140,13 @@ def test_outage_is_retryable_and_hashed_ids_never_duplicate(opensearch: OpenSear
         opensearch.stop()
         try:
             with pytest.raises(RetryableError):
-                await output.send(chunk)
+                await output.send([chunk])
             assert not output.ready
         finally:
             opensearch.start()
-        await output.send(chunk)  # the agent's retry, node back
+        await output.send([chunk])  # the agent's retry, node back
         assert output.ready
-        await output.send(chunk)  # a resend of an acknowledged chunk (crash before the ack)
+        await output.send([chunk])  # a resend of an acknowledged chunk (crash before the ack)
         await output.stop()
 
     run(during_outage())
@@ -258,7 +258,7 @@ def test_429_items_are_retried_one_by_one_without_duplicates(constrained: OpenSe
     async def deliver(chunk: MemoryChunk) -> int:
         for attempt in range(50):  # the agent's retry loop
             try:
-                await output.send(chunk)
+                await output.send([chunk])
                 return attempt
             except RetryableError:
                 await asyncio.sleep(0.2)
@@ -308,13 +308,13 @@ def test_cluster_and_config_refusals_wait_instead_of_dead_lettering(
     async def main() -> None:
         await output.start()
         with pytest.raises(RetryableError, match="cluster_block_exception"):
-            await output.send(chunk)
+            await output.send([chunk])
         opensearch.request("PUT", "/blocked/_settings", {"index.blocks.write": False})
-        await output.send(chunk)  # the agent's retry once the disk was freed
+        await output.send([chunk])  # the agent's retry once the disk was freed
         await output.stop()
         await missing_pipeline.start()
         with pytest.raises(RetryableError, match=r"pipeline with id \[does-not-exist\]"):
-            await missing_pipeline.send(chunk)
+            await missing_pipeline.send([chunk])
         await missing_pipeline.stop()
 
     run(main())
@@ -346,10 +346,10 @@ def test_a_retried_chunk_sends_only_what_was_not_accepted(opensearch: OpenSearch
     async def main() -> None:
         await output.start()
         with pytest.raises(RetryableError):
-            await output.send(chunk)
+            await output.send([chunk])
         assert opensearch.count("partial-2026.11.28") == 15
         opensearch.request("PUT", "/partial-2026.11.29/_settings", {"index.blocks.write": False})
-        await output.send(chunk)
+        await output.send([chunk])
         await output.stop()
 
     run(main())
@@ -394,7 +394,7 @@ def test_refused_credentials_are_blocked_then_delivered_and_never_leak(
             await output.start()
             proxy.respond(status, ECHOING_401, when=bulk, content_type="application/json")
             with pytest.raises(BlockedError) as raised:
-                await output.send(chunk)
+                await output.send([chunk])
             assert raised.value.cause == "auth"
             text = str(raised.value)
             assert str(status) in text and "security_exception" in text
@@ -402,7 +402,7 @@ def test_refused_credentials_are_blocked_then_delivered_and_never_leak(
                 assert secret not in text
             assert not output.ready
             proxy.clear()  # the secret was rotated
-            await output.send(chunk)
+            await output.send([chunk])
             await output.stop()
 
         with caplog.at_level(logging.DEBUG, logger="test.es"):
@@ -433,6 +433,36 @@ def test_dead_letter_index_ids_make_a_resend_overwrite(opensearch: OpenSearchNod
     assert opensearch.count(f"dl-resend-{time.gmtime(chunk.created).tm_year}") == len(bad)
 
 
+def test_chunks_of_one_write_share_a_bulk_request_and_dead_letter_apart(
+    opensearch: OpenSearchNode,
+) -> None:
+    """Delivery hands several small chunks (any tags) to one ``send``: their documents go out in
+    one bulk request, and a refused document is dead-lettered under its own chunk."""
+    output, metrics, dead = make_output(hosts=opensearch.url, index="merged-${tag}")
+    assert output.batch_key(MemoryChunk("a", [])) == output.batch_key(MemoryChunk("b", []))
+    assert output.batching.max_chunks > 1
+    first = MemoryChunk("first", [syslog_record(i) for i in range(2000, 2005)])
+    seed = MemoryChunk("conflict", [syslog_record(i) for i in range(1000, 1005)])  # pid: long
+    chunk, bad = _conflicting_chunk()
+
+    async def main() -> None:
+        await output.start()
+        await output.send([seed])
+        requests = metrics.counters[("output_es_requests_total", (("result", "200"),))]
+        await output.send([first, chunk])
+        after = metrics.counters[("output_es_requests_total", (("result", "200"),))]
+        assert after - requests == 1
+        await output.stop()
+
+    run(main())
+    assert set(dead.lines) == bad
+    assert {chunk_id for chunk_id, _, _ in dead.calls} == {chunk.id}
+    opensearch.refresh()
+    assert opensearch.count("merged-first") == 5
+    assert opensearch.count("merged-conflict") == 5 + 30
+    assert metrics.items("accepted") == 5 + 5 + 30 and metrics.items("dead_lettered") == 10
+
+
 def test_dead_letters_that_cannot_be_kept_leave_the_chunk_unsettled(
     opensearch: OpenSearchNode,
 ) -> None:
@@ -453,11 +483,11 @@ def test_dead_letters_that_cannot_be_kept_leave_the_chunk_unsettled(
     async def main() -> None:
         nonlocal failing
         await output.start()
-        await output.send(first)
+        await output.send([first])
         with pytest.raises(DeadLetterError):
-            await output.send(chunk)
+            await output.send([chunk])
         failing = False
-        await output.send(chunk)
+        await output.send([chunk])
         await output.stop()
 
     run(main())

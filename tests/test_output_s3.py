@@ -182,19 +182,21 @@ def test_total_file_size_and_chunk_count_close_objects(
     assert sequence_counts(objects) == expected_sequences(chunks)
 
 
-def test_flush_uploads_what_is_held_back(
+def test_partial_object_waits_for_upload_timeout_or_shutdown(
     moto: MotoServer, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     chunks = make_chunks(3, 20)
     config = s3_config(moto.url, bucket, upload_timeout="1h")
 
     async def scenario() -> None:
-        async with running(config, tmp_path, flush=False) as output:
-            sends = [asyncio.create_task(output.send(c)) for c in chunks]
+        async with running(config, tmp_path) as output:
+            shutdown = asyncio.Event()
+            sending = asyncio.create_task(deliver(output, chunks, until=shutdown))
             await asyncio.sleep(0.2)
-            assert not any(task.done() for task in sends)
-            await output.flush()
-            await asyncio.gather(*sends)
+            assert not sending.done()
+            shutdown.set()
+            result = await sending
+            assert sorted(result.delivered) == sorted(c.id for c in chunks)
 
     run(scenario())
     assert sequence_counts(stored(s3, bucket)) == expected_sequences(chunks)
@@ -327,16 +329,19 @@ def test_open_objects_hold_compressed_data_and_retries_read_chunks_again(
                     times=1,
                     when=lambda r: r.method == "PUT",
                 )
-                sending = asyncio.create_task(deliver(output, [*chunks, resident]))
+                shutdown = asyncio.Event()
+                sending = asyncio.create_task(
+                    deliver(output, [*chunks, resident], until=shutdown)
+                )
                 # The group stays open (upload_timeout 60s) holding compressed pieces only.
                 await asyncio.to_thread(
                     wait_for, lambda: all(chunk.cached is None for chunk in chunks), 30
                 )
                 assert resident.cached is not None, "the buffer's resident copies stay"
                 assert not sending.done()
-                await output.flush()
-                # The first PUT failed; the retry rebuilds the object from the chunks, which
-                # are read again.
+                shutdown.set()
+                # The first PUT failed; the object is built once (each released chunk read
+                # again once) and the retry uploads that same body.
                 result = await sending
                 assert not result.fatal and result.retryable
                 assert sorted(result.delivered) == sorted(c.id for c in [*chunks, resident])
@@ -402,7 +407,7 @@ def test_moto_restart_outage(tmp_path: Path) -> None:
                 async with running(config, tmp_path) as output:
                     await asyncio.to_thread(server.stop)
                     with pytest.raises(RetryableError):
-                        await output.send(chunks[0])
+                        await output.send([chunks[0]])
                     assert not output.ready
                     await asyncio.to_thread(server.start)
                     # moto forgets everything when it restarts; the bucket comes back first.
@@ -434,7 +439,7 @@ def test_hung_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
                         # The guard is generous; the call itself gives up after request_timeout.
                         async with asyncio.timeout(30):
                             with pytest.raises(RetryableError, match="timed out"):
-                                await output.send(chunks[0])
+                                await output.send([chunks[0]])
                     finally:
                         server.resume()
                     assert not (await deliver(output, chunks)).fatal
@@ -467,7 +472,7 @@ def test_server_that_stops_reading_a_large_body_times_out(
                 proxy.hang(when=lambda r: r.method == "PUT")
                 async with asyncio.timeout(30):
                     with pytest.raises(RetryableError, match="timed out"):
-                        await output.send(chunks[0])
+                        await output.send([chunks[0]])
                 proxy.clear()
                 assert not (await deliver(output, chunks)).fatal
 
@@ -485,22 +490,21 @@ def test_missing_bucket_is_blocked_not_fatal_and_not_ready(
     chunks = make_chunks(2, 5)
 
     async def scenario() -> None:
-        async with running(config, tmp_path, flush=False) as output:
+        async with running(config, tmp_path) as output:
             assert output.ready is False
             with pytest.raises(BlockedError, match="NoSuchBucket") as raised:
-                await output.send(chunks[0])
+                await output.send([chunks[0]])
             assert raised.value.cause == "no_bucket"
             # The bucket appears: the background check makes the output ready.
             await asyncio.to_thread(s3.create_bucket, Bucket=name)
             await asyncio.to_thread(wait_for, lambda: output.ready, 60)
             assert not (await deliver(output, chunks)).fatal
-            await output.flush()
             # Removed under our feet: still blocked, with the reason.
             for key in stored(s3, name):
                 await asyncio.to_thread(s3.delete_object, Bucket=name, Key=key)
             await asyncio.to_thread(s3.delete_bucket, Bucket=name)
             with pytest.raises(BlockedError, match=rf"s3://{name}/.*NoSuchBucket"):
-                await output.send(make_chunks(1, 5)[0])
+                await output.send([make_chunks(1, 5)[0]])
 
     with caplog.at_level(logging.ERROR):
         run(scenario())
@@ -551,10 +555,10 @@ def test_denied_credentials_and_kms_errors_are_blocked_not_fatal(
         config = s3_config(proxy.url, bucket, healthcheck=False)
 
         async def scenario() -> None:
-            async with running(config, tmp_path, flush=False) as output:
+            async with running(config, tmp_path) as output:
                 proxy.respond(status, _s3_error(code, message), when=lambda r: r.method == "PUT")
                 with pytest.raises(BlockedError, match=code) as raised:
-                    await output.send(make_chunks(1, 5)[0])
+                    await output.send([make_chunks(1, 5)[0]])
                 assert raised.value.cause == cause
                 assert output.ready is False
 
@@ -576,12 +580,12 @@ def test_error_bodies_echoing_credentials_are_redacted(
         config = s3_config(proxy.url, bucket, healthcheck=False)
 
         async def scenario() -> None:
-            async with running(config, tmp_path, flush=False) as output:
+            async with running(config, tmp_path) as output:
                 proxy.respond(
                     400, _s3_error("InvalidRequest", echoed), when=lambda r: r.method == "PUT"
                 )
                 with pytest.raises(FatalError) as raised:
-                    await output.send(make_chunks(1, 5)[0])
+                    await output.send([make_chunks(1, 5)[0]])
                 text = str(raised.value)
                 assert "InvalidRequest" in text
                 assert "AKIAECHOED" not in text and "SECRETTOKEN" not in text
@@ -633,7 +637,7 @@ def test_parts_left_by_a_failed_abort_are_aborted_at_next_start(
         config = s3_config(proxy.url, bucket, compression="none", upload_chunk_size="5MiB")
 
         async def crash() -> None:
-            async with running(config, tmp_path, flush=False) as output:
+            async with running(config, tmp_path) as output:
                 proxy.respond(500, b"", when=is_part(2))
                 proxy.respond(500, b"", when=lambda r: r.method == "DELETE")
                 result = await deliver(output, chunks, max_attempts=1)

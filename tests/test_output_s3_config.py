@@ -14,7 +14,7 @@ import pytest
 from common.units import config_dec_hook
 from outputs.compression import compress, decompress, new_compressor
 from outputs.s3 import S3Config
-from outputs.s3_keys import KeyTemplate
+from outputs.s3.keys import KeyTemplate
 from tests.conftest import REPO
 
 

@@ -6,7 +6,7 @@ import asyncio
 import stat
 from pathlib import Path
 
-from outputs.s3_journal import Journal, group_digest
+from outputs.s3.journal import Journal, group_digest
 
 
 def reload(path: Path, keep_done: int = 4096) -> Journal:

@@ -54,12 +54,13 @@ class ElasticsearchConfig(
     id_mode: Literal["none", "hash"] = "none"
     """``hash``: ``_id`` derived from the chunk id and record position, so a resend overwrites."""
     max_bulk_bytes: Size = Size(5 * 1024 * 1024)
-    """Bound of one bulk request body (before gzip); a chunk larger than that is split into
-    several requests. Lowered at run time when the server answers 413."""
+    """Bound of one bulk request body (before gzip): small chunks ready at once share a request
+    up to this, a chunk larger than that is split into several requests. Lowered at run time
+    when the server answers 413."""
     max_bulk_docs: int = 10000
     """Bound of documents per bulk request."""
     workers: int = 2
-    """Bulk requests in flight for this output (and chunks sent at once)."""
+    """Bulk requests in flight for this output (and writes, each a group of chunks, at once)."""
     timeout: Duration = Duration(60.0)
     """Per HTTP request."""
     item_retry_limit: int = 3

@@ -1,13 +1,16 @@
 """The Elasticsearch / OpenSearch output: chunks -> ``_bulk`` requests, every item accounted for.
 
 Compatible with Elasticsearch 6 to 9 and OpenSearch 1 to 3 (and Amazon OpenSearch Service with
-SigV4). ``send`` returns when every record of the chunk was accepted by the server (or already
-there: a 409 on ``create``) or dead-lettered because the server refused the document itself
-(mapping conflict, parse error). Items rejected with 429 or 5xx are retried, only those, a bounded
-number of times inside ``send``; then ``send`` raises RetryableError and the agent retries the
-chunk later (idempotent with ``id_mode = "hash"``; without it, items the server already accepted
-in this process are remembered and not sent twice). See docs/elasticsearch.md.
-"""
+SigV4). Delivery hands ``send`` the chunks that are ready at once (``batching``: up to
+``max_bulk_bytes`` of them, any tags), whose documents go out together in as few bulk requests
+as ``max_bulk_bytes`` and ``max_bulk_docs`` allow. ``send`` returns when every record of every
+chunk was accepted by the server (or already there: a 409 on ``create``) or dead-lettered because
+the server refused the document itself (mapping conflict, parse error). Items rejected with 429 or
+5xx are retried, only those, a bounded number of times inside ``send``; then ``send`` raises
+RetryableError and the agent retries the chunks later (idempotent with ``id_mode = "hash"``;
+without it, items the server already accepted in this process are remembered per chunk and not
+sent twice, so a chunk whose items were all accepted or dead-lettered is not sent again). See
+docs/elasticsearch.md."""
 
 from __future__ import annotations
 
@@ -15,13 +18,21 @@ import asyncio
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from common.redact import quote_body, redact_text
-from outputs.base import BlockedError, Chunk, Output, OutputContext, RetryableError
+from outputs.base import (
+    Batching,
+    BlockedError,
+    Chunk,
+    Output,
+    OutputContext,
+    RetryableError,
+)
 from outputs.elasticsearch.bulk import (
     BulkItem,
     IndexNamer,
@@ -127,9 +138,19 @@ class ElasticsearchOutput(Output):
     async def stop(self) -> None:
         await self.transport.close()
 
+    @property
+    def batching(self) -> Batching:
+        """Small chunks ready at once share bulk requests; nothing waits for more chunks."""
+        return Batching(max_chunks=64, max_bytes=int(self.config.max_bulk_bytes))
+
+    def batch_key(self, chunk: Chunk) -> Hashable:
+        return None  # every document names its own index: tags mix freely in a bulk
+
     # ------------------------------------------------------------------ building
 
-    def _build_items(self, chunk: Chunk, skip: set[int]) -> list[BulkItem]:
+    def _build_items(self, chunk: Chunk, skip: set[int], offset: int = 0) -> list[BulkItem]:
+        """The chunk's documents but those at ``skip``; an item's position is ``offset`` plus
+        the record's position in the chunk (unique across the chunks of one write)."""
         config = self.config
         lines = chunk.lines()
         times = chunk.times()
@@ -171,24 +192,44 @@ class ElasticsearchOutput(Output):
             added = tag_member if tag_member and tag_probe not in line else b""
             if self._time_key and self._time_probe not in line:
                 added = self._time_key + stamps.format(event_time).encode() + b'",' + added
-            items.append(BulkItem(position, action, splice(line, added)))
+            items.append(BulkItem(offset + position, action, splice(line, added)))
         return items
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, chunk: Chunk) -> None:
+    async def send(self, chunks: Sequence[Chunk]) -> None:
         if self.version is None and not self.ready:
             await self.detect_version()  # settles _type before the first bulk
-        done = self._progress.get(chunk.id, set())
-        items = self._build_items(chunk, done)
+        spans: list[tuple[int, int, Chunk, set[int]]] = []
+        items: list[BulkItem] = []
+        offset = 0
+        for chunk in chunks:
+            done = self._progress.get(chunk.id, set())
+            items += self._build_items(chunk, done, offset)
+            count = len(chunk.lines())
+            spans.append((offset, offset + count, chunk, done))
+            offset += count
+        settled: set[int] = set()
         try:
-            rejected = await self._deliver(items, done)
-            if rejected:
-                await self._dead_letter(chunk, rejected, done)
+            try:
+                rejected = await self._deliver(items, settled)
+            finally:
+                for start, end, _, done in spans:
+                    done.update(p - start for p in settled if start <= p < end)
+            for start, end, chunk, done in spans:
+                mine = [
+                    (BulkItem(item.position - start, item.action, item.document), result)
+                    for item, result in rejected
+                    if start <= item.position < end
+                ]
+                if mine:
+                    await self._dead_letter(chunk, mine, done)
         except RetryableError:
-            self._remember(chunk.id, done)
+            for _, _, chunk, done in spans:
+                self._remember(chunk.id, done)
             raise
-        self._progress.pop(chunk.id, None)
+        for chunk in chunks:
+            self._progress.pop(chunk.id, None)
 
     def _remember(self, chunk_id: str, done: set[int]) -> None:
         if not done:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from common.redact import quote_body
+from outputs.base import BlockedError, FatalError, OutputError, RetryableError
 
 THROTTLING_CODES = frozenset(
     {
@@ -127,3 +128,18 @@ def classify(error: BaseException, operation: str) -> Failure:
         pass
     text = quote_body(f"{operation}: {type(error).__name__}: {error}")
     return Failure("unexpected", True, text, True)
+
+
+class S3Failure(Exception):
+    """A failed S3 call, classified; ``output_error`` turns it into what ``send`` raises."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+    def output_error(self, bucket: str, key: str = "") -> OutputError:
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        message = f"{where}: {self.failure.reason}"
+        if self.failure.cause:
+            return BlockedError(message, self.failure.cause)
+        return RetryableError(message) if self.failure.retryable else FatalError(message)

@@ -7,7 +7,7 @@ makes the grouping stable. Before an upload it records the object's key and its 
 ("begin", fsynced); after S3 confirmed the object it records "done" (fsynced) before ``send``
 returns. Then:
 
-* a chunk of a *done* object is already in S3: ``send`` returns at once, nothing is uploaded;
+* a chunk of a *done* object is already in S3: it is left out of the write (nothing uploaded);
 * a chunk of an object whose upload outcome is unknown (*pending*: a crash, a timeout) is
   resolved with HeadObject: if the object exists and its metadata carries this group's digest,
   the group is done; if not, the group is dropped and its chunks are grouped anew;
