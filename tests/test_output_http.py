@@ -52,7 +52,7 @@ def run(output: HttpOutput, chunks: list[TestChunk]) -> None:
         await output.start()
         try:
             for chunk in chunks:
-                await output.send(chunk)
+                await output.send([chunk])
         finally:
             await output.stop()
 
@@ -152,10 +152,46 @@ def test_status_decides_retry_wait_or_dead_letter(
         assert failure.cause == "auth"
 
 
+def test_chunks_ready_at_once_share_a_request_up_to_max_batch_bytes(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    chunks = make_chunks(3, 10, tag="a") + make_chunks(2, 10, tag="b")
+    size = chunks[0].size
+    output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=3 * size)
+
+    async def go() -> Any:
+        await output.start()
+        try:
+            return await deliver(output, chunks)
+        finally:
+            await output.stop()
+
+    result = asyncio.run(go())
+    assert sorted(result.delivered) == sorted(c.id for c in chunks)
+    # Tags share requests (nothing in a request depends on the tag); none is over the bound.
+    assert [len(r.raw) for r in sink.requests] == [3 * size, 2 * size]
+    assert b"".join(r.raw for r in sink.requests) == b"".join(c.data() for c in chunks)
+
+
+def test_max_batch_bytes_0_sends_every_chunk_alone(tmp_path: Path, sink: HttpSink) -> None:
+    chunks = make_chunks(3, 5)
+    output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=0)
+
+    async def go() -> Any:
+        await output.start()
+        try:
+            return await deliver(output, chunks)
+        finally:
+            await output.stop()
+
+    asyncio.run(go())
+    assert sorted(r.raw for r in sink.requests) == sorted(c.data() for c in chunks)
+
+
 def test_503_then_200_delivers_once_the_server_recovers(tmp_path: Path, sink: HttpSink) -> None:
     sink.respond(503, b"busy", times=3)
     chunks = make_chunks(2, 10)
-    output = make_output(tmp_path, sink.url, workers=1)
+    output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=0)
 
     async def go() -> Any:
         await output.start()

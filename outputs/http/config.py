@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from common.redact import redact_url, split_credentials
-from common.units import Duration
+from common.units import Duration, Size
 from outputs.base import OutputConfig
 
 
@@ -48,6 +48,10 @@ class HttpConfig(
     timeout: Duration = Duration(30.0)
     """Longest time for one request, connecting and reading the answer included; a request that
     takes longer is retried."""
+    max_batch_bytes: Size = Size(5 * 1024 * 1024)
+    """Chunks ready at the same time share one request up to this many bytes of records (before
+    compression), whatever their tags (the body does not carry the tag); a larger chunk goes
+    alone. Nothing waits for more chunks. 0: one request per chunk."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -10,11 +10,19 @@ from __future__ import annotations
 import base64
 import ssl
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from common.redact import quote_body, redact_url
-from outputs.base import BlockedError, Chunk, FatalError, Output, OutputContext, RetryableError
+from outputs.base import (
+    Batching,
+    BlockedError,
+    Chunk,
+    FatalError,
+    Output,
+    OutputContext,
+    RetryableError,
+)
 from outputs.http.config import HttpConfig
 
 if TYPE_CHECKING:
@@ -108,10 +116,16 @@ class HttpOutput(Output):
             skip_auto_headers=("User-Agent",),
         )
 
-    async def send(self, chunk: Chunk) -> None:
-        await self.write([chunk])
+    @property
+    def batching(self) -> Batching:
+        """Chunks ready at once share a request up to ``max_batch_bytes``; nothing waits."""
+        limit = int(self.config.max_batch_bytes)
+        return Batching(max_chunks=64, max_bytes=limit) if limit else Batching()
 
-    async def write(self, chunks: Sequence[Chunk]) -> None:
+    def batch_key(self, chunk: Chunk) -> Hashable:
+        return None  # nothing in the request depends on the tag: tags share requests
+
+    async def send(self, chunks: Sequence[Chunk]) -> None:
         """One request carrying ``chunks``; returns once the server answered 2xx."""
         body = build_body(chunks, self.config.format)
         if self.config.compress == "gzip":
