@@ -41,16 +41,9 @@ from agent.filters.base import FilterContext
 from bench.harness import AgentProcess, free_port, write_result
 from parsers.auditd import parse_line
 from parsers.auditd_join import AuditJoiner
+from tests.doubles import NullMetrics
 
 GS = "\x1d"
-
-
-class _NoMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
 
 
 def event_lines(count: int) -> list[str]:
@@ -97,7 +90,9 @@ def make_filter(containers: bool) -> Callable[[list[str]], int]:
     def run(lines: list[str]) -> int:
         f = AuditdFilter(
             AuditdConfig(containers=containers),
-            FilterContext(name="auditd.0", logger=logging.getLogger("bench"), metrics=_NoMetrics()),
+            FilterContext(
+                name="auditd.0", logger=logging.getLogger("bench"), metrics=NullMetrics()
+            ),
         )
         f.clock = lambda: 0.0
         out = 0

@@ -22,24 +22,14 @@ from agent.buffer.disk import DiskBuffer
 from bench.harness import AgentProcess
 from common.units import Duration
 from tests.conftest import agent_command, agent_env, free_port
+from tests.doubles import NullMetrics
 
 LOG = logging.getLogger("test.buffer.files")
 
 
-class Metrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        pass
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-
 def new_buffer(directory: Path, resident: int = 1 << 20) -> DiskBuffer:
     config = BufferConfig(flush_interval=Duration(1000.0))
-    return DiskBuffer(config, str(directory), Metrics(), LOG, resident_bytes=resident)
+    return DiskBuffer(config, str(directory), NullMetrics(), LOG, resident_bytes=resident)
 
 
 def lines(start: int, count: int) -> tuple[list[bytes], list[float]]:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.filter_helpers import Metrics, make
+from tests.doubles import RecordingMetrics
+from tests.filter_helpers import make
 from tests.peers.kube import AGENT_TOKEN, KubeApiServer, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -41,7 +42,7 @@ def token_file(tmp_path: Path) -> Path:
 
 
 def kube_filter(
-    kube: KubeApiServer, token_file: Path, metrics: Metrics | None = None, **config: Any
+    kube: KubeApiServer, token_file: Path, metrics: RecordingMetrics | None = None, **config: Any
 ) -> Any:
     return make(
         "kubernetes",
@@ -198,7 +199,7 @@ def test_record_waits_for_a_pod_the_watch_reports_later(
     kube: KubeApiServer, token_file: Path
 ) -> None:
     kube.create_namespace("later")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, wait_for_metadata="60s")
@@ -221,7 +222,7 @@ def test_record_waits_for_a_pod_the_watch_reports_later(
                 await asyncio.sleep(0.05)
             assert out == [("t", [early])]
             assert early["kubernetes"]["pod_name"] == "fresh"
-            assert metrics.get("filter_kubernetes_missing_records_total", reason="timeout") == 0
+            assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 0
         finally:
             await f.stop()
 
@@ -234,7 +235,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
     kube.create_namespace("outage")
     kube.create_pod("outage", "before", NODE, {"c": "img"})
     kube.set_container_ids("outage", "before", {"c": "containerd://" + cid(40)})
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False, watch_timeout="5s")
@@ -251,7 +252,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
             assert f.process("t", unknown) == [("t", [])]  # waits, never blocks
             assert time.monotonic() - started < 30
             await until(
-                lambda: metrics.get("filter_kubernetes_api_errors_total", resource="pods") >= 1
+                lambda: metrics.counter("filter_kubernetes_api_errors_total", resource="pods") >= 1
             )
             await call(kube.start_apiserver)
             await call(kube.create_pod, "outage", "after", NODE, {"c": "img"})
@@ -268,7 +269,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
 
 def test_410_gone_lists_again(kube: KubeApiServer, token_file: Path) -> None:
     kube.create_namespace("gone")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False, watch_timeout="1s")
@@ -283,7 +284,7 @@ def test_410_gone_lists_again(kube: KubeApiServer, token_file: Path) -> None:
             await call(kube.etcd_compact)
             f.pods_watch.resource_version = "1"  # as if the agent had slept through it all
             await until(
-                lambda: metrics.get("filter_kubernetes_relists_total", resource="pods") >= 1,
+                lambda: metrics.counter("filter_kubernetes_relists_total", resource="pods") >= 1,
                 timeout=60,
             )
             await until(lambda: f.pods_watch.lists > lists)
@@ -301,14 +302,14 @@ def test_token_rotated_on_disk_is_used(kube: KubeApiServer, token_file: Path) ->
     kube.create_pod("rotate", "p", NODE, {"c": "img"})
     kube.set_container_ids("rotate", "p", {"c": "containerd://" + cid(60)})
     token_file.write_text("expired-token\n")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False)
         await f.start()
         try:
             await until(
-                lambda: metrics.get("filter_kubernetes_api_errors_total", resource="pods") >= 2
+                lambda: metrics.counter("filter_kubernetes_api_errors_total", resource="pods") >= 2
             )
             assert not f.pods_watch.synced.is_set()
             fresh = token_file.with_name("token.new")
