@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.doubles import RecordingMetrics
 from tests.filter_helpers import make
 from tests.peers.kube import AGENT_TOKEN, KubeApiServer, missing
@@ -443,38 +444,15 @@ def test_agent_process_names_the_pod_in_records_and_alerts(
     )
     kube.set_container_ids("agent-e2e", "shop-0", {"app": "containerd://" + cid(80)})
     port = free_port()
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-
-[[filters]]
-type = "kubernetes"
-kube_url = "{kube.url}"
-kube_ca_file = "{kube.ca_file}"
-kube_token_file = "{token_file}"
-node_name = "{NODE}"
-
-[[filters]]
-type = "audit"
-
-[[outputs]]
-type = "file"
-match = "audit.*"
-path = "{tmp_path / "audit.ndjson"}"
-
-[[outputs]]
-type = "file"
-match = "syslog"
-path = "{tmp_path / "all.ndjson"}"
-"""
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        filters=[_kubernetes_filter(kube, token_file), {"type": "audit"}],
+        outputs=[
+            file_output(tmp_path / "audit.ndjson", "audit.*"),
+            file_output(tmp_path / "all.ndjson", "syslog"),
+        ],
+    )
     agent = start_agent(config)
     wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
     lines = [
@@ -494,6 +472,16 @@ path = "{tmp_path / "all.ndjson"}"
     assert AGENT_TOKEN not in (agent.log_path.read_text() + agent.stdout_path.read_text())
 
 
+def _kubernetes_filter(kube: KubeApiServer, token_file: Path) -> Table:
+    return {
+        "type": "kubernetes",
+        "kube_url": kube.url,
+        "kube_ca_file": kube.ca_file,
+        "kube_token_file": token_file,
+        "node_name": NODE,
+    }
+
+
 def test_agent_under_load_while_the_api_server_restarts_loses_nothing(
     kube: KubeApiServer, token_file: Path, tmp_path: Path, start_agent: Callable[..., Any]
 ) -> None:
@@ -505,29 +493,9 @@ def test_agent_under_load_while_the_api_server_restarts_loses_nothing(
     kube.create_pod("load", "steady", NODE, {"app": "img"})
     kube.set_container_ids("load", "steady", {"app": "containerd://" + cid(90)})
     port = free_port()
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-[[filters]]
-type = "kubernetes"
-kube_url = "{kube.url}"
-kube_ca_file = "{kube.ca_file}"
-kube_token_file = "{token_file}"
-node_name = "{NODE}"
-namespace_labels = false
-retry_max = "1s"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-"""
+    kubernetes = {**_kubernetes_filter(kube, token_file), "namespace_labels": False}
+    kubernetes["retry_max"] = "1s"
+    config = agent_toml(tmp_path, syslog_input("tcp", port, tag="syslog"), filters=[kubernetes])
     agent = start_agent(config)
     wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
 
