@@ -41,6 +41,7 @@ from agent.filters.base import FilterContext
 from bench.harness import AgentProcess, free_port, write_result
 from parsers.auditd import parse_line
 from parsers.auditd_join import AuditJoiner
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.doubles import NullMetrics
 
 GS = "\x1d"
@@ -113,27 +114,14 @@ def live(rate: int, seconds: float, settle: float = 30.0) -> dict[str, Any]:
         workdir = Path(tmp)
         port = free_port()
         out = workdir / "out.ndjson"
-        config = f"""
-[agent]
-data_dir = "{workdir / "data"}"
-log_level = "warning"
-[buffer]
-sync = "none"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "audit"
-[[filters]]
-type = "auditd"
-name = "join"
-timeout = "2s"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-"""
+        config = agent_toml(
+            workdir,
+            syslog_input("tcp", port, tag="audit"),
+            agent={"log_level": "warning"},
+            buffer={"sync": "none"},
+            filters=[{"type": "auditd", "name": "join", "timeout": "2s"}],
+            outputs=[file_output(out)],
+        )
         agent = AgentProcess(workdir, config).start()
         try:
             cpu_before = agent.cpu_seconds()
