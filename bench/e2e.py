@@ -172,19 +172,11 @@ def destination(output: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The peer an output writes to, started for the run: (its URL, environment for the agent).
     S3 is moto's server, Elasticsearch a real OpenSearch node (tests/peers, Java needed)."""
     if output == "s3":
-        from tests.peers.moto import CREDENTIALS, MotoServer
+        from tests.peers.moto import FAKE_CREDENTIALS_ENV, MotoServer
 
         with MotoServer() as moto:
             moto.client().create_bucket(Bucket="bench")
-            yield (
-                moto.url,
-                {
-                    **CREDENTIALS,
-                    "AWS_CONFIG_FILE": os.devnull,
-                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                },
-            )
+            yield moto.url, FAKE_CREDENTIALS_ENV
     elif output == "elasticsearch":
         from tests.peers.opensearch import OpenSearchNode
 

@@ -6,7 +6,6 @@ letters are replayed, and no credential reaches /metrics or the log."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 import subprocess
@@ -22,7 +21,7 @@ from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
 from tests.numbered import SEQ, numbered_lines, numbers_in
 from tests.peers.faultproxy import FaultProxy
-from tests.peers.moto import CREDENTIALS, MotoServer
+from tests.peers.moto import FAKE_CREDENTIALS_ENV, MotoServer
 from tests.peers.opensearch import OpenSearchNode, opensearch_fixture  # noqa: F401
 from tests.s3_helpers import multipart_uploads, s3_config, stored
 
@@ -89,11 +88,8 @@ def _dead_files(directory: Path) -> list[Path]:
 
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MotoServer]:
-    for key, value in CREDENTIALS.items():
+    for key, value in FAKE_CREDENTIALS_ENV.items():
         monkeypatch.setenv(key, value)  # inherited by the agent process
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with MotoServer(log_path=tmp_path / "moto.log") as server:
         yield server
 
