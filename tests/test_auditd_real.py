@@ -224,5 +224,5 @@ def test_real_auditd_exec_events_joined_and_attributed(
         # Each command had exited when its record was read; the shell, in the container's
         # cgroup, answered for it.
         assert [e.get("container_id") for e in events] == [cid] * 3
-        assert f.context.metrics.get("filter_auditd_attribution_total", result="ppid") >= 3
-    assert f.context.metrics.get("filter_auditd_incomplete_events_total", reason="timeout") == 0
+        assert f.context.metrics.counter("filter_auditd_attribution_total", result="ppid") >= 3
+    assert f.context.metrics.counter("filter_auditd_incomplete_events_total", reason="timeout") == 0
