@@ -254,7 +254,7 @@ class Bench:
         self.drain(counter, 0)
         lost_before = int(status().get("lost", "0"))
         load = os.getloadavg()[0]
-        daemons_before = cpu_seconds(self.daemon.pid) + cpu_seconds(self.kauditd)
+        auditd_before, kauditd_before = cpu_seconds(self.daemon.pid), cpu_seconds(self.kauditd)
         counter.start(os.getpid())
         cpu_before = own_cpu_seconds()
         started = time.perf_counter()
@@ -263,14 +263,17 @@ class Bench:
         cpu = own_cpu_seconds() - cpu_before
         counter.parent = parent  # the log is read after the run: the parent is known by then
         self.drain(counter, n if condition == "rules" else 0)
-        daemons = cpu_seconds(self.daemon.pid) + cpu_seconds(self.kauditd) - daemons_before
-        share = counter.ours / counter.all if counter.all else 0.0
+        auditd = cpu_seconds(self.daemon.pid) - auditd_before
+        kauditd = cpu_seconds(self.kauditd) - kauditd_before
+        share = counter.ours / counter.all / n * 1e6 if counter.all else 0.0
         return {
             "condition": condition,
             "variant": variant,
             "wall_us": wall / n * 1e6,
             "process_cpu_us": cpu / n * 1e6,
-            "daemons_cpu_us": daemons * share / n * 1e6,
+            "daemons_cpu_us": (auditd + kauditd) * share,
+            "auditd_cpu_us": auditd * share,
+            "kauditd_cpu_us": kauditd * share,
             "events_logged": counter.ours,
             "events_logged_all": counter.all,
             "lost": int(status().get("lost", "0")) - lost_before,
@@ -285,7 +288,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for condition in CONDITIONS:
             mine = [r for r in runs if r["condition"] == condition and r["variant"] == variant]
             row: dict[str, Any] = {"condition": condition, "variant": variant}
-            for key in ("wall_us", "process_cpu_us", "daemons_cpu_us"):
+            for key in ("wall_us", "process_cpu_us", "daemons_cpu_us", "auditd_cpu_us",
+                        "kauditd_cpu_us"):  # fmt: skip
                 values = [r[key] for r in mine]
                 row[key] = {"min": min(values), "median": statistics.median(values)}
             totals = [r["process_cpu_us"] + r["daemons_cpu_us"] for r in mine]
