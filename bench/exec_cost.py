@@ -78,9 +78,12 @@ def rule_lines(path: Path, token: str) -> list[list[str]]:
         args = shlex.split(line, comments=True)
         if not args or args[0] not in ("-a", "-A", "-w"):
             continue
+        keyed = [at for at, arg in enumerate(args) if arg.startswith("key=")]
         if "-k" in args:
             at = args.index("-k") + 1
             args[at] = f"{args[at]}-{token}"
+        elif keyed:  # -F key=...
+            args[keyed[0]] = f"{args[keyed[0]]}-{token}"
         else:
             args += ["-k", f"exec-cost-{token}"]
         rules.append(args)
