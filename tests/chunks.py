@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from agent.delivery import Grouper, write_group
-from outputs.base import Chunk, FatalError, Output, OutputContext, RetryableError
+from outputs.base import Chunk, Output, OutputContext
 from tests.doubles import RecordingMetrics
 
 _sequence = itertools.count()
