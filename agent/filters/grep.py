@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter, Subset
+from agent.filters.base import FilterConfig, FilterContext, KeepFilter, Record
 from agent.filters.common import as_text, compile_regex, expect_pairs, make_getter, parse_path
 from agent.filters.literals import literal_prefixes, regex_gate
 
@@ -55,8 +55,7 @@ def _make_test(field: str, pattern: str, key: str) -> Test:
     return test
 
 
-class GrepFilter(RecordFilter):
-    writes = frozenset()
+class GrepFilter(KeepFilter):
     def __init__(self, config: GrepConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         expect_pairs(config.regex, "regex", 2)
@@ -98,13 +97,7 @@ class GrepFilter(RecordFilter):
         starts = prefixes
         return parts[0], prefixes, lambda text: text.startswith(starts), keep
 
-    def apply(self, records: list[Record]) -> list[Record]:
-        mask = self._mask(records)
-        if all(mask):  # the same list: the agent reuses the batch's parsed times as they are
-            return records
-        return Subset(records, mask)  # the agent finds the kept records' times by the mask
-
-    def _mask(self, records: list[Record]) -> list[bool]:
+    def keep(self, records: list[Record]) -> list[bool]:
         if self._single is None:
             wanted = self._wanted
             return [wanted(record) for record in records]
