@@ -222,6 +222,8 @@ def test_grep_says_which_records_to_keep() -> None:
 
 
 PYTHON_EDITS_TIMES = {"type": "python", "function": f"{__name__}:edit_times"}
+
+
 SSH_LOGIN = (
     b"<38>1 2026-11-29T21:00:06Z node-a sshd 10 - - Accepted password for bob from 10.0.0.9 "
     b"port 22 ssh2"
@@ -252,3 +254,19 @@ def test_times_after_any_chain_are_those_of_the_texts(filters: tuple[dict[str, A
     assert out and sum(len(batch) for _, batch, _ in out) >= 4
     for _, batch, batch_times in out:
         assert _same(batch_times, event_times(batch))
+
+
+def test_times_after_a_filter_that_edits_and_then_raises() -> None:
+    """A filter that breaks its contract after editing ``time`` in place: its batch passes on
+    as it is, and its times are still its records' own."""
+    chain = _chain({"type": "modify", "rules": [["set", "cluster", "prod"]]})
+
+    def edit_then_raise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _edited(records)
+        raise RuntimeError("after the edits")
+
+    chain.filters[0].apply = edit_then_raise  # type: ignore[attr-defined]
+    records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
+    ((_, out, out_times),) = _times(chain, records, times)
+    assert out is records and _same(out_times, event_times(out))
+    assert out_times[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")

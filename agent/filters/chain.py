@@ -190,7 +190,7 @@ class FilterChain:
         return released
 
     @staticmethod
-    def _apply(stage: _Stage, batch: _Carried, settle: Settle | None) -> list[_Carried]:
+    def _apply(stage: _Stage, batch: _Carried) -> list[_Carried]:
         """What ``stage`` makes of ``batch``, with what the chain carries beside the records
         kept where it still fits."""
         tag, records, times, texts = batch
@@ -205,8 +205,6 @@ class FilterChain:
                 if texts is not None:
                     texts = list(compress(texts, mask))
             return [(tag, list(compress(records, mask)), times, texts)]
-        if texts is None and times is not None and settle is not None:
-            texts = settle.capture(records, times)  # before the filter may change them
         return [
             (new_tag, new, times, texts) if new is records else (new_tag, new, None, None)
             for new_tag, new in stage.filter.process(tag, records)
@@ -224,9 +222,13 @@ class FilterChain:
                 if not stage.matches(batch[0]):
                     out.append(batch)
                     continue
-                count_in = len(batch[1])
+                tag, records, times, texts = batch
+                count_in = len(records)
+                if texts is None and times is not None and settle is not None and not stage.masks:
+                    # Before a filter that may change `time` in place, even if it then raises.
+                    batch = (tag, records, times, settle.capture(records, times))
                 try:
-                    produced = self._apply(stage, batch, settle)
+                    produced = self._apply(stage, batch)
                 except Exception:
                     # A bug in a filter must not lose the batch nor stop the input.
                     stage.context.metrics.inc("filter_errors_total")

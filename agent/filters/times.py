@@ -31,6 +31,14 @@ def stamps(records: list[Record]) -> list[Any]:
     return list(map(_get, records, repeat("time")))
 
 
+def _texts(records: list[Record]) -> list[Any]:
+    """``stamps``, by the cheapest way there is when every record has a ``time``."""
+    try:
+        return [record["time"] for record in records]
+    except KeyError:
+        return stamps(records)
+
+
 def _epoch_of(stamp: object) -> float:
     return rfc3339_to_epoch(stamp) if isinstance(stamp, str) else _NAN
 
@@ -89,7 +97,7 @@ class Settle:
     def capture(self, records: list[Record], times: list[float]) -> list[Any]:
         """The ``time`` texts of ``records`` (whose epochs are ``times``), before a filter
         that may change them runs."""
-        texts = stamps(records)
+        texts = _texts(records)
         self._captured.append((texts, times))
         return texts
 
@@ -98,7 +106,7 @@ class Settle:
     ) -> list[float]:
         """``times``/``texts``: what the chain carried beside ``records`` (None, None when it
         could not follow them: a filter returned other lists)."""
-        if times is not None and (texts is None or stamps(records) == texts):
+        if times is not None and (texts is None or _texts(records) == texts):
             return times  # `==` on the texts: identity first, in C
         if self._known is None:
             if len(records) * _FEW < self._count or not self._captured:
