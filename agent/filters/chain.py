@@ -103,8 +103,10 @@ def _merge(batches: list[_Carried]) -> list[_Carried]:
             continue
         if merged and merged[-1][0] == tag:
             _, before, before_times, before_texts = merged[-1]
-            if before_times is None or times is None or before_texts is None or texts is None:
+            if before_times is None or times is None or (before_texts is None) != (texts is None):
                 merged[-1] = (tag, before + records, None, None)
+            elif before_texts is None or texts is None:
+                merged[-1] = (tag, before + records, before_times + times, None)
             else:
                 merged[-1] = (tag, before + records, before_times + times, before_texts + texts)
         else:
