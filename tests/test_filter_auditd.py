@@ -123,15 +123,18 @@ def test_through_the_chain_with_the_audit_filter_after_it() -> None:
 
 
 def test_a_batch_without_audit_lines_is_returned_as_is_and_times_are_kept() -> None:
-    """The agent reuses the parser's event times when no filter may change ``time`` and a
-    filter hands back the list it was given; the auditd filter runs on the whole syslog
+    """The chain keeps the parser's event times for a batch when the filters hand back the
+    list they were given and leave ``time`` alone; the auditd filter runs on the whole syslog
     stream, so it must not cost that for the lines it does not touch."""
     f = auditd()
     records = [{"message": "hello"}, {"message": "type=nothing"}]
     ((tag, out),) = f.process("syslog", records)
     assert tag == "syslog" and out is records
     filters, _ = chain({"type": "auditd", "containers": False}, {"type": "audit"})
-    assert filters.keeps("time")
+    stamped = [{**r, "time": "2026-11-29T21:00:01Z"} for r in records]
+    times = [1_795_000_000.0, 1_795_000_000.0]
+    ((_, out, out_times),) = filters.process_with_times("syslog", stamped, times)
+    assert out is stamped and out_times is times
 
 
 def test_bad_config() -> None:

@@ -92,10 +92,11 @@ def test_a_raising_filter_loses_nothing(caplog: pytest.LogCaptureFixture) -> Non
         {"type": "modify", "rules": [["set", "after", 1]]},
     )
 
-    def boom(tag: str, records: list[dict[str, Any]]) -> Any:
+    def boom(records: list[dict[str, Any]]) -> Any:
         raise RuntimeError("bug")
 
-    c.filters[0].process = boom  # type: ignore[method-assign]
+    # grep is a KeepFilter: the chain calls its keep
+    c.filters[0].keep = boom  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
         out = c.process("t", [rec("a", "b")])
     assert out == [("t", [{**rec("a", "b"), "after": 1}])]

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agent.fields import set_field
 from agent.filters.kubernetes.cache import Namespace, Pod, owner_of
 from agent.filters.kubernetes.client import Credentials
 from agent.filters.kubernetes.config import KubernetesConfig
@@ -98,8 +99,11 @@ def test_syslog_record_by_full_and_short_container_id() -> None:
         assert k["container_hash"] == "sha256:ff"
         assert k["labels"] == {"app": "web", "pod-template-hash": "7d4b9c8f5d"}
         assert k["owner"] == {"kind": "Deployment", "name": "web"}
-    # Each record has its own kubernetes object: changing one does not change the next.
-    out[0]["kubernetes"]["pod_name"] = "changed"
+    # The records share the cache's object, which filters never change in place: changing
+    # one record's (a changed copy in its place, as agent.fields does) does not change the next.
+    assert out[0]["kubernetes"] is out[1]["kubernetes"] is f.cache.by_id[CID]
+    set_field(out[0], ("kubernetes", "pod_name"), "changed")
+    assert out[0]["kubernetes"]["pod_name"] == "changed"
     assert out[1]["kubernetes"]["pod_name"] == "web-7d4b9c8f5d-x2x9q"
 
 
