@@ -49,27 +49,35 @@ def get_field(record: dict[str, Any], parts: tuple[str, ...], default: Any = Non
 
 
 def set_field(record: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    """Set a nested field, creating dicts on the way (a non-dict in the way is replaced)."""
+    """Set a nested field, creating dicts on the way (a non-dict in the way is replaced). The
+    dicts on the way are replaced by changed copies, never changed in place: records may share
+    them (agent.filters.base)."""
     target = record
     for part in parts[:-1]:
         nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
+        nxt = nxt.copy() if isinstance(nxt, dict) else {}
+        target[part] = nxt
         target = nxt
     target[parts[-1]] = value
 
 
 def delete_field(record: dict[str, Any], parts: tuple[str, ...]) -> bool:
+    """Remove a nested field; False if it is not there. Like ``set_field``, the dicts on the
+    way are replaced by changed copies."""
     target: Any = record
     for part in parts[:-1]:
         target = target.get(part) if isinstance(target, dict) else None
         if target is None:
             return False
-    if isinstance(target, dict) and parts[-1] in target:
-        del target[parts[-1]]
-        return True
-    return False
+    if not isinstance(target, dict) or parts[-1] not in target:
+        return False
+    target = record
+    for part in parts[:-1]:
+        nxt = target[part].copy()
+        target[part] = nxt
+        target = nxt
+    del target[parts[-1]]
+    return True
 
 
 def has_placeholders(template: str) -> bool:

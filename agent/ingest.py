@@ -10,21 +10,19 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from itertools import compress, repeat
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from agent.buffer.base import Buffer
 from agent.fields import compile_template, has_placeholders
-from agent.filters.base import Subset
-from agent.filters.chain import FilterChain
+from agent.filters.chain import FilterChain, TimedBatch
+from agent.filters.times import event_times
 from agent.inputs.base import InputConfig
 from agent.metrics import ComponentMetrics
 from agent.router import Router
 from parsers.syslog import SyslogParser
-from parsers.timeutil import rfc3339_to_epoch
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
@@ -33,104 +31,6 @@ _NAN = float("nan")
 WRITE_RETRY_SECONDS = 1.0
 HOLD_BYTES = 32 * 1024 * 1024
 """Per input, what a reload keeps in memory while the pipeline behind the input is replaced."""
-
-
-_get: Callable[[Record, str], Any] = dict.get
-
-
-def _stamps(records: list[Record]) -> list[Any]:
-    """Each record's ``time`` (None where missing), in C: no per-record bytecode."""
-    return list(map(_get, records, repeat("time")))
-
-
-def _epoch_of(stamp: object) -> float:
-    return rfc3339_to_epoch(stamp) if isinstance(stamp, str) else _NAN
-
-
-def event_times(records: list[Record], known: dict[str, float] | None = None) -> list[float]:
-    """Each record's event time (seconds since the epoch) from its ``time`` text, NaN where it
-    is missing or not RFC 3339.
-
-    ``known``: epochs already computed for time texts (the parser's, for the batch that went
-    into the filter chain). A record whose ``time`` a filter left alone then costs a dict
-    lookup instead of a parse; one that a filter set or changed is parsed from its text. Both
-    give the same number: the parser's epochs are exactly ``rfc3339_to_epoch`` of its texts."""
-    if known:
-        try:
-            found = list(map(known.get, map(_get, records, repeat("time"))))
-            # A None (a text the parser did not give) fails the sum: one C loop, where a
-            # `None in` test compares every float with None.
-            sum(cast("list[float]", found))
-            return cast("list[float]", found)
-        except TypeError:  # that, or a filter made some `time` a list or dict (unhashable)
-            pass
-    stamps = _stamps(records)
-    if not known:
-        return [_epoch_of(stamp) for stamp in stamps]
-    lookup = known.get
-    return [
-        epoch if (epoch := _lookup(lookup, stamp)) is not None else _epoch_of(stamp)
-        for stamp in stamps
-    ]
-
-
-def _lookup(lookup: Callable[[Any], float | None], stamp: object) -> float | None:
-    try:
-        return lookup(stamp)
-    except TypeError:  # unhashable
-        return None
-
-
-def known_times(records: list[Record], times: list[float]) -> dict[str, float]:
-    """The parser's epochs by time text, for ``event_times`` after the filter chain."""
-    return dict(zip(map(_get, records, repeat("time")), times, strict=True))
-
-
-_FEW = 8
-"""An output batch this many times smaller than the input gets its times from its texts."""
-
-
-class ChainTimes:
-    """The parser's event times for the records a filter chain returns; made before the chain
-    runs.
-
-    When no filter of the chain may change ``time`` (``FilterChain.keeps``) and the chain
-    returned its input list itself, those are the parser's times as they are; for a ``Subset``
-    of it (grep dropped some), the times its mask keeps. Otherwise each ``time`` text is looked
-    up among the parser's (``known_times``, ``event_times``), or parsed if a filter set or
-    changed it."""
-
-    __slots__ = ("_keeps_time", "_known", "_records", "_times")
-
-    def __init__(self, records: list[Record], times: list[float], keeps_time: bool) -> None:
-        self._records = records
-        self._times = times
-        self._keeps_time = keeps_time
-        # Made before the chain runs if a filter may change `time` (in place): the table must
-        # hold the parser's texts. If none may, only when needed.
-        self._known = None if keeps_time else known_times(records, times)
-
-    def of(self, out: list[Record]) -> list[float]:
-        if self._keeps_time:
-            found = self._by_place(out)
-            if found is not None:
-                return found
-            if self._known is None and len(out) * _FEW < len(self._records):
-                return event_times(out)  # a few (audit's copies): cheaper than the table
-        if self._known is None:
-            self._known = known_times(self._records, self._times)
-        return event_times(out, self._known)
-
-    def _by_place(self, out: list[Record]) -> list[float] | None:
-        """The times of the input list itself, or of a ``Subset`` of it (of a Subset...)."""
-        if out is self._records:
-            return self._times
-        if out.__class__ is Subset:  # exactly: a subclass could mean something else
-            assert isinstance(out, Subset)
-            times = self._by_place(out.source)
-            if times is not None and len(out.mask) == len(times):
-                return list(compress(times, out.mask))
-        return None
 
 
 class Store:
@@ -149,12 +49,17 @@ class Store:
         """monotonic time before which inputs should not submit again after a write error."""
         self._error_logged_at = -math.inf
 
-    def put(self, batches: list[Batch], parsed: ChainTimes | None = None) -> None:
-        """What a filter chain returned: epochs from ``parsed`` (the parser's, for the batch
-        that went in), or else from each record's ``time`` text."""
+    def put(self, batches: list[Batch]) -> None:
+        """Batches whose event times are not known (records a filter held back): each from
+        its record's ``time`` text."""
         for tag, records in batches:
             if records:
-                self.put_with_times(tag, records, None if parsed is None else parsed.of(records))
+                self.put_with_times(tag, records, None)
+
+    def put_timed(self, batches: list[TimedBatch]) -> None:
+        """What ``FilterChain.process_with_times`` returned."""
+        for tag, records, times in batches:
+            self.put_with_times(tag, records, times)
 
     def put_with_times(self, tag: str, records: list[Record], times: list[float] | None) -> None:
         """``times``: each record's event time as the parser computed it, or None to compute
@@ -214,7 +119,6 @@ class IngestSink:
             self._parser = SyslogParser(config.format, config.timezone, config.tag_pattern)
         self._buffer = buffer
         self._chain = chain
-        self._chain_keeps_time = chain is not None and chain.keeps("time")
         self._store = store
         self._metrics = metrics
         self._source_key = getattr(config, "source_key", None)
@@ -245,7 +149,6 @@ class IngestSink:
         """The new pipeline's buffer, filters and store (an input kept across a reload)."""
         self._buffer = buffer
         self._chain = chain
-        self._chain_keeps_time = chain is not None and chain.keeps("time")
         self._store = store
 
     def release(self) -> None:
@@ -308,8 +211,7 @@ class IngestSink:
             if self._chain is None:
                 self._store.put_with_times(tag, records, times)
             else:
-                parsed = ChainTimes(records, times, self._chain_keeps_time)
-                self._store.put(self._chain.process(tag, records), parsed)
+                self._store.put_timed(self._chain.process_with_times(tag, records, times))
         except OSError:
             self._metrics.inc("input_retried_records_total", len(records), reason="buffer_error")
             return False
@@ -336,8 +238,7 @@ class IngestSink:
             if self._chain is None:
                 self._store.put_with_times(self._tag, records, times)
             else:
-                parsed = ChainTimes(records, times, self._chain_keeps_time)
-                self._store.put(self._chain.process(self._tag, records), parsed)
+                self._store.put_timed(self._chain.process_with_times(self._tag, records, times))
             return
         render = self._tag_template
         grouped: dict[str, tuple[list[Record], list[float]]] = {}
@@ -353,11 +254,7 @@ class IngestSink:
         else:
             chain = self._chain
             for tag, (recs, recs_times) in grouped.items():
-                parsed = ChainTimes(recs, recs_times, self._chain_keeps_time)
-                self._store.put(chain.process(tag, recs), parsed)
-
-    def shares(self, field: str) -> bool:
-        return self._chain is None or self._chain.shares(field)
+                self._store.put_timed(chain.process_with_times(tag, recs, recs_times))
 
     def has_room(self) -> bool:
         if self._holding is not None:

@@ -41,16 +41,10 @@ from agent.filters.base import FilterContext
 from bench.harness import AgentProcess, free_port, write_result
 from parsers.auditd import parse_line
 from parsers.auditd_join import AuditJoiner
+from tests.agent_config import agent_toml, file_output, syslog_input
+from tests.doubles import NullMetrics
 
 GS = "\x1d"
-
-
-class _NoMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
 
 
 def event_lines(count: int) -> list[str]:
@@ -97,7 +91,9 @@ def make_filter(containers: bool) -> Callable[[list[str]], int]:
     def run(lines: list[str]) -> int:
         f = AuditdFilter(
             AuditdConfig(containers=containers),
-            FilterContext(name="auditd.0", logger=logging.getLogger("bench"), metrics=_NoMetrics()),
+            FilterContext(
+                name="auditd.0", logger=logging.getLogger("bench"), metrics=NullMetrics()
+            ),
         )
         f.clock = lambda: 0.0
         out = 0
@@ -118,27 +114,14 @@ def live(rate: int, seconds: float, settle: float = 30.0) -> dict[str, Any]:
         workdir = Path(tmp)
         port = free_port()
         out = workdir / "out.ndjson"
-        config = f"""
-[agent]
-data_dir = "{workdir / "data"}"
-log_level = "warning"
-[buffer]
-sync = "none"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "audit"
-[[filters]]
-type = "auditd"
-name = "join"
-timeout = "2s"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-"""
+        config = agent_toml(
+            workdir,
+            syslog_input("tcp", port, tag="audit"),
+            agent={"log_level": "warning"},
+            buffer={"sync": "none"},
+            filters=[{"type": "auditd", "name": "join", "timeout": "2s"}],
+            outputs=[file_output(out)],
+        )
         agent = AgentProcess(workdir, config).start()
         try:
             cpu_before = agent.cpu_seconds()

@@ -31,27 +31,11 @@ import msgspec
 from agent.buffer.base import Buffer, BufferConfig
 from agent.buffer.factory import build_buffer
 from common.units import Duration, Size
+from tests.doubles import RecordingMetrics
 
 LOG = logging.getLogger("bench.buffer")
 BATCH = 100
 MiB = 1024 * 1024
-
-
-class NullMetrics:
-    def __init__(self) -> None:
-        self.fsyncs = 0
-        self.fsync_seconds = 0.0
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        pass
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        if name == "buffer_fsync_seconds":
-            self.fsyncs += 1
-            self.fsync_seconds += value
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
 
 
 def make_batch(seed: int = 0) -> tuple[list[bytes], list[float]]:
@@ -70,7 +54,7 @@ def make_batch(seed: int = 0) -> tuple[list[bytes], list[float]]:
     return lines, [now] * BATCH
 
 
-def buffer(kind: str, data_dir: str, metrics: NullMetrics, **config: Any) -> Buffer:
+def buffer(kind: str, data_dir: str, metrics: RecordingMetrics, **config: Any) -> Buffer:
     cfg = BufferConfig(
         type=kind,  # type: ignore[arg-type]
         flush_interval=Duration(1.0),
@@ -82,7 +66,7 @@ def buffer(kind: str, data_dir: str, metrics: NullMetrics, **config: Any) -> Buf
 
 async def bench_append(kind: str, sync: str, seconds: float, workdir: str) -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(dir=workdir)
-    metrics = NullMetrics()
+    metrics = RecordingMetrics()
     buf = buffer(kind, data_dir, metrics, sync=sync)
     await buf.open(lambda tag: ["out"])
     lines, times = make_batch()
@@ -106,6 +90,8 @@ async def bench_append(kind: str, sync: str, seconds: float, workdir: str) -> di
     await buf.close()
     shutil.rmtree(data_dir)
     records = batches * BATCH
+    fsyncs = metrics.observations("buffer_fsync_seconds")
+    fsync_seconds = metrics.observed_sum("buffer_fsync_seconds")
     return {
         "buffer": kind,
         "sync": sync,
@@ -114,10 +100,8 @@ async def bench_append(kind: str, sync: str, seconds: float, workdir: str) -> di
         "records_per_s": round(records / elapsed),
         "mib_per_s": round(batches * line_bytes / elapsed / MiB, 1),
         "appends_per_s": round(batches / elapsed),
-        "fsyncs": metrics.fsyncs,
-        "mean_fsync_ms": round(1000 * metrics.fsync_seconds / metrics.fsyncs, 3)
-        if metrics.fsyncs
-        else 0.0,
+        "fsyncs": fsyncs,
+        "mean_fsync_ms": round(1000 * fsync_seconds / fsyncs, 3) if fsyncs else 0.0,
     }
 
 
@@ -126,7 +110,7 @@ async def bench_concurrent_commits(
 ) -> dict[str, Any]:
     """``committers`` tasks (RELP connections) each append a batch and await commit."""
     data_dir = tempfile.mkdtemp(dir=workdir)
-    metrics = NullMetrics()
+    metrics = RecordingMetrics()
     buf = buffer("disk", data_dir, metrics, sync=sync)
     await buf.open(lambda tag: ["out"])
     lines, times = make_batch()
@@ -145,13 +129,14 @@ async def bench_concurrent_commits(
     await buf.close()
     shutil.rmtree(data_dir)
     batches = sum(counts)
+    fsyncs = metrics.observations("buffer_fsync_seconds")
     return {
         "sync": sync,
         "committers": committers,
         "records_per_s": round(batches * BATCH / elapsed),
         "appends_per_s": round(batches / elapsed),
-        "fsync_rounds": metrics.fsyncs,
-        "appends_per_fsync": round(batches / metrics.fsyncs, 1) if metrics.fsyncs else 0,
+        "fsync_rounds": fsyncs,
+        "appends_per_fsync": round(batches / fsyncs, 1) if fsyncs else 0,
     }
 
 
@@ -166,7 +151,7 @@ async def fill(buf: Buffer, total_bytes: int) -> int:
 
 async def bench_take_ack(kind: str, total_bytes: int, workdir: str) -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(dir=workdir)
-    buf = buffer(kind, data_dir, NullMetrics())
+    buf = buffer(kind, data_dir, RecordingMetrics())
     await buf.open(lambda tag: ["out"])
     records = await fill(buf, total_bytes)
     buf.seal_due(time.time() + 3600)
@@ -200,7 +185,7 @@ def rss_mib() -> float:
 
 async def recover_child(data_dir: str) -> dict[str, Any]:
     """In a fresh process: open a directory holding a large backlog, then drain it."""
-    buf = buffer("disk", data_dir, NullMetrics())
+    buf = buffer("disk", data_dir, RecordingMetrics())
     start = time.perf_counter()
     await buf.open(lambda tag: ["out"])
     opened = time.perf_counter() - start
@@ -230,7 +215,7 @@ async def recover_child(data_dir: str) -> dict[str, Any]:
 
 async def bench_backlog(total_bytes: int, workdir: str) -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(dir=workdir)
-    buf = buffer("disk", data_dir, NullMetrics())
+    buf = buffer("disk", data_dir, RecordingMetrics())
     await buf.open(lambda tag: ["out"])
     await fill(buf, total_bytes)
     await buf.close()

@@ -32,7 +32,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import REPO, AgentProcess, free_port
+from tests.agent_config import agent_toml, file_output, syslog_input
 
 MODES = ("tcp", "unix_stream", "udp", "unix_dgram")
 OUTPUTS = ("null", "file")
@@ -130,14 +131,6 @@ def chain_filters(chain: str) -> list[dict[str, object]]:
     return CHAINS[TYPICAL_CHAIN]
 
 
-def filters_toml(filters: list[dict[str, object]]) -> str:
-    # JSON's strings and arrays are valid TOML for these values.
-    return "".join(
-        "[[filters]]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in f.items())
-        for f in filters
-    )
-
-
 def expected_deliveries(frames: list[bytes], tag: str, filters: list[dict[str, object]]) -> int:
     """Records the output should receive: what the chain keeps plus its re-tagged copies,
     counted by running the same filters in this process (they are deterministic here: the
@@ -155,14 +148,23 @@ def expected_deliveries(frames: list[bytes], tag: str, filters: list[dict[str, o
     return total
 
 
-OUTPUT_KEYS = {
-    "file": 'path = "{out}"',
-    "null": "",
-    # Objects close every second or at 50 MiB: the run measures the pipeline, not a timer.
-    "s3": 'bucket = "bench"\nregion = "us-east-1"\nendpoint_url = "{peer}"\n'
-    'compression = "gzip"\nupload_timeout = "1s"\nhealthcheck = false',
-    "elasticsearch": 'hosts = ["{peer}"]\nindex = "bench-%Y.%m.%d"\nworkers = 4',
-}
+def output_keys(output: str, out: Path, peer: str) -> dict[str, object]:
+    """The keys of the output a run delivers to (``peer``: its destination's URL)."""
+    keys: dict[str, dict[str, object]] = {
+        "file": {"path": out},
+        "null": {},
+        # Objects close every second or at 50 MiB: the run measures the pipeline, not a timer.
+        "s3": {
+            "bucket": "bench",
+            "region": "us-east-1",
+            "endpoint_url": peer,
+            "compression": "gzip",
+            "upload_timeout": "1s",
+            "healthcheck": False,
+        },
+        "elasticsearch": {"hosts": [peer], "index": "bench-%Y.%m.%d", "workers": 4},
+    }
+    return keys[output]
 
 
 @contextlib.contextmanager
@@ -170,19 +172,11 @@ def destination(output: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The peer an output writes to, started for the run: (its URL, environment for the agent).
     S3 is moto's server, Elasticsearch a real OpenSearch node (tests/peers, Java needed)."""
     if output == "s3":
-        from tests.peers.moto import CREDENTIALS, MotoServer
+        from tests.peers.moto import FAKE_CREDENTIALS_ENV, MotoServer
 
         with MotoServer() as moto:
             moto.client().create_bucket(Bucket="bench")
-            yield (
-                moto.url,
-                {
-                    **CREDENTIALS,
-                    "AWS_CONFIG_FILE": os.devnull,
-                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                },
-            )
+            yield moto.url, FAKE_CREDENTIALS_ENV
     elif output == "elasticsearch":
         from tests.peers.opensearch import OpenSearchNode
 
@@ -199,38 +193,23 @@ def bench_config(
     buffer: str,
     receive_buffer: str = "default",
     peer: str = "",
-    filters: str = "",
+    filters: Sequence[dict[str, object]] = (),
     flush_interval: str = "200ms",
 ) -> tuple[str, dict[str, object]]:
     port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
     sock_path = str(workdir / "agent.sock")
-    where = f'path = "{sock_path}"' if mode.startswith("unix") else f'listen = "127.0.0.1:{port}"'
-    extra_input = (
-        f'receive_buffer_bytes = "{receive_buffer}"'
-        if mode in ("udp", "unix_dgram") and receive_buffer != "default"
-        else ""
+    source = syslog_input(mode, port, path=sock_path if mode.startswith("unix") else None)
+    if mode in ("udp", "unix_dgram") and receive_buffer != "default":
+        source = {**source, "receive_buffer_bytes": receive_buffer}
+    keys = output_keys(output, workdir / "out.ndjson", peer)
+    config = agent_toml(
+        workdir,
+        {**source, "tag": "bench"},
+        agent={"log_level": "warning"},
+        buffer={"type": buffer, "sync": "none", "flush_interval": flush_interval},
+        filters=filters,
+        outputs=[{"type": output, "match": "*", **keys}],
     )
-    out = OUTPUT_KEYS[output].format(out=workdir / "out.ndjson", peer=peer)
-    config = f"""
-[agent]
-data_dir = "{workdir / "data"}"
-log_level = "warning"
-[buffer]
-type = "{buffer}"
-sync = "none"
-flush_interval = "{flush_interval}"
-[[inputs]]
-type = "syslog"
-mode = "{mode}"
-{where}
-{extra_input}
-tag = "bench"
-{filters}
-[[outputs]]
-type = "{output}"
-match = "*"
-{out}
-"""
     return config, {"port": port, "path": sock_path, "out": workdir / "out.ndjson"}
 
 
@@ -339,7 +318,7 @@ def _run_one(
     filters = chain_filters(chain)
     expected = expected_deliveries(frames, "bench", filters)
     config, where = bench_config(
-        mode, output, workdir, buffer, receive_buffer, peer, filters_toml(filters), flush_interval
+        mode, output, workdir, buffer, receive_buffer, peer, filters, flush_interval
     )
     target = Target(mode, int(where["port"]), str(where["path"]))  # type: ignore[call-overload]
     out_path = Path(str(where["out"]))
@@ -415,28 +394,15 @@ def run_backlog(queue_bytes: int, poll: float = 0.5) -> Result:
     blocker.write_text("a regular file where the output expects a directory\n")
     out_path = blocker / "out.ndjson"
     port = free_port()
-    config = f"""
-[agent]
-data_dir = "{workdir / "data"}"
-log_level = "error"
-[buffer]
-type = "disk"
-sync = "none"
-flush_interval = "200ms"
-max_bytes = "{2 * queue_bytes}"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "bench"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out_path}"
-retry_limit = "unlimited"
-retry_base = "100ms"
-retry_max = "1s"
-"""
+    config = agent_toml(
+        workdir,
+        syslog_input("tcp", port, tag="bench"),
+        agent={"log_level": "error"},
+        buffer={"type": "disk", "sync": "none", "max_bytes": str(2 * queue_bytes)},
+        outputs=[
+            file_output(out_path, retry_limit="unlimited", retry_base="100ms", retry_max="1s")
+        ],
+    )
     # Encoded records average ~225 bytes (RFC 5424 and 3164 records alternate).
     records = queue_bytes // 225 // 2000 * 2000
     agent = AgentProcess(workdir, config).start()

@@ -30,14 +30,7 @@ from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from agent.metrics import Registry
 from common.units import config_dec_hook
-
-
-class NullMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
+from tests.doubles import NullMetrics
 
 
 def pad(text: str, size: int = 200) -> str:

@@ -36,14 +36,7 @@ from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain
 from agent.filters.kubernetes import KubernetesConfig, KubernetesFilter
 from agent.filters.kubernetes.cache import PodList
-
-
-class NullMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
+from tests.doubles import NullMetrics
 
 
 def container_id(pod: int, container: int) -> str:

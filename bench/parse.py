@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.buffer.base import BufferConfig
 from agent.buffer.disk import DiskBuffer
 from agent.filters.chain import FilterChain
-from agent.ingest import ChainTimes, IngestSink, Store
+from agent.ingest import IngestSink, Store
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
@@ -310,15 +310,12 @@ def _run(
     start_cpu = time.process_time()
     start = time.perf_counter()
     # What agent/ingest.py does per batch: records and their epochs from the parser, one
-    # encode_lines per batch; after a chain, the epochs of the records that came out: the
-    # parser's where no filter may change `time` (ChainTimes).
+    # encode_lines per batch; after a chain, the epochs of the records that came out (the
+    # chain carries the parser's beside the records).
     if chain is not None:
-        keeps_time = chain.keeps("time")
         for batch in batches:
             records, times = parse(batch, received)
-            parsed = ChainTimes(records, times, keeps_time)
-            for _tag, kept in chain.process("syslog.node", records):
-                parsed.of(kept)
+            for _tag, kept, _times in chain.process_with_times("syslog.node", records, times):
                 encode_lines(kept)
     elif encode:
         for batch in batches:

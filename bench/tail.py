@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from bench.e2e import messages, run_one
 from bench.harness import AgentProcess, write_result
+from tests.agent_config import agent_toml, tail_input
 
 CID = "5a6e1c8e6f3b" + "0" * 52
 
@@ -58,24 +59,14 @@ def cri_lines(count: int, start: int = 0) -> list[bytes]:
 
 
 def tail_config(workdir: Path, refresh: str = "100ms") -> str:
-    return f"""
-[agent]
-data_dir = "{workdir / "data"}"
-log_level = "warning"
-[buffer]
-type = "disk"
-sync = "none"
-flush_interval = "200ms"
-[[inputs]]
-type = "tail"
-paths = ["{workdir / "containers"}/*.log"]
-read_from_head = true
-refresh_interval = "{refresh}"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{workdir / "out.ndjson"}"
-"""
+    return agent_toml(
+        workdir,
+        tail_input(
+            [workdir / "containers" / "*.log"], read_from_head=True, refresh_interval=refresh
+        ),
+        agent={"log_level": "warning"},
+        buffer={"type": "disk", "sync": "none"},
+    )
 
 
 def make_pods(root: Path, files: int, lines: list[bytes]) -> list[tuple[Path, Path]]:

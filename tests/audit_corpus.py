@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from agent.filters.auditd import AuditdConfig, AuditdFilter
 from agent.filters.base import FilterContext
-from tests.filter_helpers import Metrics
+from tests.doubles import RecordingMetrics
 
 Record = dict[str, Any]
 
@@ -81,7 +81,7 @@ def _arg(value: str) -> str:
 def _join(records: list[Record]) -> Record:
     f = AuditdFilter(
         AuditdConfig(containers=False),
-        FilterContext(name="auditd.0", logger=logging.getLogger("corpus"), metrics=Metrics()),
+        FilterContext(name="auditd.0", logger=logging.getLogger("corpus"), metrics=RecordingMetrics()),
     )
     out = [r for _, batch in f.process("auditd", records) for r in batch]
     out += [r for _, batch in f.close() for r in batch]

@@ -20,6 +20,7 @@ import msgspec
 
 from agent.delivery import Grouper, write_group
 from outputs.base import Chunk, Output, OutputContext
+from tests.doubles import RecordingMetrics
 
 _sequence = itertools.count()
 _stamp = int(time.time() * 1000)
@@ -102,29 +103,6 @@ def make_chunks(
             lines.append(encoder.encode({"seq": seq, "tag": tag, "message": text}))
         chunks.append(TestChunk(tag, lines, created=created))
     return chunks
-
-
-class RecordingMetrics:
-    """Collects every metric call: ``counters[(name, labels)]`` sums, ``observed`` lists."""
-
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.observed: dict[str, list[float]] = defaultdict(list)
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        self.observed[name].append(value)
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[(name, tuple(sorted(labels.items())))] = value
-
-    def total(self, name: str, **labels: str) -> float:
-        """Sum of counter ``name`` over every label set that includes ``labels``."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.counters.items() if n == name and wanted <= set(ls))
 
 
 @dataclass

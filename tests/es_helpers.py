@@ -5,7 +5,6 @@ recorder and an output context that collects dead letters."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ import msgspec
 from outputs.base import Chunk, OutputContext
 from outputs.elasticsearch import ElasticsearchConfig, ElasticsearchOutput
 from tests.chunks import TestChunk
+from tests.doubles import RecordingMetrics
 
 
 class MemoryChunk(TestChunk):
@@ -29,25 +29,6 @@ class MemoryChunk(TestChunk):
             created=0.0,
             times=[datetime.fromisoformat(r["time"]).timestamp() for r in records],
         )
-
-
-class RecordingMetrics:
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.observations: dict[str, list[float]] = defaultdict(list)
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        self.observations[name].append(value)
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[(name, tuple(sorted(labels.items())))] = value
-
-    def items(self, outcome: str) -> float:
-        return self.counters.get(("output_es_items_total", (("outcome", outcome),)), 0.0)
 
 
 class DeadLetters:

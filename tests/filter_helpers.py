@@ -1,10 +1,9 @@
-"""What the filter tests share: a metrics recorder, a controllable clock, and building filters
-and chains from raw config dicts exactly as the agent does (msgspec conversion, ``build``)."""
+"""What the filter tests share: a controllable clock, and building filters and chains from raw
+config dicts exactly as the agent does (msgspec conversion, ``build``)."""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import Any
 
 import msgspec
@@ -13,23 +12,7 @@ from agent.components import build, filter_types
 from agent.filters.base import Filter, FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from common.units import config_dec_hook
-
-
-class Metrics:
-    """Records counters by name and labels (the ``common.metrics.Metrics`` protocol)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counts[(name, tuple(sorted(labels.items())))] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-    def get(self, name: str, **labels: str) -> float:
-        return self.counts.get((name, tuple(sorted(labels.items()))), 0.0)
+from tests.doubles import RecordingMetrics
 
 
 class Clock:
@@ -47,10 +30,10 @@ def filter_config(raw: dict[str, Any]) -> FilterConfig:
     return config
 
 
-def make(kind: str, metrics: Metrics | None = None, **config: Any) -> Any:
+def make(kind: str, metrics: RecordingMetrics | None = None, **config: Any) -> Any:
     """One filter of ``kind`` built from ``config`` (typed Any: tests reach its extras)."""
     context = FilterContext(
-        name=f"{kind}.0", logger=logging.getLogger("test"), metrics=metrics or Metrics()
+        name=f"{kind}.0", logger=logging.getLogger("test"), metrics=metrics or RecordingMetrics()
     )
     return build("filters", 0, filter_config({"type": kind, **config}), context)
 
@@ -62,11 +45,11 @@ def make_audit(**config: Any) -> Any:
     return audit
 
 
-def chain(*configs: dict[str, Any]) -> tuple[FilterChain, list[Metrics]]:
+def chain(*configs: dict[str, Any]) -> tuple[FilterChain, list[RecordingMetrics]]:
     pairs: list[tuple[FilterConfig, FilterContext]] = []
-    metrics: list[Metrics] = []
+    metrics: list[RecordingMetrics] = []
     for index, raw in enumerate(configs):
-        recorder = Metrics()
+        recorder = RecordingMetrics()
         metrics.append(recorder)
         context = FilterContext(
             name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=recorder

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.conftest import REPO, agent_env, free_port, read_ndjson, wait_for
 
 HOST = socket.gethostname()
@@ -25,21 +26,6 @@ pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "logger"], capture_output=True).returncode != 0,
     reason="logger (util-linux) is not installed",
 )
-
-
-def _config(tmp_path: Path, input_block: str, extra: str = "") -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-{input_block}
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-{extra}
-"""
 
 
 def _logger(*args: str) -> None:
@@ -67,7 +53,7 @@ def test_logger_rfc5424_and_rfc3164_to_every_mode(
 ) -> None:
     if mode.startswith("unix"):
         sock = tmp_path / "run" / "syslog.sock"
-        block = f'[[inputs]]\ntype = "syslog"\nmode = "{mode}"\npath = "{sock}"\ntag = "syslog"'
+        block = syslog_input(mode, path=sock, tag="syslog")
         target = ["-u", str(sock), "--socket-errors=on"]
         if mode == "unix_stream":
             target += ["-T"]
@@ -76,12 +62,9 @@ def test_logger_rfc5424_and_rfc3164_to_every_mode(
     else:
         kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
         port = free_port(kind)
-        block = (
-            f'[[inputs]]\ntype = "syslog"\nmode = "{mode}"\nlisten = "127.0.0.1:{port}"\n'
-            'tag = "syslog"'
-        )
+        block = syslog_input(mode, port, tag="syslog")
         target = ["-n", "127.0.0.1", "-P", str(port), *transport]
-    start_agent(_config(tmp_path, block))
+    start_agent(agent_toml(tmp_path, block))
 
     _logger(
         *target,
@@ -123,11 +106,8 @@ def test_malformed_lines_are_kept_flagged_and_counted(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    block = (
-        f'[[inputs]]\ntype = "syslog"\nmode = "tcp"\nlisten = "127.0.0.1:{port}"\n'
-        'format = "rfc5424"\nsource_key = "peer"'
-    )
-    agent = start_agent(_config(tmp_path, block))
+    block = syslog_input("tcp", port, format="rfc5424", source_key="peer")
+    agent = start_agent(agent_toml(tmp_path, block))
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"this is not syslog \xff\xfe at all\n<34>1 - - - - - - fine\n")
     records = _wait_records(tmp_path / "out.ndjson", 2)
@@ -143,25 +123,12 @@ def test_templated_tags_route_to_different_outputs(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port(socket.SOCK_DGRAM)
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "udp"
-listen = "127.0.0.1:{port}"
-tag = "app.${{ident}}"
-[[outputs]]
-type = "file"
-match = "app.nginx"
-path = "{tmp_path / "nginx.ndjson"}"
-[[outputs]]
-type = "file"
-match_regex = "^app\\\\.(redis|api)$"
-path = "{tmp_path / "other.ndjson"}"
-"""
+    nginx = file_output(tmp_path / "nginx.ndjson", match="app.nginx")
+    other: dict[str, object] = {"type": "file", "match_regex": r"^app\.(redis|api)$"}
+    other["path"] = tmp_path / "other.ndjson"
+    config = agent_toml(
+        tmp_path, syslog_input("udp", port, tag="app.${ident}"), outputs=[nginx, other]
+    )
     agent = start_agent(config)
     for ident in ("nginx", "redis", "api", "unrouted"):
         _logger("-n", "127.0.0.1", "-P", str(port), "-d", "-t", ident, f"from {ident}")
@@ -176,9 +143,9 @@ def test_sigterm_flushes_and_exits_zero(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    block = f'[[inputs]]\ntype = "syslog"\nmode = "tcp"\nlisten = "127.0.0.1:{port}"'
-    config = _config(tmp_path, block).replace('flush_interval = "200ms"', 'flush_interval = "60s"')
-    agent = start_agent(config)
+    agent = start_agent(
+        agent_toml(tmp_path, syslog_input("tcp", port), buffer={"flush_interval": "60s"})
+    )
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"".join(b"<13>Nov 29 21:00:00 host app: line %d\n" % i for i in range(500)))
     wait_for(lambda: agent.metric("input_records_total") == 500)
@@ -191,10 +158,7 @@ def test_metrics_count_records_in_and_out(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port(socket.SOCK_DGRAM)
-    block = (
-        f'[[inputs]]\ntype = "syslog"\nmode = "udp"\nlisten = "127.0.0.1:{port}"\nname = "udp-in"'
-    )
-    agent = start_agent(_config(tmp_path, block))
+    agent = start_agent(agent_toml(tmp_path, syslog_input("udp", port, name="udp-in")))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(20):
             sock.sendto(b"<14>Nov 29 21:00:00 host app: n=%d" % i, ("127.0.0.1", port))
@@ -237,8 +201,7 @@ def test_sighup_reloads_config_and_keeps_running_on_a_bad_one(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    block = f'[[inputs]]\ntype = "syslog"\nmode = "tcp"\nlisten = "127.0.0.1:{port}"'
-    agent = start_agent(_config(tmp_path, block))
+    agent = start_agent(agent_toml(tmp_path, syslog_input("tcp", port)))
 
     def send(text: bytes) -> None:
         with socket.create_connection(("127.0.0.1", port)) as conn:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.auditd_lines import EXEC_CAT, EXEC_LONG, LONG
 from tests.conftest import free_port, read_ndjson, wait_for
 from tests.peers.rsyslog import Rsyslog
@@ -26,41 +27,24 @@ pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="logger i
 
 
 def _config(tmp_path: Path, port: int) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-
-[[filters]]
-type = "auditd"
-name = "join"
-match = "syslog"
-timeout = "1s"
-proc_root = "{tmp_path / "proc"}"
-
-[[filters]]
-type = "audit"
-name = "rules"
-
-[[outputs]]
-type = "file"
-name = "node"
-match = "syslog"
-path = "{tmp_path / "node.ndjson"}"
-
-[[outputs]]
-type = "file"
-name = "alerts"
-match = "audit.*"
-path = "{tmp_path / "audit.ndjson"}"
-"""
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        filters=[
+            {
+                "type": "auditd",
+                "name": "join",
+                "match": "syslog",
+                "timeout": "1s",
+                "proc_root": tmp_path / "proc",
+            },
+            {"type": "audit", "name": "rules"},
+        ],
+        outputs=[
+            file_output(tmp_path / "node.ndjson", "syslog", name="node"),
+            file_output(tmp_path / "audit.ndjson", "audit.*", name="alerts"),
+        ],
+    )
 
 
 def _logger(port: int, lines: list[str]) -> None:
@@ -102,9 +86,10 @@ def test_forwarded_audit_lines_become_marked_events_with_their_container(
     (alert,) = read_ndjson(tmp_path / "audit.ndjson")
     assert alert["message"] == "cat /etc/shadow"
     assert agent.metric("filter_auditd_events_total", name="join") == 3
-    assert agent.metric("filter_auditd_records_total", name="join") == len(EXEC_CAT) + len(
-        EXEC_LONG
-    ) + 1
+    assert (
+        agent.metric("filter_auditd_records_total", name="join")
+        == len(EXEC_CAT) + len(EXEC_LONG) + 1
+    )
     assert agent.metric("filter_auditd_incomplete_events_total", name="join", reason="timeout") == 1
     assert agent.metric("filter_auditd_attribution_total", name="join", result="ppid") == 1
 

@@ -116,6 +116,6 @@ def test_exec_in_a_containerd_scope_is_named_by_its_pod(
         assert alert["audit"]["severity"] == "critical"
         [on_host] = [r for r in batches["syslog"] if r["auditd"]["serial"] == 802]
         assert not {"container_id", "kubernetes", "audit"} & set(on_host)
-        assert metrics[0].get("filter_auditd_attribution_total", result="pid") == 1
+        assert metrics[0].counter("filter_auditd_attribution_total", result="pid") == 1
 
     run(body)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,63 +19,9 @@ import pytest
 
 from tests.cgroup_helpers import Scope, containerd_parts, mounts, scopes, writable
 from tests.filter_helpers import Clock, make, run
+from tests.peers.auditd import AuditDaemon, AuditdExited, auditctl, unavailable
 
 __all__ = ["scopes"]  # the fixture
-
-AUDITD_CONF = """\
-local_events = yes
-write_logs = yes
-log_file = {log}
-log_group = root
-log_format = ENRICHED
-flush = DATA
-freq = 0
-max_log_file = 100
-num_logs = 2
-priority_boost = 0
-name_format = NONE
-max_log_file_action = ROTATE
-space_left = 2
-space_left_action = IGNORE
-admin_space_left = 1
-admin_space_left_action = IGNORE
-disk_full_action = IGNORE
-disk_error_action = IGNORE
-use_libwrap = no
-transport = TCP
-q_depth = 2000
-overflow_action = IGNORE
-max_restarts = 0
-plugin_dir = {plugins}
-end_of_event_timeout = 2
-"""
-
-
-def auditctl(*args: str) -> str:
-    done = subprocess.run(["auditctl", *args], capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise RuntimeError(f"auditctl {' '.join(args)}: {done.stderr.strip() or done.stdout}")
-    return done.stdout
-
-
-def status() -> dict[str, str]:
-    return dict(line.split(" ", 1) for line in auditctl("-s").splitlines() if " " in line)
-
-
-def unavailable() -> str | None:
-    """Why the audit subsystem cannot be used here, with the exact error; None if it can."""
-    if os.geteuid() != 0:
-        return "needs root for the audit netlink socket"
-    for tool in ("auditd", "auditctl"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed (scripts/install-system-deps.sh installs auditd)"
-    try:
-        state = status()
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        return f"audit subsystem unavailable: {exc}"
-    if state.get("pid", "0") != "0":
-        return f"another auditd (pid {state['pid']}) owns the audit log"
-    return None
 
 
 @pytest.fixture
@@ -86,43 +30,17 @@ def audit_daemon(tmp_path: Path) -> Iterator[Path]:
     reason = unavailable()
     if reason:
         pytest.skip(reason)
-    enabled_before = status().get("enabled", "0")
-    (tmp_path / "plugins").mkdir()
-    log = tmp_path / "audit.log"
-    conf = tmp_path / "auditd.conf"
-    conf.write_text(AUDITD_CONF.format(log=log, plugins=tmp_path / "plugins"))
-    conf.chmod(0o600)
-    output = (tmp_path / "auditd.out").open("wb")
-    daemon = subprocess.Popen(
-        ["auditd", "-n", "-c", str(tmp_path)], stdout=output, stderr=subprocess.STDOUT
-    )
+    daemon = AuditDaemon(tmp_path)
     try:
-        for _ in range(500):
-            if status().get("pid") == str(daemon.pid):
-                break
-            if daemon.poll() is not None:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("auditd did not register with the kernel within 10 s")
-        if daemon.poll() is not None:
-            # -n reports errors to syslog only; -f (debug, events to stderr) says why on stderr.
-            debug = subprocess.run(
-                ["auditd", "-f", "-c", str(tmp_path)], capture_output=True, text=True, timeout=10
-            )
-            said = [line for line in debug.stderr.splitlines() if "parser called" not in line]
-            pytest.skip(f"auditd exited with {daemon.returncode}: {' / '.join(said[-3:])}")
-        yield log
+        daemon.start()
+    except AuditdExited as exc:
+        pytest.skip(str(exc))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield daemon.log
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        output.close()
-        auditctl("-e", enabled_before)
+        daemon.stop()
 
 
 @pytest.fixture
@@ -224,5 +142,5 @@ def test_real_auditd_exec_events_joined_and_attributed(
         # Each command had exited when its record was read; the shell, in the container's
         # cgroup, answered for it.
         assert [e.get("container_id") for e in events] == [cid] * 3
-        assert f.context.metrics.get("filter_auditd_attribution_total", result="ppid") >= 3
-    assert f.context.metrics.get("filter_auditd_incomplete_events_total", reason="timeout") == 0
+        assert f.context.metrics.counter("filter_auditd_attribution_total", result="ppid") >= 3
+    assert f.context.metrics.counter("filter_auditd_incomplete_events_total", reason="timeout") == 0

@@ -19,6 +19,7 @@ import pytest
 from agent.buffer.base import BufferConfig
 from agent.buffer.factory import build_buffer
 from tests.conftest import agent_env
+from tests.doubles import NullMetrics
 
 CHILD = textwrap.dedent(
     """
@@ -27,17 +28,13 @@ CHILD = textwrap.dedent(
     from agent.buffer.base import BufferConfig
     from agent.buffer.factory import build_buffer
     from common.units import Duration, Size
-
-    class Metrics:
-        def inc(self, name, value=1.0, **labels): pass
-        def observe(self, name, value, **labels): pass
-        def set(self, name, value, **labels): pass
+    from tests.doubles import NullMetrics
 
     async def main():
         config = BufferConfig(
             sync=sys.argv[2], chunk_bytes=Size(20000), flush_interval=Duration(0.02)
         )
-        buffer = build_buffer(config, sys.argv[1], Metrics(), logging.getLogger("child"))
+        buffer = build_buffer(config, sys.argv[1], NullMetrics(), logging.getLogger("child"))
         await buffer.open(lambda tag: ["out"])
         n = 0
         while True:
@@ -54,17 +51,6 @@ CHILD = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-class NullMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        pass
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
 
 
 def append_until_killed(data_dir: Path, kill_after: int, sync: str = "none") -> int:

@@ -32,30 +32,9 @@ from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Size
 from outputs.base import Chunk
+from tests.doubles import RecordingMetrics
 
 LOG = logging.getLogger("test.buffer")
-
-
-class RecordingMetrics:
-    """Records every metric call: counters summed, gauges last value, observations listed."""
-
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.observations: dict[str, list[float]] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        self.counters[key] = self.counters.get(key, 0.0) + value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        self.observations.setdefault(name, []).append(value)
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[(name, tuple(sorted(labels.items())))] = value
-
-    def counter(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -602,7 +581,7 @@ def test_dead_letter_writes_data_and_reason_and_counts_as_ack(tmp_path: Path, ki
 
 
 def fsyncs(metrics: RecordingMetrics) -> int:
-    return len(metrics.observations.get("buffer_fsync_seconds", []))
+    return metrics.observations("buffer_fsync_seconds")
 
 
 @pytest.mark.parametrize(("sync", "expected"), [("none", 0), ("always", 5)])
@@ -718,14 +697,12 @@ def test_gauges_and_stats(tmp_path: Path, kind: str) -> None:
         stats = buffer.stats()
         assert stats.chunks == 2 and stats.bytes > 0
         location = "disk" if kind == "disk" else "memory"
-        assert metrics.gauges[("buffer_chunks", (("location", location),))] == 2
+        assert metrics.gauge("buffer_chunks", location=location) == 2
         # One series: a sum() over buffer_chunks counts each chunk once.
-        assert [key for key in metrics.gauges if key[0] == "buffer_chunks"] == [
-            ("buffer_chunks", (("location", location),))
-        ]
+        assert metrics.series("buffer_chunks") == [{"location": location}]
         if kind == "disk":
             assert stats.disk_bytes == sum(p.stat().st_size for p in chunk_files(tmp_path))
-            assert metrics.gauges[("buffer_bytes", (("location", "disk"),))] == stats.disk_bytes
+            assert metrics.gauge("buffer_bytes", location="disk") == stats.disk_bytes
         else:
             assert stats.disk_bytes == 0 and stats.memory_bytes >= stats.bytes
 
@@ -760,15 +737,11 @@ from agent.buffer.frames import decode_header
 from agent.buffer.memory import MemoryBuffer
 from agent.config import ConfigError
 from common.units import Duration, Size
-
-class Metrics:
-    def inc(self, name, value=1.0, **labels): pass
-    def observe(self, name, value, **labels): pass
-    def set(self, name, value, **labels): pass
+from tests.doubles import NullMetrics
 
 async def main():
     config = BufferConfig(chunk_bytes=Size(10 * 1024 * 1024), flush_interval=Duration(1000))
-    buffer = build_buffer(config, sys.argv[1], Metrics(), logging.getLogger("child"))
+    buffer = build_buffer(config, sys.argv[1], NullMetrics(), logging.getLogger("child"))
     await buffer.open(lambda tag: ["out"])
     # Real write failures: no file may grow past 50 kB (EFBIG instead of SIGXFSZ).
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

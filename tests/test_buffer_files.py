@@ -21,25 +21,16 @@ from agent.buffer.chunk import ID_PATTERN
 from agent.buffer.disk import DiskBuffer
 from bench.harness import AgentProcess
 from common.units import Duration
+from tests.agent_config import agent_toml, syslog_input
 from tests.conftest import agent_command, agent_env, free_port
+from tests.doubles import NullMetrics
 
 LOG = logging.getLogger("test.buffer.files")
 
 
-class Metrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        pass
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-
 def new_buffer(directory: Path, resident: int = 1 << 20) -> DiskBuffer:
     config = BufferConfig(flush_interval=Duration(1000.0))
-    return DiskBuffer(config, str(directory), Metrics(), LOG, resident_bytes=resident)
+    return DiskBuffer(config, str(directory), NullMetrics(), LOG, resident_bytes=resident)
 
 
 def lines(start: int, count: int) -> tuple[list[bytes], list[float]]:
@@ -118,19 +109,13 @@ def test_foreign_files_with_large_numeric_names_do_not_widen_chunk_ids(
 
 
 def agent_config(data_dir: Path) -> str:
-    return f"""
-[agent]
-data_dir = "{data_dir}"
-grace_period = "1s"
-[[inputs]]
-type = "syslog"
-mode = "udp"
-listen = "127.0.0.1:{free_port()}"
-tag = "app"
-[[outputs]]
-type = "null"
-match = "*"
-"""
+    return agent_toml(
+        data_dir.parent,
+        syslog_input("udp", free_port(), tag="app"),
+        agent={"grace_period": "1s"},
+        outputs=[{"type": "null", "match": "*"}],
+        data_dir=data_dir,
+    )
 
 
 def test_second_agent_on_the_same_data_dir_exits_2_naming_it(

@@ -24,23 +24,10 @@ from agent.buffer.disk import DiskBuffer
 from agent.buffer.frames import decode_header, scan_frames
 from common.units import Duration, Size
 from outputs.base import Chunk
+from tests.doubles import RecordingMetrics
 
 LOG = logging.getLogger("test.buffer.properties")
 ROUTES = {"a": ("o1",), "b": ("o1", "o2"), "c": ("o2",)}
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counters: dict[str, float] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counters[name] = self.counters.get(name, 0.0) + value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
 
 
 def routes(tag: str) -> tuple[str, ...]:
@@ -59,7 +46,7 @@ def numbers(chunk: Chunk) -> list[int]:
     return got
 
 
-def new_buffer(directory: str, metrics: Metrics, resident: int = 4096) -> DiskBuffer:
+def new_buffer(directory: str, metrics: RecordingMetrics, resident: int = 4096) -> DiskBuffer:
     config = BufferConfig(chunk_bytes=Size(900), flush_interval=Duration(1000.0))
     return DiskBuffer(config, directory, metrics, LOG, resident_bytes=resident)
 
@@ -79,7 +66,7 @@ def pristine_dir() -> tuple[str, dict[str, list[int]]]:
     directory = tempfile.mkdtemp(prefix="buffer-pristine-")
 
     async def build() -> None:
-        buffer = new_buffer(directory, Metrics())
+        buffer = new_buffer(directory, RecordingMetrics())
         await buffer.open(routes)
         n = 0
         for batch in range(30):
@@ -140,7 +127,7 @@ def test_random_damage_never_breaks_recovery(
                 content[offset] ^= xor
             path.write_bytes(bytes(content))
             damaged.add(name)
-        metrics = Metrics()
+        metrics = RecordingMetrics()
 
         async def recover() -> dict[str, list[int]]:
             buffer = new_buffer(work, metrics)
@@ -164,8 +151,8 @@ def test_random_damage_never_breaks_recovery(
         lost = sum(len(records) for records in expected.values()) - sum(map(len, got.values()))
         if lost:
             assert (
-                metrics.counters.get("buffer_cut_bytes_total", 0)
-                or metrics.counters.get("buffer_corrupt_chunks_total", 0)
+                metrics.total("buffer_cut_bytes_total")
+                or metrics.total("buffer_corrupt_chunks_total")
                 or os.listdir(Path(work, "corrupt"))
                 or any(not Path(work, "chunks", n).exists() for n in damaged)
             )
@@ -201,7 +188,7 @@ def test_random_histories_deliver_everything_exactly_once(
 
 
 async def play(directory: str, ops: list[tuple[str, int, int]], resident: int) -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     buffer = new_buffer(directory, metrics, resident)
     await buffer.open(routes)
     appended: dict[str, list[int]] = {"o1": [], "o2": []}

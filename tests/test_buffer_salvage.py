@@ -28,29 +28,9 @@ from agent.buffer.disk import DiskBuffer
 from agent.buffer.frames import _candidates, resync, scan_frames
 from common.units import Duration, Size
 from outputs.base import Chunk
+from tests.doubles import RecordingMetrics
 
 LOG = logging.getLogger("test.buffer.salvage")
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        self.counters[key] = self.counters.get(key, 0.0) + value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def counter(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def total(self, name: str) -> float:
-        return sum(value for (n, _), value in self.counters.items() if n == name)
 
 
 def lines_for(start: int, count: int) -> tuple[list[bytes], list[float]]:
@@ -66,7 +46,9 @@ def numbers(chunk: Chunk) -> list[int]:
     return got
 
 
-def new_buffer(directory: str | Path, metrics: Metrics, resident: int = 1 << 20) -> DiskBuffer:
+def new_buffer(
+    directory: str | Path, metrics: RecordingMetrics, resident: int = 1 << 20
+) -> DiskBuffer:
     config = BufferConfig(chunk_bytes=Size(1 << 20), flush_interval=Duration(1000.0))
     return DiskBuffer(config, str(directory), metrics, LOG, resident_bytes=resident)
 
@@ -96,7 +78,7 @@ def write_chunk(directory: Path, batches: int = 8, per_batch: int = 5) -> Path:
     """One chunk file of ``batches`` frames; returns its path."""
 
     async def build() -> None:
-        buffer = new_buffer(directory, Metrics())
+        buffer = new_buffer(directory, RecordingMetrics())
         await buffer.open(routes)
         for batch in range(batches):
             buffer.append("t", *lines_for(batch * per_batch, per_batch))
@@ -130,7 +112,7 @@ async def drain(buffer: DiskBuffer) -> list[int]:
     return got
 
 
-def recover(directory: Path, metrics: Metrics) -> list[int]:
+def recover(directory: Path, metrics: RecordingMetrics) -> list[int]:
     async def scenario() -> list[int]:
         buffer = new_buffer(directory, metrics)
         await buffer.open(routes)
@@ -159,7 +141,7 @@ def test_damaged_length_field_resyncs_on_the_next_frame(tmp_path: Path) -> None:
     second = frames[1]
     content[second[0] + 1] ^= 0x40  # the length now points past the file's end
     path.write_bytes(bytes(content))
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     got = recover(tmp_path, metrics)
     assert got == [n for i, frame in enumerate(frames) if i != 1 for n in frame[2]]
     assert metrics.counter("buffer_cut_bytes_total", reason="malformed") == second[1] - second[0]
@@ -176,7 +158,7 @@ def test_garbage_inserted_between_frames_is_cut_and_every_frame_kept(tmp_path: P
     at = frames[3][0]
     garbage = os.urandom(300) + b"\0" * 64 + b'{"n": 1}\n' * 3
     path.write_bytes(content[:at] + garbage + content[at:])
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     assert recover(tmp_path, metrics) == [n for frame in frames for n in frame[2]]
     assert metrics.counter("buffer_cut_bytes_total", reason="malformed") == len(garbage)
     assert (tmp_path / "corrupt" / f"{path.name}.cut-at-{at}").read_bytes() == garbage
@@ -191,7 +173,7 @@ def test_two_damaged_frames_rewrite_the_file_with_the_intact_ones(tmp_path: Path
     for index in (2, 5):
         content[frames[index][1] - 3] ^= 0x01
     path.write_bytes(bytes(content))
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def open_close() -> None:
         buffer = new_buffer(tmp_path, metrics)
@@ -206,7 +188,7 @@ def test_two_damaged_frames_rewrite_the_file_with_the_intact_ones(tmp_path: Path
         bytes(content[a:b]) for a, b, _ in kept
     )
     assert not list((tmp_path / "chunks").glob("*.salvage"))
-    again = Metrics()
+    again = RecordingMetrics()
     assert recover(tmp_path, again) == [n for f in kept for n in f[2]]
     assert again.total("buffer_cut_bytes_total") == 0
 
@@ -222,7 +204,7 @@ def test_a_false_frame_of_non_json_lines_is_never_replayed(tmp_path: Path) -> No
     content[frames[3][0] + 20] ^= 0x10  # damage the frame before it
     damaged = bytes(content[:at]) + impostor + bytes(content[at:])
     path.write_bytes(damaged)
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     got = recover(tmp_path, metrics)
     assert got == [n for i, f in enumerate(frames) if i != 3 for n in f[2]]
     assert metrics.total("buffer_cut_bytes_total") == frames[3][1] - frames[3][0] + len(impostor)
@@ -254,7 +236,7 @@ def test_resync_skips_text_at_c_speed_and_checks_the_frame(tmp_path: Path) -> No
 def test_chunk_damaged_after_start_delivers_its_intact_frames_once(tmp_path: Path) -> None:
     """A flipped byte in a sealed chunk (read back from disk for delivery) costs that frame
     only; two outputs taking the chunk at once see one read, one count and one saved copy."""
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def scenario() -> None:
         buffer = new_buffer(tmp_path, metrics, resident=0)
@@ -300,7 +282,7 @@ def test_chunk_damaged_after_start_delivers_its_intact_frames_once(tmp_path: Pat
 
 
 def test_chunk_with_no_intact_frame_left_is_quarantined_at_run_time(tmp_path: Path) -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def scenario() -> None:
         buffer = new_buffer(tmp_path, metrics, resident=0)
@@ -331,7 +313,7 @@ def pristine_dir() -> tuple[str, dict[str, list[tuple[int, int, list[int]]]]]:
     directory = tempfile.mkdtemp(prefix="buffer-salvage-")
 
     async def build() -> None:
-        buffer = new_buffer(directory, Metrics())
+        buffer = new_buffer(directory, RecordingMetrics())
         await buffer.open(routes)
         n = 0
         for batch in range(36):
@@ -430,7 +412,7 @@ def check_damage(
                 clean_cuts = [original[:end] for _, end, _ in frames] + [original[: frames[0][0]]]
                 evidence = evidence or content not in clean_cuts
 
-        metrics = Metrics()
+        metrics = RecordingMetrics()
 
         async def scenario() -> dict[str, list[int]]:
             if not at_run_time:

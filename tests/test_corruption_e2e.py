@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import PATIENT_OUTPUT, agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.numbered import SEQ, numbered_lines, numbers_in
 
@@ -73,27 +74,13 @@ def _took(agent: AgentProcess, count: int) -> Callable[[], bool]:
 
 
 def _config(tmp_path: Path, port: int, out: Path) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-grace_period = "1s"
-[buffer]
-type = "disk"
-chunk_bytes = "64KiB"
-flush_interval = "60s"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "app"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "300ms"
-retry_limit = "unlimited"
-"""
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="app"),
+        agent={"grace_period": "1s"},
+        buffer={"type": "disk", "chunk_bytes": "64KiB", "flush_interval": "60s"},
+        outputs=[file_output(out, **{**PATIENT_OUTPUT, "retry_max": "300ms"})],
+    )
 
 
 def _buffer_records_while_output_fails(

@@ -6,7 +6,6 @@ letters are replayed, and no credential reaches /metrics or the log."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 import subprocess
@@ -18,10 +17,11 @@ import pytest
 
 from bench.harness import AgentProcess
 from outputs.s3.keys import KeyTemplate
+from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.conftest import agent_command, agent_env, free_port, read_ndjson, wait_for
 from tests.numbered import SEQ, numbered_lines, numbers_in
 from tests.peers.faultproxy import FaultProxy
-from tests.peers.moto import CREDENTIALS, MotoServer
+from tests.peers.moto import FAKE_CREDENTIALS_ENV, MotoServer
 from tests.peers.opensearch import OpenSearchNode, opensearch_fixture  # noqa: F401
 from tests.s3_helpers import multipart_uploads, s3_config, stored
 
@@ -35,21 +35,46 @@ def _send(port: int, payload: bytes) -> None:
         conn.sendall(payload)
 
 
-def _head(tmp_path: Path, port: int, extra_agent: str = "") -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-grace_period = "2s"
-{extra_agent}
-[buffer]
-type = "disk"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "app"
-"""
+def _config(tmp_path: Path, port: int, output: Table, **agent: object) -> str:
+    """The agent taking TCP on ``port`` into a disk buffer, delivering to ``output``."""
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="app"),
+        agent={"grace_period": "2s", **agent},
+        buffer={"type": "disk"},
+        outputs=[output],
+    )
+
+
+def _s3_output(url: str, bucket: str, **keys: object) -> Table:
+    return {
+        "type": "s3",
+        "name": "archive",
+        "match": "*",
+        "bucket": bucket,
+        "endpoint_url": url,
+        "region": "us-east-1",
+        "addressing_style": "path",
+        "healthcheck": False,
+        "upload_timeout": "300ms",
+        "request_timeout": "10s",
+        "retry_base": "100ms",
+        "retry_max": "500ms",
+        **keys,
+    }
+
+
+def _es_output(hosts: str | list[str], index: str, **keys: object) -> Table:
+    return {
+        "type": "elasticsearch",
+        "name": "es",
+        "match": "*",
+        "hosts": hosts,
+        "index": index,
+        "retry_base": "100ms",
+        "retry_max": "500ms",
+        **keys,
+    }
 
 
 def _dead_files(directory: Path) -> list[Path]:
@@ -63,11 +88,8 @@ def _dead_files(directory: Path) -> list[Path]:
 
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MotoServer]:
-    for key, value in CREDENTIALS.items():
+    for key, value in FAKE_CREDENTIALS_ENV.items():
         monkeypatch.setenv(key, value)  # inherited by the agent process
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with MotoServer(log_path=tmp_path / "moto.log") as server:
         yield server
 
@@ -80,25 +102,7 @@ def test_missing_bucket_waits_then_delivers_without_dead_letters(
     buffer, /readyz and output_blocked_chunks say why, and they all arrive; nothing is
     dead-lettered, even with a retry_limit that the chunks pass many times."""
     port = free_port()
-    config = (
-        _head(tmp_path, port)
-        + f"""
-[[outputs]]
-type = "s3"
-name = "archive"
-match = "*"
-bucket = "later"
-endpoint_url = "{moto.url}"
-region = "us-east-1"
-addressing_style = "path"
-healthcheck = false
-upload_timeout = "300ms"
-request_timeout = "10s"
-retry_limit = 1
-retry_base = "100ms"
-retry_max = "500ms"
-"""
-    )
+    config = _config(tmp_path, port, _s3_output(moto.url, "later", retry_limit=1))
     agent = start_agent(config)
     _send(port, numbered_lines(0, 500))
     dead = tmp_path / "data" / "dead-letter"
@@ -152,19 +156,7 @@ def test_unwritable_dead_letter_directory_keeps_the_chunk(
     refused records are in owner-only files, counted apart from the delivered ones."""
     _numbers_index(opensearch, "dl-e2e")
     port = free_port()
-    config = (
-        _head(tmp_path, port)
-        + f"""
-[[outputs]]
-type = "elasticsearch"
-name = "es"
-match = "*"
-hosts = "{opensearch.url}"
-index = "dl-e2e"
-retry_base = "100ms"
-retry_max = "500ms"
-"""
-    )
+    config = _config(tmp_path, port, _es_output(opensearch.url, "dl-e2e"))
     agent = start_agent(config)
     dead = tmp_path / "data" / "dead-letter"
     if dead.is_dir():
@@ -229,21 +221,8 @@ def test_refused_credentials_hold_the_records_until_fixed(
             when=lambda r: r.path == "/_bulk",
             content_type="application/json",
         )
-        config = (
-            _head(tmp_path, port)
-            + f"""
-[[outputs]]
-type = "elasticsearch"
-name = "es"
-match = "*"
-hosts = "{proxy.url}"
-index = "auth-e2e"
-id_mode = "hash"
-retry_limit = 1
-retry_base = "100ms"
-retry_max = "300ms"
-"""
-        )
+        output = _es_output(proxy.url, "auth-e2e", id_mode="hash", retry_limit=1, retry_max="300ms")
+        config = _config(tmp_path, port, output)
         agent = start_agent(config)
         _send(port, numbered_lines(0, 300))
         dead = tmp_path / "data" / "dead-letter"
@@ -276,19 +255,8 @@ def test_credentials_in_a_url_reach_neither_metrics_nor_log_nor_check(
     port = free_port()
     dead_port = free_port()
     live = opensearch.url.replace("http://", "http://elastic:hunter2-secret@")
-    config = (
-        _head(tmp_path, port)
-        + f"""
-[[outputs]]
-type = "elasticsearch"
-name = "es"
-match = "*"
-index = "url-credentials"
-hosts = ["http://elastic:hunter2-secret@127.0.0.1:{dead_port}", "{live}"]
-retry_base = "100ms"
-retry_max = "300ms"
-"""
-    )
+    hosts = [f"http://elastic:hunter2-secret@127.0.0.1:{dead_port}", live]
+    config = _config(tmp_path, port, _es_output(hosts, "url-credentials", retry_max="300ms"))
     agent = start_agent(config)
     _send(port, numbered_lines(0, 10))
     wait_for(lambda: agent.metric("output_records_total", name="es") == 10, timeout=30)
@@ -315,19 +283,8 @@ retry_max = "300ms"
 
 
 def _file_config(tmp_path: Path, port: int, out: Path, max_bytes: str) -> str:
-    return (
-        _head(tmp_path, port, f'dead_letter_max_bytes = "{max_bytes}"')
-        + f"""
-[[outputs]]
-type = "file"
-name = "archive"
-match = "*"
-path = "{out}"
-retry_limit = 0
-retry_base = "100ms"
-retry_max = "300ms"
-"""
-    )
+    output = file_output(out, name="archive", retry_limit=0, retry_base="100ms", retry_max="300ms")
+    return _config(tmp_path, port, output, dead_letter_max_bytes=max_bytes)
 
 
 def test_full_dead_letter_directory_holds_the_chunk_and_replay_sends_it(
@@ -404,20 +361,7 @@ def test_refused_documents_replayed_once_the_mapping_is_fixed(
     it finds nothing left."""
     _numbers_index(opensearch, "dl-replay")
     port = free_port()
-    config = (
-        _head(tmp_path, port)
-        + f"""
-[[outputs]]
-type = "elasticsearch"
-name = "es"
-match = "*"
-hosts = "{opensearch.url}"
-index = "dl-replay"
-id_mode = "hash"
-retry_base = "100ms"
-retry_max = "500ms"
-"""
-    )
+    config = _config(tmp_path, port, _es_output(opensearch.url, "dl-replay", id_mode="hash"))
     agent = start_agent(config)
     _send(port, _mixed_lines(40))
     wait_for(lambda: agent.metric("output_dead_lettered_records_total") == 20, timeout=30)
@@ -460,24 +404,7 @@ def test_s3_chunk_refused_then_replayed_into_the_bucket(
     port = free_port()
     with FaultProxy(moto.url) as proxy:
         proxy.respond(400, echoed, when=lambda r: r.method == "PUT")
-        config = (
-            _head(tmp_path, port)
-            + f"""
-[[outputs]]
-type = "s3"
-name = "archive"
-match = "*"
-bucket = "replay"
-endpoint_url = "{proxy.url}"
-region = "us-east-1"
-addressing_style = "path"
-healthcheck = false
-upload_timeout = "300ms"
-request_timeout = "10s"
-retry_base = "100ms"
-retry_max = "500ms"
-"""
-        )
+        config = _config(tmp_path, port, _s3_output(proxy.url, "replay"))
         agent = start_agent(config)
         _send(port, numbered_lines(0, 200))
         wait_for(lambda: agent.metric("output_dead_lettered_records_total") == 200, timeout=30)

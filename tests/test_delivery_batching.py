@@ -154,7 +154,7 @@ def test_max_chunks_groups_ready_chunks_and_acknowledges_each(tmp_path: Path) ->
     run(rig.run(scenario))
     assert rig.metrics.total("output_chunks_total") == 7
     assert rig.metrics.total("output_records_total") == 70
-    assert len(rig.metrics.observed["output_request_seconds"]) == 3
+    assert rig.metrics.observations("output_request_seconds") == 3
 
 
 def test_max_bytes_closes_a_group_before_it_would_pass_the_bound(tmp_path: Path) -> None:

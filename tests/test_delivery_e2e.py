@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import PATIENT_OUTPUT, Table, agent_toml, file_output, syslog_input
 from tests.conftest import free_port, read_ndjson, wait_for
 from tests.numbered import numbered_datagram, numbered_lines, numbers_in
 
@@ -21,30 +22,16 @@ pytestmark = pytest.mark.slow
 WIDE = b"payload-" + b"x" * 120
 
 
-
-def _config(tmp_path: Path, port: int, out: Path, buffer: str = "", output: str = "") -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-grace_period = "5s"
-[buffer]
-type = "disk"
-flush_interval = "300ms"
-{buffer}
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "app"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "500ms"
-retry_limit = "unlimited"
-{output}
-"""
+def _config(
+    tmp_path: Path, port: int, out: Path, buffer: Table | None = None, **output: object
+) -> str:
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="app"),
+        agent={"grace_period": "5s"},
+        buffer={"type": "disk", "flush_interval": "300ms", **(buffer or {})},
+        outputs=[file_output(out, **{**PATIENT_OUTPUT, **output})],
+    )
 
 
 def test_kill_9_under_load_loses_nothing_the_agent_took(
@@ -56,7 +43,7 @@ def test_kill_9_under_load_loses_nothing_the_agent_took(
     total = 200_000
     port = free_port()
     out = tmp_path / "out.ndjson"
-    config = _config(tmp_path, port, out, buffer='chunk_bytes = "512KiB"')
+    config = _config(tmp_path, port, out, buffer={"chunk_bytes": "512KiB"})
     workdir = tmp_path / "agent"
     agent = start_agent(config, workdir=workdir)
 
@@ -134,31 +121,13 @@ def test_full_buffer_slows_tcp_and_counts_udp_drops(
     blocker = tmp_path / "blocked"
     blocker.write_text("writes fail until this file goes")
     out = blocker / "out.ndjson"
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "100ms"
-chunk_bytes = "64KiB"
-max_bytes = "512KiB"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{tcp_port}"
-name = "tcp-in"
-[[inputs]]
-type = "syslog"
-mode = "udp"
-listen = "127.0.0.1:{udp_port}"
-name = "udp-in"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "200ms"
-retry_limit = "unlimited"
-"""
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", tcp_port, name="tcp-in"),
+        syslog_input("udp", udp_port, name="udp-in"),
+        buffer={"flush_interval": "100ms", "chunk_bytes": "64KiB", "max_bytes": "512KiB"},
+        outputs=[file_output(out, **{**PATIENT_OUTPUT, "retry_max": "200ms"})],
+    )
     agent = start_agent(config)
     total_tcp = 100_000  # ~19 MB: more than max_bytes and the kernel socket buffers together
     done = threading.Event()
@@ -206,9 +175,7 @@ def test_past_retry_limit_a_chunk_goes_to_dead_letter_with_reason(
     port = free_port()
     blocker = tmp_path / "blocked"
     blocker.write_text("never removed")
-    config = _config(tmp_path, port, blocker / "out.ndjson").replace(
-        'retry_limit = "unlimited"', "retry_limit = 2"
-    )
+    config = _config(tmp_path, port, blocker / "out.ndjson", retry_limit=2)
     agent = start_agent(config)
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(numbered_lines(0, 100, payload=WIDE))

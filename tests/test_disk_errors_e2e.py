@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_datagram, numbered_lines, numbers_in
 
@@ -21,29 +22,13 @@ def test_write_errors_hold_streams_back_and_lose_nothing(
 ) -> None:
     tcp_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
     out = tmp_path / "out.ndjson"
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-chunk_bytes = "8MiB"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{tcp_port}"
-name = "tcp-in"
-[[inputs]]
-type = "syslog"
-mode = "udp"
-listen = "127.0.0.1:{udp_port}"
-name = "udp-in"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "200ms"
-"""
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", tcp_port, name="tcp-in"),
+        syslog_input("udp", udp_port, name="udp-in"),
+        buffer={"chunk_bytes": "8MiB"},
+        outputs=[file_output(out, retry_base="50ms", retry_max="200ms")],
+    )
     agent = start_agent(config)
     limit = 256 * 1024  # no file of the agent's may grow past this: chunk files hit it first
     # Only the soft limit: raising it back needs no privilege.

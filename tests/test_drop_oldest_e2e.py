@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import PATIENT_OUTPUT, agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_lines, numbers_in
 
@@ -37,29 +38,18 @@ def test_drop_oldest_never_blocks_and_counts_every_record_it_drops(
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output's directory should be: writes fail (ENOTDIR)")
     out = blocker / "out.ndjson"
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-type = "disk"
-chunk_bytes = {CHUNK_BYTES}
-max_bytes = {MAX_BYTES}
-when_full = "drop_oldest"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "app"
-name = "tcp-in"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "300ms"
-retry_limit = "unlimited"
-"""
+    buffer = {
+        "type": "disk",
+        "chunk_bytes": CHUNK_BYTES,
+        "max_bytes": MAX_BYTES,
+        "when_full": "drop_oldest",
+    }
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="app", name="tcp-in"),
+        buffer=buffer,
+        outputs=[file_output(out, **{**PATIENT_OUTPUT, "retry_max": "300ms"})],
+    )
     agent = start_agent(config)
     sent = threading.Event()
 

@@ -49,8 +49,8 @@ def test_forwarded_lines_become_one_event_record_under_the_first_lines_tag() -> 
     assert event["auditd"]["exe"] == "/usr/bin/echo"
     assert "container_id" not in event
     metrics = f.context.metrics
-    assert metrics.get("filter_auditd_events_total") == 1
-    assert metrics.get("filter_auditd_records_total") == len(EXEC_LONG)
+    assert metrics.counter("filter_auditd_events_total") == 1
+    assert metrics.counter("filter_auditd_records_total") == len(EXEC_LONG)
 
 
 def test_raw_tail_lines_without_host() -> None:
@@ -80,7 +80,7 @@ def test_incomplete_event_is_flushed_after_timeout_and_counted() -> None:
     assert f.flush(102.9) == []
     ((tag, (event,)),) = f.flush(103.0)
     assert tag == "syslog" and event["auditd"]["argv"] == ["cat", "/etc/shadow"]
-    assert f.context.metrics.get("filter_auditd_incomplete_events_total", reason="timeout") == 1
+    assert f.context.metrics.counter("filter_auditd_incomplete_events_total", reason="timeout") == 1
 
 
 def test_close_releases_everything() -> None:
@@ -95,10 +95,10 @@ def test_bounds_are_counted() -> None:
     out = run(f, [forwarded(line) for line in EXEC_LONG])
     assert out == []  # PROCTITLE came past the bound
     metrics = f.context.metrics
-    assert metrics.get("filter_auditd_dropped_records_total", reason="event_too_large") == 5
+    assert metrics.counter("filter_auditd_dropped_records_total", reason="event_too_large") == 5
     out = run(f, [forwarded(SUDO_CMD)])  # a second event evicts the first
     assert [r["auditd"]["type"] for r in out] == ["SYSCALL", "USER_CMD"]
-    assert metrics.get("filter_auditd_incomplete_events_total", reason="evicted") == 1
+    assert metrics.counter("filter_auditd_incomplete_events_total", reason="evicted") == 1
 
 
 def test_a_host_that_is_not_text_does_not_break_joining() -> None:
@@ -123,15 +123,18 @@ def test_through_the_chain_with_the_audit_filter_after_it() -> None:
 
 
 def test_a_batch_without_audit_lines_is_returned_as_is_and_times_are_kept() -> None:
-    """The agent reuses the parser's event times when no filter may change ``time`` and a
-    filter hands back the list it was given; the auditd filter runs on the whole syslog
+    """The chain keeps the parser's event times for a batch when the filters hand back the
+    list they were given and leave ``time`` alone; the auditd filter runs on the whole syslog
     stream, so it must not cost that for the lines it does not touch."""
     f = auditd()
     records = [{"message": "hello"}, {"message": "type=nothing"}]
     ((tag, out),) = f.process("syslog", records)
     assert tag == "syslog" and out is records
     filters, _ = chain({"type": "auditd", "containers": False}, {"type": "audit"})
-    assert filters.keeps("time")
+    stamped = [{**r, "time": "2026-11-29T21:00:01Z"} for r in records]
+    times = [1_795_000_000.0, 1_795_000_000.0]
+    ((_, out, out_times),) = filters.process_with_times("syslog", stamped, times)
+    assert out is stamped and out_times is times
 
 
 def test_bad_config() -> None:
@@ -229,5 +232,5 @@ def test_filter_sets_container_id_and_counts_attribution(tmp_path: Path) -> None
     out = run(f, [forwarded(line) for line in [*EXEC_CAT, SUDO_CMD]])
     assert [r.get("container_id") for r in out] == [CID, None]
     metrics = f.context.metrics
-    assert metrics.get("filter_auditd_attribution_total", result="ppid") == 1
-    assert metrics.get("filter_auditd_attribution_total", result="gone") == 1
+    assert metrics.counter("filter_auditd_attribution_total", result="ppid") == 1
+    assert metrics.counter("filter_auditd_attribution_total", result="gone") == 1

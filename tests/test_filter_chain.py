@@ -50,12 +50,12 @@ def test_grep_modify_rewrite_tag_audit() -> None:
     ]
     assert all(r["cluster"] == "prod" for _, rs in out for r in rs)
     grep = metrics[0]
-    assert grep.get("filter_records_total", direction="in") == 6
-    assert grep.get("filter_records_total", direction="out") == 5
-    assert grep.get("filter_dropped_records_total") == 1
-    assert metrics[3].get("filter_records_total", direction="in") == 3  # secure.* only
-    assert metrics[3].get("filter_records_total", direction="out") == 5
-    assert metrics[3].get("filter_dropped_records_total") == 0
+    assert grep.counter("filter_records_total", direction="in") == 6
+    assert grep.counter("filter_records_total", direction="out") == 5
+    assert grep.counter("filter_dropped_records_total") == 1
+    assert metrics[3].counter("filter_records_total", direction="in") == 3  # secure.* only
+    assert metrics[3].counter("filter_records_total", direction="out") == 5
+    assert metrics[3].counter("filter_dropped_records_total") == 0
 
 
 def test_empty_chain_and_empty_results() -> None:
@@ -74,7 +74,7 @@ def test_multiline_flush_goes_through_the_rest_of_the_chain() -> None:
     )
     out = c.process("app", [rec("java", "Exception: x"), rec("java", "\tat A.b(A.java:1)")])
     assert out == []
-    assert metrics[0].get("filter_dropped_records_total") == 0  # held back, not dropped
+    assert metrics[0].counter("filter_dropped_records_total") == 0  # held back, not dropped
     assert c.flush(0.0) == []
     import time
 
@@ -92,14 +92,15 @@ def test_a_raising_filter_loses_nothing(caplog: pytest.LogCaptureFixture) -> Non
         {"type": "modify", "rules": [["set", "after", 1]]},
     )
 
-    def boom(tag: str, records: list[dict[str, Any]]) -> Any:
+    def boom(records: list[dict[str, Any]]) -> Any:
         raise RuntimeError("bug")
 
-    c.filters[0].process = boom  # type: ignore[method-assign]
+    # grep is a KeepFilter: the chain calls its keep
+    c.filters[0].keep = boom  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
         out = c.process("t", [rec("a", "b")])
     assert out == [("t", [{**rec("a", "b"), "after": 1}])]
-    assert metrics[0].get("filter_errors_total") == 1
+    assert metrics[0].counter("filter_errors_total") == 1
 
 
 def test_bad_config_names_position_and_type() -> None:

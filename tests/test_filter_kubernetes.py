@@ -11,11 +11,13 @@ from typing import Any
 import msgspec
 import pytest
 
+from agent.fields import set_field
 from agent.filters.kubernetes.cache import Namespace, Pod, owner_of
 from agent.filters.kubernetes.client import Credentials
 from agent.filters.kubernetes.config import KubernetesConfig
 from agent.filters.kubernetes.filter import docker_name
-from tests.filter_helpers import Clock, Metrics, make
+from tests.doubles import RecordingMetrics
+from tests.filter_helpers import Clock, make
 
 CID = "3f4e5d6c7b8a" + "9" * 52
 CID2 = "aa11bb22cc33" + "4" * 52
@@ -60,7 +62,7 @@ def pod(
     return msgspec.json.decode(json.dumps(raw).encode(), type=Pod)
 
 
-def kube(metrics: Metrics | None = None, **config: Any) -> Any:
+def kube(metrics: RecordingMetrics | None = None, **config: Any) -> Any:
     f = make(
         "kubernetes",
         metrics,
@@ -97,8 +99,11 @@ def test_syslog_record_by_full_and_short_container_id() -> None:
         assert k["container_hash"] == "sha256:ff"
         assert k["labels"] == {"app": "web", "pod-template-hash": "7d4b9c8f5d"}
         assert k["owner"] == {"kind": "Deployment", "name": "web"}
-    # Each record has its own kubernetes object: changing one does not change the next.
-    out[0]["kubernetes"]["pod_name"] = "changed"
+    # The records share the cache's object, which filters never change in place: changing
+    # one record's (a changed copy in its place, as agent.fields does) does not change the next.
+    assert out[0]["kubernetes"] is out[1]["kubernetes"] is f.cache.by_id[CID]
+    set_field(out[0], ("kubernetes", "pod_name"), "changed")
+    assert out[0]["kubernetes"]["pod_name"] == "changed"
     assert out[1]["kubernetes"]["pod_name"] == "web-7d4b9c8f5d-x2x9q"
 
 
@@ -147,7 +152,7 @@ def test_docker_era_name_gives_pod_and_namespace_without_lookup() -> None:
     }
     assert docker_name("k8s_POD_web") is None
     assert docker_name("nginx") is None
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics, wait_for_metadata="1s")
     record = {"message": "m", "container_name": "k8s_app_web-1_shop_uid-9_0"}
     assert f.process("t", [record]) == [("t", [])]  # waits for the pod
@@ -160,11 +165,11 @@ def test_docker_era_name_gives_pod_and_namespace_without_lookup() -> None:
         "namespace_name": "shop",
         "pod_id": "uid-9",
     }
-    assert metrics.get("filter_kubernetes_missing_records_total", reason="timeout") == 1
+    assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 1
 
 
 def test_unknown_container_waits_then_is_enriched_when_the_pod_arrives() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics)
     known_pod = pod(uid="uid-2", name="other", ids={"app": "docker://" + CID2})
     f.cache.put_pod(known_pod)
@@ -176,36 +181,36 @@ def test_unknown_container_waits_then_is_enriched_when_the_pod_arrives() -> None
     f.cache.put_pod(pod())
     assert f.flush(f.clock.now + 0.2) == [("s", [early])]
     assert early["kubernetes"]["pod_name"] == "web-7d4b9c8f5d-x2x9q"
-    assert metrics.get("filter_kubernetes_missing_records_total", reason="timeout") == 0
+    assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 0
 
 
 def test_unknown_container_passes_unenriched_after_wait_and_is_counted() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics, wait_for_metadata="2s")
     record = {"message": "lost", "container_id": CID}
     assert f.process("s", [record]) == [("s", [])]
     assert f.flush(f.clock.now + 1.9) == []
     assert f.flush(f.clock.now + 2.0) == [("s", [record])]
     assert "kubernetes" not in record
-    assert metrics.get("filter_kubernetes_missing_records_total", reason="timeout") == 1
+    assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 1
 
 
 def test_side_queue_is_bounded_oldest_passes_on_counted() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics, max_waiting_records=2)
     records = [{"message": str(i), "container_id": CID} for i in range(3)]
     out = f.process("s", records)
     assert out == [("s", []), ("s", [records[0]])]
-    assert metrics.get("filter_kubernetes_missing_records_total", reason="queue_full") == 1
+    assert metrics.counter("filter_kubernetes_missing_records_total", reason="queue_full") == 1
     assert f.close() == [("s", records[1:])]
 
 
 def test_no_wait_passes_at_once() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics, wait_for_metadata=0)
     record = {"container_id": CID}
     assert f.process("s", [record]) == [("s", [record])]
-    assert metrics.get("filter_kubernetes_missing_records_total", reason="no_wait") == 1
+    assert metrics.counter("filter_kubernetes_missing_records_total", reason="no_wait") == 1
 
 
 def test_deleted_pod_is_kept_for_its_ttl() -> None:
@@ -251,7 +256,7 @@ def test_namespace_labels_reach_its_pods() -> None:
 
 
 def test_labels_and_annotations_options() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(
         metrics,
         labels=False,
@@ -271,7 +276,7 @@ def test_labels_and_annotations_options() -> None:
     obj = f.cache.lookup_id(CID)
     assert obj is not None and "labels" not in obj
     assert obj["annotations"] == {"exact": "1", "keep.example.com/a": "2"}
-    assert metrics.get("filter_kubernetes_annotations_left_out_total") == 1
+    assert metrics.counter("filter_kubernetes_annotations_left_out_total") == 1
     g = kube(annotations=False)
     g.cache.put_pod(pod(annotations={"a": "b"}))
     assert "annotations" not in g.cache.lookup_id(CID)  # type: ignore[operator]
@@ -481,7 +486,7 @@ def test_runtime_exec_line_names_the_pod_of_the_container_it_mentions(tmp_path: 
 
 
 def test_keys_of_the_wrong_type_pass_unchanged() -> None:
-    metrics = Metrics()
+    metrics = RecordingMetrics()
     f = kube(metrics)
     f.cache.put_pod(pod())
     records: list[dict[str, Any]] = [

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.filter_helpers import Metrics, make
+from tests.agent_config import Table, agent_toml, file_output, syslog_input
+from tests.doubles import RecordingMetrics
+from tests.filter_helpers import make
 from tests.peers.kube import AGENT_TOKEN, KubeApiServer, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -41,7 +43,7 @@ def token_file(tmp_path: Path) -> Path:
 
 
 def kube_filter(
-    kube: KubeApiServer, token_file: Path, metrics: Metrics | None = None, **config: Any
+    kube: KubeApiServer, token_file: Path, metrics: RecordingMetrics | None = None, **config: Any
 ) -> Any:
     return make(
         "kubernetes",
@@ -198,7 +200,7 @@ def test_record_waits_for_a_pod_the_watch_reports_later(
     kube: KubeApiServer, token_file: Path
 ) -> None:
     kube.create_namespace("later")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, wait_for_metadata="60s")
@@ -221,7 +223,7 @@ def test_record_waits_for_a_pod_the_watch_reports_later(
                 await asyncio.sleep(0.05)
             assert out == [("t", [early])]
             assert early["kubernetes"]["pod_name"] == "fresh"
-            assert metrics.get("filter_kubernetes_missing_records_total", reason="timeout") == 0
+            assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 0
         finally:
             await f.stop()
 
@@ -234,7 +236,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
     kube.create_namespace("outage")
     kube.create_pod("outage", "before", NODE, {"c": "img"})
     kube.set_container_ids("outage", "before", {"c": "containerd://" + cid(40)})
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False, watch_timeout="5s")
@@ -251,7 +253,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
             assert f.process("t", unknown) == [("t", [])]  # waits, never blocks
             assert time.monotonic() - started < 30
             await until(
-                lambda: metrics.get("filter_kubernetes_api_errors_total", resource="pods") >= 1
+                lambda: metrics.counter("filter_kubernetes_api_errors_total", resource="pods") >= 1
             )
             await call(kube.start_apiserver)
             await call(kube.create_pod, "outage", "after", NODE, {"c": "img"})
@@ -268,7 +270,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
 
 def test_410_gone_lists_again(kube: KubeApiServer, token_file: Path) -> None:
     kube.create_namespace("gone")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False, watch_timeout="1s")
@@ -283,7 +285,7 @@ def test_410_gone_lists_again(kube: KubeApiServer, token_file: Path) -> None:
             await call(kube.etcd_compact)
             f.pods_watch.resource_version = "1"  # as if the agent had slept through it all
             await until(
-                lambda: metrics.get("filter_kubernetes_relists_total", resource="pods") >= 1,
+                lambda: metrics.counter("filter_kubernetes_relists_total", resource="pods") >= 1,
                 timeout=60,
             )
             await until(lambda: f.pods_watch.lists > lists)
@@ -301,14 +303,14 @@ def test_token_rotated_on_disk_is_used(kube: KubeApiServer, token_file: Path) ->
     kube.create_pod("rotate", "p", NODE, {"c": "img"})
     kube.set_container_ids("rotate", "p", {"c": "containerd://" + cid(60)})
     token_file.write_text("expired-token\n")
-    metrics = Metrics()
+    metrics = RecordingMetrics()
 
     async def body() -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False)
         await f.start()
         try:
             await until(
-                lambda: metrics.get("filter_kubernetes_api_errors_total", resource="pods") >= 2
+                lambda: metrics.counter("filter_kubernetes_api_errors_total", resource="pods") >= 2
             )
             assert not f.pods_watch.synced.is_set()
             fresh = token_file.with_name("token.new")
@@ -442,38 +444,15 @@ def test_agent_process_names_the_pod_in_records_and_alerts(
     )
     kube.set_container_ids("agent-e2e", "shop-0", {"app": "containerd://" + cid(80)})
     port = free_port()
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-
-[[filters]]
-type = "kubernetes"
-kube_url = "{kube.url}"
-kube_ca_file = "{kube.ca_file}"
-kube_token_file = "{token_file}"
-node_name = "{NODE}"
-
-[[filters]]
-type = "audit"
-
-[[outputs]]
-type = "file"
-match = "audit.*"
-path = "{tmp_path / "audit.ndjson"}"
-
-[[outputs]]
-type = "file"
-match = "syslog"
-path = "{tmp_path / "all.ndjson"}"
-"""
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        filters=[_kubernetes_filter(kube, token_file), {"type": "audit"}],
+        outputs=[
+            file_output(tmp_path / "audit.ndjson", "audit.*"),
+            file_output(tmp_path / "all.ndjson", "syslog"),
+        ],
+    )
     agent = start_agent(config)
     wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
     lines = [
@@ -493,6 +472,16 @@ path = "{tmp_path / "all.ndjson"}"
     assert AGENT_TOKEN not in (agent.log_path.read_text() + agent.stdout_path.read_text())
 
 
+def _kubernetes_filter(kube: KubeApiServer, token_file: Path) -> Table:
+    return {
+        "type": "kubernetes",
+        "kube_url": kube.url,
+        "kube_ca_file": kube.ca_file,
+        "kube_token_file": token_file,
+        "node_name": NODE,
+    }
+
+
 def test_agent_under_load_while_the_api_server_restarts_loses_nothing(
     kube: KubeApiServer, token_file: Path, tmp_path: Path, start_agent: Callable[..., Any]
 ) -> None:
@@ -504,29 +493,9 @@ def test_agent_under_load_while_the_api_server_restarts_loses_nothing(
     kube.create_pod("load", "steady", NODE, {"app": "img"})
     kube.set_container_ids("load", "steady", {"app": "containerd://" + cid(90)})
     port = free_port()
-    config = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-[[filters]]
-type = "kubernetes"
-kube_url = "{kube.url}"
-kube_ca_file = "{kube.ca_file}"
-kube_token_file = "{token_file}"
-node_name = "{NODE}"
-namespace_labels = false
-retry_max = "1s"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-"""
+    kubernetes = {**_kubernetes_filter(kube, token_file), "namespace_labels": False}
+    kubernetes["retry_max"] = "1s"
+    config = agent_toml(tmp_path, syslog_input("tcp", port, tag="syslog"), filters=[kubernetes])
     agent = start_agent(config)
     wait_for(lambda: agent.metric("filter_kubernetes_pods") >= 1, timeout=30)
 

@@ -1,11 +1,13 @@
-"""Records may share one ``kubernetes`` object (the tail input's per file, the kubernetes
-filter's cached per container) only while no filter changes it in place; a filter that does
-(``modify`` on ``kubernetes.labels.x``) gets each record its own copy, so one record's edit
+"""Records share one ``kubernetes`` object (the tail input's per file, the kubernetes filter's
+cached per container). Filters never change a nested value in place: a filter that edits one
+(``modify`` on ``kubernetes.labels.x``) puts a changed copy in that record, so one record's edit
 never shows in another record nor in the cache."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from tests.filter_helpers import Clock, chain
 from tests.test_filter_kubernetes import CID, pod
@@ -35,8 +37,9 @@ def test_an_edit_of_one_records_kubernetes_does_not_reach_the_others() -> None:
     kube = filters.filters[0]
     kube.clock = Clock()
     kube.cache.put_pod(pod())
-    assert not filters.shares("kubernetes")
-    out = [r for _, recs in filters.process("t", records()) for r in recs]
+    given = records()
+    tails = given[0]["kubernetes"]
+    out = [r for _, recs in filters.process("t", given) for r in recs]
     edited = {r["message"]: r["kubernetes"] for r in out}
     for message in ("one tail", "one syslog"):
         assert edited[message]["labels"] == {"app": "web", "x": "1"}
@@ -47,6 +50,9 @@ def test_an_edit_of_one_records_kubernetes_does_not_reach_the_others() -> None:
         assert edited[message]["container_image"] == "nginx:1.27"
     cached = kube.cache.by_id[CID]
     assert cached["labels"] == {"app": "web"} and cached["pod_name"] == "web-7d4b9c8f5d-x2x9q"
+    # The records the edit passed by still share the cache's object; the tail's is untouched.
+    assert edited["two tail"] is cached and edited["two syslog"] is cached
+    assert tails == records()[0]["kubernetes"]
 
 
 def test_records_share_the_cached_object_when_no_later_filter_edits_it() -> None:
@@ -54,7 +60,6 @@ def test_records_share_the_cached_object_when_no_later_filter_edits_it() -> None
     kube = filters.filters[0]
     kube.clock = Clock()
     kube.cache.put_pod(pod())
-    assert filters.shares("kubernetes")
     given = records()
     tails = given[0]["kubernetes"]
     out = [r for _, recs in filters.process("t", given) for r in recs]
@@ -65,19 +70,50 @@ def test_records_share_the_cached_object_when_no_later_filter_edits_it() -> None
     assert tails == records()[0]["kubernetes"]
 
 
-def test_which_chains_let_records_share_kubernetes() -> None:
-    assert chain(KUBE)[0].shares("kubernetes")
-    assert chain({"type": "grep", "regex": [["message", "x"]]}, KUBE)[0].shares("kubernetes")
-    assert not chain(EDIT_ONE)[0].shares("kubernetes")
-    assert not chain({"type": "modify", "rules": [["remove_wildcard", "k*"]]})[0].shares(
-        "kubernetes"
-    )
-    # A copy of the object elsewhere is a copy: editing it later cannot reach the original.
+def edit_in_place(record: dict[str, Any]) -> dict[str, Any]:
+    """A python filter's function that changes a nested value in place."""
+    record["kubernetes"]["labels"]["x"] = "1"
+    return record
+
+
+def edit_batch_in_place(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [edit_in_place(record) for record in records]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        EDIT_ONE,
+        {"type": "modify", "rules": [["remove", "kubernetes.labels.app"]]},
+        {"type": "modify", "rules": [["remove_wildcard", "k*"]]},
+        {"type": "modify", "rules": [["rename", "kubernetes.labels", "labels"]]},
+        {"type": "nest", "operation": "lift", "nested_under": "kubernetes"},
+        {"type": "nest", "operation": "nest", "wildcard": ["message"], "nest_under": "kubernetes"},
+        {"type": "python", "function": f"{__name__}:edit_in_place", "per_record": True},
+        {"type": "python", "function": f"{__name__}:edit_batch_in_place"},
+    ],
+)
+def test_no_filter_changes_a_shared_object(edit: dict[str, Any]) -> None:
+    shared = {"pod_name": "p", "labels": {"app": "web"}}
+    given = [{"message": "one", "kubernetes": shared}, {"message": "two", "kubernetes": shared}]
+    filters, _ = chain(edit)
+    out = [r for _, recs in filters.process("t", given) for r in recs]
+    assert shared == {"pod_name": "p", "labels": {"app": "web"}}
+    assert len(out) == 2 and out[0] is not out[1]
+    if edit["type"] == "python":
+        assert [r["kubernetes"]["labels"] for r in out] == [{"app": "web", "x": "1"}] * 2
+
+
+def test_edits_after_a_copy_reach_the_copy_only() -> None:
     copy_then_edit = chain(
         {"type": "modify", "rules": [["copy", "kubernetes", "k2"]]},
         {"type": "modify", "rules": [["set", "k2.pod_name", "x"]]},
     )[0]
-    assert copy_then_edit.shares("kubernetes")
     shared = {"pod_name": "p"}
     out = [r for _, recs in copy_then_edit.process("t", [{"kubernetes": shared}]) for r in recs]
     assert out[0]["k2"] == {"pod_name": "x"} and shared == {"pod_name": "p"}
+    edit_one, _ = chain(EDIT_ONE)
+    given = [{"message": m, "kubernetes": {"labels": {}}} for m in ("one", "two")]
+    out = [r for _, recs in edit_one.process("t", given) for r in recs]
+    assert out[0]["kubernetes"] == {"labels": {"x": "1"}, "pod_name": "edited"}
+    assert out[1]["kubernetes"] == {"labels": {}}

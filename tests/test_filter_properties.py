@@ -13,15 +13,7 @@ from agent.components import filter_types
 from agent.filters.base import FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from common.units import config_dec_hook
-
-
-class NullMetrics:
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
+from tests.doubles import NullMetrics
 
 CONFIGS: list[dict[str, Any]] = [
     {"type": "grep", "regex": [["message", "a"], ["sd.x.y", "."]], "logical_op": "or"},

@@ -81,7 +81,7 @@ def test_multiline_joins_java_trace_and_flushes_on_timeout() -> None:
     assert f.flush(clock.now + 1.0) == []
     (released,) = f.flush(clock.now + 2.0)
     assert released == ("syslog", [line("next event")])
-    assert f.context.metrics.get("filter_multiline_joined_lines_total") == 3
+    assert f.context.metrics.counter("filter_multiline_joined_lines_total") == 3
 
 
 def test_multiline_streams_are_separate_and_close_releases_all() -> None:
@@ -158,8 +158,8 @@ def test_parser_json_merge_and_failures() -> None:
         {"host": "h"},
     ]
     metrics = f.context.metrics
-    assert metrics.get("filter_parse_failures_total", reason="no_match") == 1
-    assert metrics.get("filter_parse_failures_total", reason="not_a_string") == 2
+    assert metrics.counter("filter_parse_failures_total", reason="no_match") == 1
+    assert metrics.counter("filter_parse_failures_total", reason="not_a_string") == 2
 
 
 def test_parser_target_key_preserve_key_and_no_reserve() -> None:
@@ -216,7 +216,7 @@ def test_python_batch_and_per_record(user_module: str) -> None:
     g = make("python", function="audit_user_funcs:drop_debug", path=user_module, per_record=True)
     out = run(g, [{"level": "info"}, {"level": "debug"}, {"level": "boom"}])
     assert out == [{"level": "info", "checked": True}, {"level": "boom"}]
-    assert g.context.metrics.get("filter_python_errors_total") == 1
+    assert g.context.metrics.counter("filter_python_errors_total") == 1
 
 
 def test_python_errors_pass_batch_and_log_once(
@@ -232,7 +232,7 @@ def test_python_errors_pass_batch_and_log_once(
     logged = [r.message for r in caplog.records]
     assert len(logged) == 2
     assert "KeyError" in logged[0] and "4 more since the last report" in logged[1]
-    assert f.context.metrics.get("filter_python_errors_total") == 6
+    assert f.context.metrics.counter("filter_python_errors_total") == 6
 
 
 def test_python_bad_config(user_module: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.conftest import check_config, free_port, read_ndjson, wait_for
 
 CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
@@ -21,56 +22,29 @@ CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
 _HAVE_LOGGER = subprocess.run(["which", "logger"], capture_output=True).returncode == 0
 
 
+FILTERS = [
+    {"type": "grep", "name": "drop-health", "exclude": [["message", "^GET /healthz"]]},
+    {
+        "type": "modify",
+        "name": "enrich",
+        "rules": [["set", "cluster", "prod"], ["rename", "pid", "process_id"]],
+    },
+    {"type": "rewrite_tag", "name": "web", "rules": [["ident", "^nginx$", "web.$0", False]]},
+    {"type": "audit", "name": "audit"},
+]
+
+
 def _config(tmp_path: Path, port: int) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-
-[[filters]]
-type = "grep"
-name = "drop-health"
-exclude = [["message", "^GET /healthz"]]
-
-[[filters]]
-type = "modify"
-name = "enrich"
-rules = [["set", "cluster", "prod"], ["rename", "pid", "process_id"]]
-
-[[filters]]
-type = "rewrite_tag"
-name = "web"
-rules = [["ident", "^nginx$", "web.$0", false]]
-
-[[filters]]
-type = "audit"
-name = "audit"
-
-[[outputs]]
-type = "file"
-name = "audit-out"
-match = "audit.*"
-path = "{tmp_path / "audit.ndjson"}"
-
-[[outputs]]
-type = "file"
-name = "web-out"
-match = "web.*"
-path = "{tmp_path / "web.ndjson"}"
-
-[[outputs]]
-type = "file"
-name = "node-out"
-match = "syslog"
-path = "{tmp_path / "node.ndjson"}"
-"""
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        filters=FILTERS,
+        outputs=[
+            file_output(tmp_path / "audit.ndjson", "audit.*", name="audit-out"),
+            file_output(tmp_path / "web.ndjson", "web.*", name="web-out"),
+            file_output(tmp_path / "node.ndjson", "syslog", name="node-out"),
+        ],
+    )
 
 
 def _frame(ident: str, message: str) -> bytes:
@@ -220,7 +194,8 @@ def test_check_rejects_an_invalid_regex_naming_file_and_filter(
 ) -> None:
     path = tmp_path / "agent.toml"
     port = free_port()
-    config = _config(tmp_path, port).split("[[filters]]", 1)[0] + filter_block
+    config = agent_toml(tmp_path, syslog_input("tcp", port, tag="syslog"), outputs=[])
+    config += filter_block
     config += '[[outputs]]\ntype = "null"\nmatch = "*"\n'
     path.write_text(config)
     result = check_config(path)
@@ -235,9 +210,12 @@ def test_check_rejects_an_invalid_audit_rules_file(tmp_path: Path) -> None:
         'when = [{ field = "message", regex = "a(b" }]\n'
     )
     path = tmp_path / "agent.toml"
-    config = _config(tmp_path, free_port()).split("[[filters]]", 1)[0]
-    config += f'[[filters]]\ntype = "audit"\nname = "mine"\nrules_file = "{rules}"\n'
-    config += '[[outputs]]\ntype = "null"\nmatch = "*"\n'
+    config = agent_toml(
+        tmp_path,
+        syslog_input("tcp", free_port(), tag="syslog"),
+        filters=[{"type": "audit", "name": "mine", "rules_file": rules}],
+        outputs=[{"type": "null", "match": "*"}],
+    )
     path.write_text(config)
     result = check_config(path)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -17,9 +17,10 @@ import pytest
 from agent.buffer.base import BufferConfig
 from agent.buffer.memory import MemoryBuffer
 from agent.components import filter_types
-from agent.filters.base import FilterContext, Subset
+from agent.filters.base import FilterContext
 from agent.filters.chain import FilterChain
-from agent.ingest import ChainTimes, IngestSink, Store, event_times, known_times
+from agent.filters.times import event_times, stamps
+from agent.ingest import IngestSink, Store
 from agent.inputs.syslog import SyslogInputConfig
 from agent.metrics import Registry
 from agent.router import Router, TagMatcher
@@ -42,6 +43,11 @@ def _same(a: list[float], b: list[float]) -> bool:
     return len(a) == len(b) and all(
         x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True)
     )
+
+
+def known_times(records: list[dict[str, Any]], times: list[float]) -> dict[Any, float]:
+    """The parser's epochs by time text (the table the chain looks records up in)."""
+    return dict(zip(stamps(records), times, strict=True))
 
 
 def _edited(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,7 +143,6 @@ def test_sink_buffers_each_records_time_after_the_chain(
             )
         ]
         frames.insert(4, b"not syslog at all")  # stamped when it arrived
-    assert not filters or _chain(*filters).keeps("time")
     registry = Registry()
     buffer = MemoryBuffer(
         BufferConfig(type="memory"), str(tmp_path), registry.component("buffer", "memory"), LOG
@@ -184,50 +189,84 @@ def test_sink_buffers_each_records_time_after_the_chain(
     assert by_message["set my time"] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
 
 
-def test_chain_times_reuse_the_parsers_list_only_for_the_input_list() -> None:
+def _times(chain: FilterChain, records: list[dict[str, Any]], times: list[float]) -> Any:
+    return chain.process_with_times("syslog", records, times)
+
+
+def test_the_parsers_times_come_out_as_they_are_when_filters_keep_the_list() -> None:
     records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
-    parsed = ChainTimes(records, times, keeps_time=True)
-    assert parsed.of(records) is times
-    assert parsed.of(records[1::2]) == times[1::2]
-    assert ChainTimes(records, times, keeps_time=False).of(records) is not times
+    ((_, out, out_times),) = _times(_chain(*TYPICAL[1:]), records, times)  # nothing marked
+    assert out is records and out_times is times
+    ((_, out, out_times),) = _times(_chain(), records, times)  # python: edits `time` in place
+    assert out is records and out_times is not times
+    assert out_times[0] == times[0]
+    assert out_times[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
+    assert [math.isnan(t) for t in out_times[2:5]] == [True, True, True]
 
 
-def test_chain_times_of_subsets_follow_their_masks() -> None:
+def test_times_follow_keep_masks() -> None:
     records, times = SyslogParser().parse_batch_with_times(FRAMES * 3, 1_795_000_000.0)
-    parsed = ChainTimes(records, times, keeps_time=True)
-    mask = [i % 3 != 1 for i in range(len(records))]
-    kept = Subset(records, mask)
-    assert list(kept) == [r for r, m in zip(records, mask, strict=True) if m]
-    assert parsed.of(kept) == [t for t, m in zip(times, mask, strict=True) if m]
-    inner = Subset(kept, [i % 2 == 0 for i in range(len(kept))])
-    assert parsed.of(inner) == [times[i] for i in range(len(records)) if mask[i]][::2]
-    # A subset of some other list: its records' times by their texts, the same numbers.
-    other = [dict(r) for r in records]
-    assert _same(parsed.of(Subset(other, mask)), parsed.of(kept))
-    assert parsed.of(records[:2]) == times[:2]  # a few records: from their texts
+    drop_plain = {"type": "grep", "exclude": [["message", "^plain"]]}
+    drop_set = {"type": "grep", "exclude": [["message", "^set"]]}
+    ((_, out, out_times),) = _times(_chain(drop_plain, drop_set), records, times)
+    kept = [i for i, r in enumerate(records) if r["message"] not in ("plain line", "set my time")]
+    assert out == [records[i] for i in kept]
+    assert out_times == [times[i] for i in kept]
 
 
-def test_grep_returns_a_subset_of_its_input() -> None:
-    (_, out), = _chain(TYPICAL[0]).process("syslog", records := [
-        {"message": "drop me"}, {"message": "keep me"}, {"message": "drop too"}])  # fmt: skip
-    assert isinstance(out, Subset) and out.source is records and out.mask == [False, True, False]
-    assert out == [records[1]]
+def test_grep_says_which_records_to_keep() -> None:
+    records = [{"message": "drop me"}, {"message": "keep me"}, {"message": "drop too"}]
+    grep = _chain(TYPICAL[0]).filters[0]
+    assert grep.keep(records) == [False, True, False]  # type: ignore[attr-defined]
+    assert _chain(TYPICAL[0]).process("syslog", records) == [("syslog", [records[1]])]
 
 
-def test_chain_times_without_the_chain_keeping_time_uses_the_texts_from_before() -> None:
+PYTHON_EDITS_TIMES = {"type": "python", "function": f"{__name__}:edit_times"}
+
+
+SSH_LOGIN = (
+    b"<38>1 2026-11-29T21:00:06Z node-a sshd 10 - - Accepted password for bob from 10.0.0.9 "
+    b"port 22 ssh2"
+)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        TYPICAL,
+        ({"type": "modify", "rules": [["set", "time", "2030-01-01T00:00:00Z"]]},),
+        ({"type": "modify", "rules": [["remove_regex", "^ti"]]},),
+        ({"type": "audit", "field": "time"},),
+        ({"type": "grep", "exclude": [["message", "^plain"]]}, PYTHON_EDITS_TIMES),
+        (
+            {"type": "throttle", "rate": 4},
+            {"type": "rewrite_tag", "rules": [["ident", "web", "y", True]]},
+            PYTHON_EDITS_TIMES,
+        ),
+    ],
+)
+def test_times_after_any_chain_are_those_of_the_texts(filters: tuple[dict[str, Any]]) -> None:
+    """Whatever the filters did to ``time`` (set, removed, replaced it, or left it alone while
+    dropping, re-tagging and copying records), each batch's times are its records' own."""
+    frames = [*FRAMES, SSH_LOGIN] * 3
+    records, times = SyslogParser().parse_batch_with_times(frames, 1_795_000_000.0)
+    out = _times(_chain(*filters), records, times)
+    assert out and sum(len(batch) for _, batch, _ in out) >= 4
+    for _, batch, batch_times in out:
+        assert _same(batch_times, event_times(batch))
+
+
+def test_times_after_a_filter_that_edits_and_then_raises() -> None:
+    """A filter that breaks its contract after editing ``time`` in place: its batch passes on
+    as it is, and its times are still its records' own."""
+    chain = _chain({"type": "modify", "rules": [["set", "cluster", "prod"]]})
+
+    def edit_then_raise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _edited(records)
+        raise RuntimeError("after the edits")
+
+    chain.filters[0].apply = edit_then_raise  # type: ignore[attr-defined]
     records, times = SyslogParser().parse_batch_with_times(FRAMES, 1_795_000_000.0)
-    parsed = ChainTimes(records, times, keeps_time=False)
-    edited = _edited(records)  # in place, after the table was made
-    assert parsed.of(edited)[0] == times[0]
-    assert parsed.of(edited)[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
-
-
-def test_which_chains_keep_time() -> None:
-    assert _chain(*TYPICAL).keeps("time") and not _chain(*TYPICAL).keeps("cluster")
-    assert not _chain(*TYPICAL).keeps("pid") and not _chain(*TYPICAL).keeps("audit")
-    assert not _chain({"type": "modify", "rules": [["set", "time.x", "1"]]}).keeps("time")
-    assert not _chain({"type": "modify", "rules": [["remove_regex", "^x"]]}).keeps("time")
-    assert not _chain({"type": "audit", "field": "time"}).keeps("time")
-    assert not _chain().keeps("time")  # python: may change anything
-    assert _chain({"type": "throttle", "rate": 5}, {"type": "rewrite_tag", "rules": [
-        ["ident", "x", "y", True]]}).keeps("time")  # fmt: skip
+    ((_, out, out_times),) = _times(chain, records, times)
+    assert out is records and _same(out_times, event_times(out))
+    assert out_times[1] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")

@@ -192,7 +192,7 @@ def test_datagram_newlines_and_truncation(harness: InputHarness, tmp_path: Path)
     assert sorted(harness.sink.truncated) == sorted(
         [b"<13>app: " + b"L" * 1015, b"<13>app: " + b"U" * 1015]
     )
-    assert harness.metrics.counters["input_truncated_total"] == 2
+    assert harness.metrics.total("input_truncated_total") == 2
     index = frames.index(b"<13>app: from a bound sender")
     assert harness.sink.sources[index] == str(own)
 
@@ -218,12 +218,12 @@ def test_truncation_on_streams(harness: InputHarness) -> None:
     frames = wait_count(harness, 3)
     assert frames == [b"<13>short", b"N" * 100, b"<13>after"]
     assert harness.sink.truncated == [b"N" * 100]
-    wait_for(lambda: harness.metrics.counters["input_discarded_bytes_total"] == 4900)
+    wait_for(lambda: harness.metrics.total("input_discarded_bytes_total") == 4900)
     with socket.create_connection(("127.0.0.1", int(port_of(tcp.bound)))) as conn:
         conn.sendall(b"5000 " + b"O" * 5000 + b"9 <13>after")
     frames = wait_count(harness, 5)
     assert frames[3:] == [b"O" * 100, b"<13>after"]
-    assert harness.metrics.counters["input_truncated_total"] == 2
+    assert harness.metrics.total("input_truncated_total") == 2
 
 
 def test_garbage_connection_does_not_hurt_others(harness: InputHarness) -> None:
@@ -241,7 +241,7 @@ def test_garbage_connection_does_not_hurt_others(harness: InputHarness) -> None:
     with socket.create_connection(address) as again:
         again.sendall(b"<13>still serving\n")
     wait_for(lambda: b"<13>still serving" in harness.frames())
-    assert harness.metrics.counters["input_framing_errors_total"] >= 1
+    assert harness.metrics.total("input_framing_errors_total") >= 1
 
 
 def test_many_concurrent_connections_keep_their_order(harness: InputHarness) -> None:
@@ -255,7 +255,7 @@ def test_many_concurrent_connections_keep_their_order(harness: InputHarness) -> 
                 conn.sendall(b"%d %s" % (len(message), message))
             else:
                 conn.sendall(message + b"\n")
-    wait_for(lambda: harness.metrics.gauges.get("input_active_connections") == 50)
+    wait_for(lambda: harness.metrics.gauge("input_active_connections") == 50)
     for conn in connections:
         conn.close()
     frames = wait_count(harness, 2000)
@@ -263,19 +263,19 @@ def test_many_concurrent_connections_keep_their_order(harness: InputHarness) -> 
     for number in range(50):
         mine = [f for f in frames if f.startswith(b"<13>conn%d " % number)]
         assert mine == [b"<13>conn%d seq%d" % (number, r) for r in range(40)]
-    wait_for(lambda: harness.metrics.gauges.get("input_active_connections") == 0)
+    wait_for(lambda: harness.metrics.gauge("input_active_connections") == 0)
 
 
 def test_max_connections(harness: InputHarness) -> None:
     tcp = harness.start(mode="tcp", listen="127.0.0.1:0", max_connections=2)
     address = ("127.0.0.1", int(port_of(tcp.bound)))
     first, second = socket.create_connection(address), socket.create_connection(address)
-    wait_for(lambda: harness.metrics.gauges.get("input_active_connections") == 2)
+    wait_for(lambda: harness.metrics.gauge("input_active_connections") == 2)
     third = socket.create_connection(address)
     third.settimeout(10)
     with contextlib.suppress(ConnectionResetError):
         assert third.recv(10) == b""
-    assert harness.metrics.counters["input_connections_rejected_total"] == 1
+    assert harness.metrics.total("input_connections_rejected_total") == 1
     first.sendall(b"<13>first still works\n")
     wait_count(harness, 1)
     for conn in (first, second, third):
@@ -376,7 +376,7 @@ def test_backpressure_blocks_the_sender_until_room_returns(
     writer.join(30)
     assert done.is_set()
     assert frames == [line[:-1] for line in lines]
-    assert harness.metrics.counters["input_backpressure_pauses_total"] >= 1
+    assert harness.metrics.total("input_backpressure_pauses_total") >= 1
 
 
 def test_stop_submits_what_was_read(harness: InputHarness) -> None:
@@ -384,7 +384,7 @@ def test_stop_submits_what_was_read(harness: InputHarness) -> None:
     with socket.create_connection(("127.0.0.1", int(port_of(tcp.bound)))) as conn:
         conn.sendall(b"<13>app: complete\n<13>app: no newline yet")
         wait_count(harness, 1)
-        wait_for(lambda: harness.metrics.counters["input_bytes_total"] == 41)
+        wait_for(lambda: harness.metrics.total("input_bytes_total") == 41)
         harness.stop(tcp)
         assert conn.recv(10) == b""
     assert harness.frames() == [b"<13>app: complete", b"<13>app: no newline yet"]
@@ -409,10 +409,10 @@ def test_kernel_drops_are_counted(harness: InputHarness) -> None:
                 b"<13>app: %04d " % number + b"x" * 1000, ("127.0.0.1", int(port_of(udp.bound)))
             )
     release.set()
-    wait_for(lambda: harness.metrics.counters["input_kernel_drops_total"] > 0, timeout=30)
+    wait_for(lambda: harness.metrics.total("input_kernel_drops_total") > 0, timeout=30)
     received = harness.count()
     assert 0 < received < sent
-    assert received + harness.metrics.counters["input_kernel_drops_total"] == sent
+    assert received + harness.metrics.total("input_kernel_drops_total") == sent
 
 
 def _has_net_admin() -> bool:

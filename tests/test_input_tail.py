@@ -18,6 +18,7 @@ from agent.config import ConfigError, parse_config
 from agent.inputs.tail.discovery import path_info
 from bench.harness import AgentProcess
 from parsers.container import ContainerLogParser
+from tests.agent_config import file_output, tail_input
 from tests.conftest import read_ndjson, wait_for
 from tests.container_logs import RuntimeWriter
 from tests.test_input_tail_e2e import CID, Node, seqs, tail_config, text_of, wait_all
@@ -112,20 +113,13 @@ def test_two_globs_exclude_templates_and_path_key(
         tail_config(
             tmp_path,
             [str(node.containers / "*.log"), str(node.pods / "*" / "*" / "*.log")],
-            """tag = "k.${kubernetes.namespace_name}.${pod_name}.${stream}"
-exclude = ["*kube-system*"]
-path_key = "log_path"
-""",
-            outputs=f"""
-[[outputs]]
-type = "file"
-match = "k.shop.web-0.*"
-path = "{out}"
-[[outputs]]
-type = "file"
-match = "k.shop.web-0.stderr"
-path = "{tmp_path / "stderr.ndjson"}"
-""",
+            tag="k.${kubernetes.namespace_name}.${pod_name}.${stream}",
+            exclude=["*kube-system*"],
+            path_key="log_path",
+            outputs=[
+                file_output(out, "k.shop.web-0.*"),
+                file_output(tmp_path / "stderr.ndjson", "k.shop.web-0.stderr"),
+            ],
         )
     )
     counts = wait_all(out, 50)
@@ -148,9 +142,7 @@ def test_read_from_head_false_starts_at_the_end_then_reads_new_files_whole(
     old = RuntimeWriter(node.container_log("a", "old-0", "u1", "c"), "containerd")
     for n in range(10):
         old.write(text_of(n))
-    config = tail_config(tmp_path, [str(node.containers / "*.log")]).replace(
-        "read_from_head = true", "read_from_head = false"
-    )
+    config = tail_config(tmp_path, [str(node.containers / "*.log")], read_from_head=False)
     agent = start_agent(config, workdir=tmp_path / "run")
     time.sleep(0.5)
     for n in range(10, 20):
@@ -195,18 +187,16 @@ def test_max_line_bytes_cuts_flags_and_counts(
         tail_config(
             tmp_path,
             [str(directory / "plain.log")],
-            'format = "raw"\nmax_line_bytes = 1000\ntag = "raw"',
-        ).replace(
-            "[[outputs]]",
-            f"""[[inputs]]
-type = "tail"
-paths = ["{directory / "cri.log"}"]
-read_from_head = true
-max_line_bytes = "20KiB"
-tag = "cri"
-poll_interval = "50ms"
-[[outputs]]""",
-            1,
+            tail_input(
+                [directory / "cri.log"],
+                read_from_head=True,
+                max_line_bytes="20KiB",
+                tag="cri",
+                poll_interval="50ms",
+            ),
+            format="raw",
+            max_line_bytes=1000,
+            tag="raw",
         )
     )
     wait_for(lambda: len(read_ndjson(out)) >= 4, timeout=20)
@@ -234,9 +224,7 @@ def test_ignore_older_and_max_open_files(
     day_ago = time.time() - 86400
     os.utime(stale, (day_ago, day_ago))
     out = tmp_path / "out.ndjson"
-    config = tail_config(
-        tmp_path, [str(directory / "*.log")], 'max_open_files = 3\nignore_older = "1h"'
-    )
+    config = tail_config(tmp_path, [str(directory / "*.log")], max_open_files=3, ignore_older="1h")
     agent = start_agent(config)
     want = {i * 100 + n for i in range(12) for n in range(10)}
     counts = wait_all(out, len(want))
@@ -273,17 +261,8 @@ def test_backpressure_stops_reading_and_loses_nothing(
     config = tail_config(
         tmp_path,
         [str(directory / "*.log")],
-        outputs=f"""
-[[outputs]]
-type = "file"
-match = "*"
-path = "{blocked / "out.ndjson"}"
-retry_max = "200ms"
-retry_base = "100ms"
-""",
-    ).replace(
-        'flush_interval = "100ms"',
-        'flush_interval = "100ms"\nmax_bytes = "256KiB"\nchunk_bytes = "32KiB"',
+        outputs=[file_output(blocked / "out.ndjson", retry_max="200ms", retry_base="100ms")],
+        buffer={"max_bytes": "256KiB", "chunk_bytes": "32KiB"},
     )
     agent = start_agent(config)
     blocked.rmdir()
@@ -326,19 +305,14 @@ def test_audit_filter_flags_tail_records(
     apiserver.mkdir()
     (apiserver / "audit.log").write_text(K8S_EXEC + "\n")
     out = tmp_path / "out.ndjson"
-    config = tail_config(tmp_path, [str(node.containers / "*.log")]).replace(
-        "[[outputs]]",
-        f"""[[inputs]]
-type = "tail"
-paths = ["{apiserver / "audit.log"}"]
-format = "raw"
-tag = "k8s_audit"
-read_from_head = true
-[[filters]]
-type = "audit"
-match = "*"
-[[outputs]]""",
-        1,
+    audit_log = tail_input(
+        [apiserver / "audit.log"], format="raw", tag="k8s_audit", read_from_head=True
+    )
+    config = tail_config(
+        tmp_path,
+        [str(node.containers / "*.log")],
+        audit_log,
+        filters=[{"type": "audit", "match": "*"}],
     )
     start_agent(config)
     wait_for(lambda: len([r for r in read_ndjson(out) if "audit" in r]) >= 2, timeout=20)
@@ -394,16 +368,13 @@ def test_a_filter_editing_kubernetes_on_one_record_leaves_the_others_alone(
     pod = RuntimeWriter(node.container_log("shop", "web-0", "u1", "web"), "containerd")
     for text in ("before", "edit me", "after"):
         pod.write(text)
-    config = tail_config(tmp_path, [str(node.containers / "*.log")]).replace(
-        "[[outputs]]",
-        """[[filters]]
-type = "modify"
-match = "*"
-condition = [["key_value_matches", "message", "^edit"]]
-rules = [["set", "kubernetes.labels.x", "1"], ["set", "kubernetes.pod_name", "edited"]]
-[[outputs]]""",
-        1,
-    )
+    edit = {
+        "type": "modify",
+        "match": "*",
+        "condition": [["key_value_matches", "message", "^edit"]],
+        "rules": [["set", "kubernetes.labels.x", "1"], ["set", "kubernetes.pod_name", "edited"]],
+    }
+    config = tail_config(tmp_path, [str(node.containers / "*.log")], filters=[edit])
     start_agent(config)
     out = tmp_path / "out.ndjson"
     wait_for(lambda: len(read_ndjson(out)) >= 3, timeout=20)

@@ -13,12 +13,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import Table, agent_toml, file_output, tail_input
 from tests.conftest import read_ndjson, wait_for
 from tests.container_logs import PIECE, RuntimeWriter, kubelet_rotate
 
@@ -50,30 +51,35 @@ class Node:
         return path
 
 
-def tail_config(tmp_path: Path, paths: list[str], extra: str = "", outputs: str = "") -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "100ms"
-[[inputs]]
-type = "tail"
-paths = {paths!r}
-read_from_head = true
-refresh_interval = "200ms"
-poll_interval = "50ms"
-rotate_wait = "1s"
-{extra}
-{
-        outputs
-        or f'''
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-'''
-    }
-"""
+def tail_config(
+    tmp_path: Path,
+    paths: list[str],
+    *inputs: Table,
+    filters: Sequence[Table] = (),
+    outputs: Sequence[Table] | None = None,
+    buffer: Table | None = None,
+    **keys: object,
+) -> str:
+    """The agent tailing ``paths`` from their head, finding and polling files often (``keys``
+    are added to that input), then ``inputs``; outputs as ``agent_toml``'s."""
+    tail = tail_input(
+        paths,
+        **{
+            "read_from_head": True,
+            "refresh_interval": "200ms",
+            "poll_interval": "50ms",
+            "rotate_wait": "1s",
+            **keys,
+        },
+    )
+    return agent_toml(
+        tmp_path,
+        tail,
+        *inputs,
+        filters=filters,
+        outputs=outputs,
+        buffer={"flush_interval": "100ms", **(buffer or {})},
+    )
 
 
 def text_of(n: int, long_every: int = 0) -> str:
@@ -160,12 +166,7 @@ def test_runtime_files_under_load_with_kubelet_rotation(
         tail_config(
             tmp_path,
             [str(node.containers / "*.log")],
-            outputs=f"""
-[[outputs]]
-type = "file"
-match = "kube.shop.*"
-path = "{tmp_path / "out.ndjson"}"
-""",
+            outputs=[file_output(tmp_path / "out.ndjson", "kube.shop.*")],
         )
     )
 
@@ -236,7 +237,7 @@ def test_kill9_under_load_and_rotation_while_down(
     log = node.container_log("default", "api-0", "uid-9", "api")
     writer = RuntimeWriter(log, "containerd")
     read_bytes = 16 * 1024
-    config = tail_config(tmp_path, [str(node.containers / "*.log")], f"read_bytes = {read_bytes}")
+    config = tail_config(tmp_path, [str(node.containers / "*.log")], read_bytes=read_bytes)
     agent = start_agent(config, workdir=tmp_path / "run")
     appender = Appender(lambda n: writer.write(text_of(n)))
     appender.start()
@@ -325,7 +326,7 @@ def test_real_logrotate(
     state = tmp_path / "logrotate.state"
     out = tmp_path / "out.ndjson"
     agent = start_agent(
-        tail_config(tmp_path, [str(directory / "*.log")], 'format = "raw"\npath_key = "file"')
+        tail_config(tmp_path, [str(directory / "*.log")], format="raw", path_key="file")
     )
     holder = {"fd": fd}
 
@@ -372,14 +373,13 @@ def test_rotated_rest_is_read_before_the_new_file(
     node = Node(tmp_path / "log")
     log = node.container_log("default", "burst-0", "uid-b", "app")
     writer = RuntimeWriter(log, "containerd")
-    config = (
-        tail_config(
-            tmp_path,
-            [str(node.containers / "*.log")],
-            'max_line_bytes = 1000\nread_bytes = "4KiB"',
-        )
-        .replace('poll_interval = "50ms"', 'poll_interval = "1s"')
-        .replace('refresh_interval = "200ms"', 'refresh_interval = "2s"')
+    config = tail_config(
+        tmp_path,
+        [str(node.containers / "*.log")],
+        max_line_bytes=1000,
+        read_bytes="4KiB",
+        poll_interval="1s",
+        refresh_interval="2s",
     )
     agent = start_agent(config)
     writer.write(text_of(0))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import Table, agent_toml, syslog_input
 from tests.conftest import free_port, read_ndjson, wait_for
 from tests.peers.relp import Client, command
 
@@ -26,25 +27,8 @@ def _line(text: str) -> bytes:
     return b"<13>1 2026-01-01T00:00:00Z node app - - - " + text.encode()
 
 
-def _config(tmp_path: Path, input_block: str) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-{input_block}
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-"""
-
-
-def _relp_input(port: int, extra: str = "") -> str:
-    return (
-        f'[[inputs]]\ntype = "syslog"\nname = "relp"\nmode = "relp"\n'
-        f'listen = "127.0.0.1:{port}"\ntag = "relp"\n{extra}'
-    )
+def _relp_input(port: int) -> Table:
+    return syslog_input("relp", port, name="relp", tag="relp")
 
 
 def _get(agent: AgentProcess, path: str) -> tuple[int, bytes]:
@@ -70,7 +54,7 @@ def test_relp_frame_announcing_60_mib_is_cut_not_buffered(
     truncated, the rest counted as discarded), answers, and its peak RSS stays far below the
     frame's size (before: the whole frame and its copies, 436 MiB for 6 such clients)."""
     port = free_port()
-    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(port)))
     peak_before = _status_kib(agent.pid, "VmHWM")
     client = Client(port)
     client.open()
@@ -106,7 +90,7 @@ def test_relp_client_that_never_reads_its_answers_is_not_read_either(
     stops reading it once the answers it owes pile up: the client's sends block long before
     it sent everything, and the agent's memory stays bounded."""
     port = free_port()
-    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(port)))
     rss_before = _status_kib(agent.pid, "VmRSS")
     client = Client(port, receive_buffer=4096)
     client.open()
@@ -135,7 +119,7 @@ def test_relp_duplicate_and_decreasing_txnr_end_the_session(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    agent = start_agent(_config(tmp_path, _relp_input(port)))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(port)))
     for bad in (2, 1):  # 2: a duplicate of the last one; 1: lower than the last one
         client = Client(port)
         client.open()
@@ -169,7 +153,7 @@ def _http_exchange(port: int, request: bytes) -> bytes:
 def test_http_oversized_request_headers_get_431(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    agent = start_agent(_config(tmp_path, _relp_input(free_port())))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(free_port())))
     big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 16384 + b"\r\n\r\n"
     answer = _http_exchange(agent.http_port, big)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
@@ -184,7 +168,7 @@ def test_idle_http_connections_do_not_starve_health_checks(
     """400 clients connect to the HTTP port and send nothing, with the agent limited to 256
     open files: the agent keeps at most 64 HTTP connections (the oldest idle one makes room
     for a newcomer), so it neither runs out of descriptors nor stops answering probes."""
-    agent = start_agent(_config(tmp_path, _relp_input(free_port())), nofile=(256, 256))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(free_port())), nofile=(256, 256))
     idle = []
     try:
         for _ in range(400):
@@ -201,11 +185,8 @@ def test_idle_http_connections_do_not_starve_health_checks(
 # ------------------------------------------------------------------- connections and files
 
 
-def _tcp_input(port: int, extra: str = "") -> str:
-    return (
-        f'[[inputs]]\ntype = "syslog"\nname = "tcp"\nmode = "tcp"\n'
-        f'listen = "127.0.0.1:{port}"\ntag = "tcp"\n{extra}'
-    )
+def _tcp_input(port: int, **keys: object) -> Table:
+    return syslog_input("tcp", port, name="tcp", tag="tcp", **keys)
 
 
 def _refused(sock: socket.socket) -> bool:
@@ -221,7 +202,7 @@ def test_max_connections_refusals_are_counted_logged_and_shown_in_readyz(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    agent = start_agent(_config(tmp_path, _tcp_input(port, "max_connections = 3")))
+    agent = start_agent(agent_toml(tmp_path, _tcp_input(port, max_connections=3)))
     address = ("127.0.0.1", port)
     kept = [socket.create_connection(address) for _ in range(3)]
     wait_for(lambda: agent.metric("input_active_connections", name="tcp") == 3)
@@ -248,9 +229,7 @@ def test_max_connections_refusals_are_counted_logged_and_shown_in_readyz(
 def test_soft_open_file_limit_is_raised_to_the_hard_limit(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    config = _config(tmp_path, _tcp_input(free_port())).replace(
-        "[agent]", '[agent]\nlog_level = "debug"', 1
-    )
+    config = agent_toml(tmp_path, _tcp_input(free_port()), agent={"log_level": "debug"})
     agent = start_agent(config, nofile=(256, 2048))
     limits = Path(f"/proc/{agent.pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
@@ -267,7 +246,7 @@ def test_connection_flood_past_the_open_file_limit_is_refused_and_counted(
     refused and counted, /readyz says why, health checks answer, and once the flood is gone the
     input serves again."""
     port = free_port()
-    agent = start_agent(_config(tmp_path, _tcp_input(port)), nofile=(100, 100))
+    agent = start_agent(agent_toml(tmp_path, _tcp_input(port)), nofile=(100, 100))
     address = ("127.0.0.1", port)
     flood = []
     try:
@@ -305,7 +284,7 @@ def test_accept_failing_for_want_of_descriptors_is_counted_and_logged(
     own accept loop counts it (reason accept_error), logs it, leaves the connection waiting in
     the backlog and tries again shortly: once descriptors are free it is served."""
     port = free_port()
-    agent = start_agent(_config(tmp_path, _tcp_input(port)), nofile=(60, 60))
+    agent = start_agent(agent_toml(tmp_path, _tcp_input(port)), nofile=(60, 60))
     address = ("127.0.0.1", port)
     files = Path(f"/proc/{agent.pid}/fd")
     before = len(list(files.iterdir()))
@@ -341,7 +320,7 @@ def test_http_client_that_never_finishes_its_headers_is_timed_out(
 ) -> None:
     """Slowloris: a request whose headers never end is closed after the request timeout (5 s)
     and counted."""
-    agent = start_agent(_config(tmp_path, _relp_input(free_port())))
+    agent = start_agent(agent_toml(tmp_path, _relp_input(free_port())))
     with socket.create_connection(("127.0.0.1", agent.http_port), timeout=30) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         try:

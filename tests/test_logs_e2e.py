@@ -13,29 +13,20 @@ from pathlib import Path
 
 from agent.logs import RepeatFilter
 from bench.harness import AgentProcess
+from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_line, numbers_in
 
 
-def _config(tmp_path: Path, port: int, out: Path, agent: str = "", output: str = "") -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-{agent}
-[buffer]
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-name = "in"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-[[outputs]]
-type = "file"
-name = "out"
-match = "*"
-path = "{out}"
-{output}
-"""
+def _config(
+    tmp_path: Path, port: int, out: Path, agent: Table | None = None, **output: object
+) -> str:
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, name="in"),
+        agent=agent,
+        outputs=[file_output(out, name="out", **output)],
+    )
 
 
 def _lines(agent: AgentProcess) -> list[str]:
@@ -54,7 +45,7 @@ def test_debug_level_tells_connections_chunks_and_what_a_reload_kept(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port, out = free_port(), tmp_path / "out.ndjson"
-    agent = start_agent(_config(tmp_path, port, out, agent='log_level = "debug"'))
+    agent = start_agent(_config(tmp_path, port, out, agent={"log_level": "debug"}))
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(numbered_line(1))
         wait_for(lambda: 1 in numbers_in(out))
@@ -74,7 +65,7 @@ def test_one_dead_letter_is_one_log_line(
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output's directory should be: writes fail")
     port = free_port()
-    agent = start_agent(_config(tmp_path, port, blocker / "out.ndjson", output="retry_limit = 0"))
+    agent = start_agent(_config(tmp_path, port, blocker / "out.ndjson", retry_limit=0))
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(numbered_line(1))
     wait_for(lambda: agent.metric("output_dead_lettered_records_total") == 1)
@@ -91,8 +82,8 @@ def test_a_repeated_warning_is_written_once_then_counted(
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output's directory should be: writes fail")
     port = free_port()
-    output = 'retry_base = "5ms"\nretry_max = "20ms"\nretry_limit = "unlimited"'
-    agent = start_agent(_config(tmp_path, port, blocker / "out.ndjson", output=output))
+    output = {"retry_base": "5ms", "retry_max": "20ms", "retry_limit": "unlimited"}
+    agent = start_agent(_config(tmp_path, port, blocker / "out.ndjson", **output))
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(numbered_line(1))
     wait_for(lambda: agent.metric("output_retries_total") >= 50, timeout=30)

@@ -16,36 +16,19 @@ from prometheus_client.samples import Sample
 
 from agent import __version__
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 
 
 def _config(tmp_path: Path, buffer: str, tcp: int, udp: int) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-type = "{buffer}"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-name = "tcp-in"
-mode = "tcp"
-listen = "127.0.0.1:{tcp}"
-[[inputs]]
-type = "syslog"
-name = "udp-in"
-mode = "udp"
-listen = "127.0.0.1:{udp}"
-[[filters]]
-type = "grep"
-name = "keep"
-regex = [["message", "."]]
-[[outputs]]
-type = "file"
-name = "out"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-"""
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", tcp, name="tcp-in"),
+        syslog_input("udp", udp, name="udp-in"),
+        filters=[{"type": "grep", "name": "keep", "regex": [["message", "."]]}],
+        buffer={"type": buffer},
+        outputs=[file_output(tmp_path / "out.ndjson", name="out")],
+    )
 
 
 def _samples(agent: AgentProcess) -> list[Sample]:
@@ -94,9 +77,7 @@ def test_known_counters_are_zero_from_the_start_and_buffer_chunks_is_one_series(
         assert _value(samples, prefix + name, **labels) == 0, (name, labels)
 
     chunks = [s for s in samples if s.name == prefix + "buffer_chunks"]
-    assert [s.labels for s in chunks] == [
-        {"name": "buffer", "type": buffer, "location": buffer}
-    ]
+    assert [s.labels for s in chunks] == [{"name": "buffer", "type": buffer, "location": buffer}]
     with socket.create_connection(("127.0.0.1", tcp)) as conn:
         conn.sendall(b"<14>Nov 29 21:00:00 host app: one\n<14>Nov 29 21:00:00 host app: two\n")
     wait_for(lambda: agent.metric("output_records_total", name="out") == 2)

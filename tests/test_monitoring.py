@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, syslog_input, tail_input
 from tests.conftest import REPO, free_port, wait_for
 from tests.test_manifests import MANIFESTS, container, needs_kubectl, only, rendered
 
@@ -95,43 +96,15 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Series]]:
     logs.mkdir()
     (logs / "app.log").write_text("2026-12-06T14:00:00.000000000Z stdout F hello from a file\n")
     udp = free_port()
-    config = f"""
-[agent]
-data_dir = "{work / "data"}"
-node_name = "{NODE}"
-
-[buffer]
-type = "disk"
-max_bytes = "64MiB"
-flush_interval = "200ms"
-
-[[inputs]]
-type = "syslog"
-mode = "udp"
-listen = "127.0.0.1:{udp}"
-tag = "syslog"
-
-[[inputs]]
-type = "syslog"
-mode = "relp"
-listen = "127.0.0.1:{free_port()}"
-tag = "syslog"
-
-[[inputs]]
-type = "tail"
-paths = ["{logs}/*.log"]
-read_from_head = true
-tag = "kube.files"
-
-[[filters]]
-type = "audit"
-match = "*"
-
-[[outputs]]
-type = "file"
-match = "*"
-path = "{work / "out.ndjson"}"
-"""
+    config = agent_toml(
+        work,
+        syslog_input("udp", udp, tag="syslog"),
+        syslog_input("relp", free_port(), tag="syslog"),
+        tail_input([logs / "*.log"], read_from_head=True, tag="kube.files"),
+        agent={"node_name": NODE},
+        buffer={"type": "disk", "max_bytes": "64MiB"},
+        filters=[{"type": "audit", "match": "*"}],
+    )
     agent = AgentProcess(work, config).start()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

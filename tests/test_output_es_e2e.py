@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.peers.opensearch import OpenSearchNode, opensearch_fixture  # noqa: F401
 
@@ -32,29 +33,24 @@ def lines(start: int, stop: int) -> bytes:
 
 
 def config(tmp_path: Path, port: int, url: str, index: str) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-grace_period = "5s"
-[buffer]
-type = "disk"
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-[[outputs]]
-type = "elasticsearch"
-match = "*"
-hosts = ["{url}"]
-index = "{index}-${{tag}}-%Y.%m.%d"
-id_mode = "hash"
-include_tag_key = true
-retry_base = "100ms"
-retry_max = "1s"
-retry_limit = "unlimited"
-"""
+    output = {
+        "type": "elasticsearch",
+        "match": "*",
+        "hosts": [url],
+        "index": f"{index}-${{tag}}-%Y.%m.%d",
+        "id_mode": "hash",
+        "include_tag_key": True,
+        "retry_base": "100ms",
+        "retry_max": "1s",
+        "retry_limit": "unlimited",
+    }
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        agent={"grace_period": "5s"},
+        buffer={"type": "disk"},
+        outputs=[output],
+    )
 
 
 def test_syslog_to_opensearch_through_the_agent(

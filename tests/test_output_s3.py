@@ -16,8 +16,9 @@ import pytest
 
 from outputs.base import BlockedError, FatalError, RetryableError
 from outputs.s3 import S3Output
-from tests.chunks import RecordingMetrics, TestChunk, deliver, make_chunks
+from tests.chunks import TestChunk, deliver, make_chunks
 from tests.conftest import wait_for
+from tests.doubles import RecordingMetrics
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.moto import MotoServer, use_fake_credentials
 from tests.s3_helpers import (
@@ -126,7 +127,7 @@ def test_objects_follow_key_format_and_hold_every_record_once(
         assert compressed == uncompressed
     else:
         assert 0 < compressed < uncompressed / 3
-    assert metrics.observed["output_s3_request_seconds"]
+    assert metrics.observations("output_s3_request_seconds")
     assert not [
         k
         for k in s3.list_objects_v2(Bucket=bucket).get("Contents", [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, syslog_input
 from tests.conftest import free_port, wait_for
-from tests.peers.moto import CREDENTIALS, MotoServer
+from tests.peers.moto import FAKE_CREDENTIALS_ENV, MotoServer
 from tests.s3_helpers import multipart_uploads, stored
 
 PIPELINE = ("agent.buffer.factory", "agent.filters.chain", "parsers.syslog")
@@ -29,42 +29,33 @@ pytestmark = [
 
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MotoServer]:
-    for key, value in CREDENTIALS.items():
+    for key, value in FAKE_CREDENTIALS_ENV.items():
         monkeypatch.setenv(key, value)  # inherited by the agent process
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with MotoServer(log_path=tmp_path / "moto.log") as server:
         server.client().create_bucket(Bucket="e2e")
         yield server
 
 
-def config(data_dir: Path, port: int, moto: MotoServer) -> str:
-    return f"""
-[agent]
-data_dir = "{data_dir}"
-node_name = "node-e2e"
-grace_period = "30s"
-[buffer]
-flush_interval = "200ms"
-[[inputs]]
-type = "syslog"
-mode = "tcp"
-listen = "127.0.0.1:{port}"
-tag = "syslog"
-[[outputs]]
-type = "s3"
-name = "archive"
-match = "*"
-bucket = "e2e"
-endpoint_url = "{moto.url}"
-region = "us-east-1"
-addressing_style = "path"
-upload_timeout = "1s"
-request_timeout = "10s"
-retry_base = "200ms"
-retry_max = "1s"
-"""
+def config(tmp_path: Path, port: int, moto: MotoServer) -> str:
+    archive = {
+        "type": "s3",
+        "name": "archive",
+        "match": "*",
+        "bucket": "e2e",
+        "endpoint_url": moto.url,
+        "region": "us-east-1",
+        "addressing_style": "path",
+        "upload_timeout": "1s",
+        "request_timeout": "10s",
+        "retry_base": "200ms",
+        "retry_max": "1s",
+    }
+    return agent_toml(
+        tmp_path,
+        syslog_input("tcp", port, tag="syslog"),
+        agent={"node_name": "node-e2e", "grace_period": "30s"},
+        outputs=[archive],
+    )
 
 
 def send_lines(port: int, first: int, count: int) -> None:
@@ -89,7 +80,7 @@ def test_syslog_to_s3_every_record_once(
     moto: MotoServer, tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    agent = start_agent(config(tmp_path / "data", port, moto))
+    agent = start_agent(config(tmp_path, port, moto))
     send_lines(port, 0, 3000)
     wait_for(lambda: sum(messages(moto).values()) >= 3000, timeout=60, interval=0.5)
     assert agent.metric("output_s3_objects_total") >= 1
@@ -105,7 +96,7 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(
     moto: MotoServer, tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:
     port = free_port()
-    text = config(tmp_path / "data", port, moto)
+    text = config(tmp_path, port, moto)
     agent = start_agent(text, workdir=tmp_path / "first")
     send_lines(port, 0, 2000)
     # Everything read from the socket (what the kernel held for the agent dies with it)...

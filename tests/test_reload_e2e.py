@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import PATIENT_OUTPUT, Table, agent_toml, file_output
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_line, numbers_in
 from tests.peers.senders import RelpSender, TcpSender, UdpSender
@@ -24,42 +25,28 @@ from tests.peers.senders import RelpSender, TcpSender, UdpSender
 
 def _config(
     tmp_path: Path,
-    inputs: str,
-    extra: str = "",
+    inputs: list[Table],
     retry_base: str = "50ms",
     data_dir: Path | None = None,
-    buffer: str = "",
+    buffer: Table | None = None,
     buffer_type: str = "disk",
 ) -> str:
     sync = "batch" if buffer_type == "disk" else "none"
-    return f"""
-[agent]
-data_dir = "{data_dir or tmp_path / "data"}"
-grace_period = "5s"
-[buffer]
-type = "{buffer_type}"
-sync = "{sync}"
-chunk_bytes = "256KiB"
-flush_interval = "200ms"
-{buffer}
-{inputs}
-[[outputs]]
-type = "file"
-match = "*"
-path = "{tmp_path / "out.ndjson"}"
-retry_base = "{retry_base}"
-retry_max = "500ms"
-retry_limit = "unlimited"
-{extra}
-"""
-
-
-def _input(name: str, mode: str, where: str, tag: str | None = None) -> str:
-    key = "path" if mode.startswith("unix") else "listen"
-    return (
-        f'[[inputs]]\ntype = "syslog"\nname = "{name}"\nmode = "{mode}"\n{key} = "{where}"\n'
-        f'tag = "{tag or name}"\n'
+    output = {**PATIENT_OUTPUT, "retry_base": retry_base}
+    return agent_toml(
+        tmp_path,
+        *inputs,
+        agent={"grace_period": "5s"},
+        buffer={"type": buffer_type, "sync": sync, "chunk_bytes": "256KiB", **(buffer or {})},
+        outputs=[file_output(tmp_path / "out.ndjson", **output)],
+        data_dir=data_dir,
     )
+
+
+def _input(name: str, mode: str, where: str, tag: str | None = None) -> list[Table]:
+    """One input, in a list: inputs add up with ``+``."""
+    key = "path" if mode.startswith("unix") else "listen"
+    return [{"type": "syslog", "name": name, "mode": mode, key: where, "tag": tag or name}]
 
 
 def _write(agent: AgentProcess, config: str) -> None:
@@ -154,7 +141,7 @@ def test_unchanged_udp_input_stays_bound_and_a_changed_one_is_restarted(
 ) -> None:
     kept_port, changed_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
 
-    def inputs(tag: str) -> str:
+    def inputs(tag: str) -> list[Table]:
         return _input("kept", "udp", f"127.0.0.1:{kept_port}") + _input(
             "changed", "udp", f"127.0.0.1:{changed_port}", tag
         )
@@ -176,7 +163,7 @@ def test_unchanged_udp_input_stays_bound_and_a_changed_one_is_restarted(
 
 def _one_running_tcp_agent(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
-) -> tuple[AgentProcess, str, socket.socket]:
+) -> tuple[AgentProcess, list[Table], socket.socket]:
     port = free_port()
     inputs = _input("in", "tcp", f"127.0.0.1:{port}")
     agent = start_agent(_config(tmp_path, inputs))
@@ -201,7 +188,7 @@ def test_a_reload_that_cannot_happen_is_logged_and_the_running_pipeline_goes_on(
     bad = {
         "unknown_key": base + "\nbogus_key = 1\n",
         "port_taken": _config(tmp_path, inputs + _input("new", "tcp", f"127.0.0.1:{busy}")),
-        "max_bytes_below_chunk_bytes": _config(tmp_path, inputs, buffer='max_bytes = "64KiB"'),
+        "max_bytes_below_chunk_bytes": _config(tmp_path, inputs, buffer={"max_bytes": "64KiB"}),
         "bad_match_regex": base.replace('match = "*"', 'match_regex = "(["'),
         "http_taken": base.replace("[agent]", f'[agent]\nhttp_listen = "127.0.0.1:{busy}"'),
     }[problem]
@@ -295,7 +282,7 @@ def test_reload_every_second_under_load_loses_no_tcp_or_relp_record(
     invalid = [
         valid(0) + "\nbogus_key = 1\n",
         _config(tmp_path, inputs + _input("new", "tcp", f"127.0.0.1:{busy}")),
-        _config(tmp_path, inputs, buffer='max_bytes = "64KiB"'),
+        _config(tmp_path, inputs, buffer={"max_bytes": "64KiB"}),
     ]
     agent = start_agent(valid(0))
     out = tmp_path / "out.ndjson"

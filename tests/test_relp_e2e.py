@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import PATIENT_OUTPUT, agent_toml, file_output, syslog_input
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_lines, numbers_in
 from tests.peers.rsyslog import Rsyslog, available
@@ -59,29 +60,20 @@ module(load="omrelp")
 """
 
 
-def _agent_config(tmp_path: Path, relp_port: int, out: Path) -> str:
-    return f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-grace_period = "5s"
-[buffer]
-type = "disk"
-sync = "batch"
-chunk_bytes = "512KiB"
-flush_interval = "300ms"
-[[inputs]]
-type = "syslog"
-mode = "relp"
-listen = "127.0.0.1:{relp_port}"
-tag = "relp"
-[[outputs]]
-type = "file"
-match = "*"
-path = "{out}"
-retry_base = "50ms"
-retry_max = "500ms"
-retry_limit = "unlimited"
-"""
+def _agent_config(tmp_path: Path, relp_port: int, out: Path, **buffer: object) -> str:
+    return agent_toml(
+        tmp_path,
+        syslog_input("relp", relp_port, tag="relp"),
+        agent={"grace_period": "5s"},
+        buffer={
+            "type": "disk",
+            "sync": "batch",
+            "chunk_bytes": "512KiB",
+            "flush_interval": "300ms",
+            **buffer,
+        },
+        outputs=[file_output(out, **PATIENT_OUTPUT)],
+    )
 
 
 def _send_to_rsyslog(
@@ -195,9 +187,7 @@ def test_relp_full_buffer_holds_rsyslog_back_across_a_kill_9(
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output's directory should be: writes fail (ENOTDIR)")
     out = blocker / "out.ndjson"
-    config = _agent_config(tmp_path, relp_port, out).replace(
-        'chunk_bytes = "512KiB"', 'chunk_bytes = "64KiB"\nmax_bytes = "512KiB"'
-    )
+    config = _agent_config(tmp_path, relp_port, out, chunk_bytes="64KiB", max_bytes="512KiB")
     workdir = tmp_path / "agent"
     agent = start_agent(config, workdir=workdir)
     sent = threading.Event()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import AgentProcess
+from tests.agent_config import agent_toml, file_output, syslog_input
 from tests.conftest import free_port, read_ndjson, wait_for
 from tests.peers.rsyslog import LOGGER, Rsyslog, available
 
@@ -62,31 +63,15 @@ def _text(kind: str, n: int) -> str:
 
 def _agent_config(tmp_path: Path, udp: int, tcp: int, dgram: Path) -> str:
     inputs = [
-        f'mode = "udp"\nlisten = "127.0.0.1:{udp}"\nreceive_buffer_bytes = "8MiB"\ntag = "udp"',
-        f'mode = "tcp"\nlisten = "127.0.0.1:{tcp}"\nframing = "octet_counted"\ntag = "tcp"',
-        f'mode = "unix_dgram"\npath = "{dgram}"\nreceive_buffer_bytes = "8MiB"\ntag = "dgram"',
+        syslog_input("udp", udp, receive_buffer_bytes="8MiB", tag="udp"),
+        syslog_input("tcp", tcp, framing="octet_counted", tag="tcp"),
+        syslog_input("unix_dgram", path=dgram, receive_buffer_bytes="8MiB", tag="dgram"),
     ]
-    text = f"""
-[agent]
-data_dir = "{tmp_path / "data"}"
-[buffer]
-flush_interval = "200ms"
-"""
-    for block in inputs:
-        text += f"""
-[[inputs]]
-type = "syslog"
-{block}
-tag_pattern = '{TAG_PATTERN}'
-"""
-    for transport in TRANSPORTS:
-        text += f"""
-[[outputs]]
-type = "file"
-match = "{transport}"
-path = "{tmp_path / f"{transport}.ndjson"}"
-"""
-    return text
+    return agent_toml(
+        tmp_path,
+        *({**block, "tag_pattern": TAG_PATTERN} for block in inputs),
+        outputs=[file_output(tmp_path / f"{t}.ndjson", t) for t in TRANSPORTS],
+    )
 
 
 def _rsyslog_snippet(template: str, udp: int, tcp: int, dgram: Path) -> str:

@@ -70,10 +70,6 @@ _Context = tuple[str, Any]
 class AuditdFilter(Filter):
     counts_drops = False
     """Several audit records make one event record: fewer out is not a loss (counted apart)."""
-    writes = frozenset[str]()
-    """It changes no record it is given (it consumes audit lines and makes new event records),
-    and a batch without audit lines comes back as the same list: the agent keeps the parser's
-    event times for it (``FilterChain.keeps``)."""
 
     def __init__(self, config: AuditdConfig, context: FilterContext) -> None:
         super().__init__(config, context)
@@ -113,7 +109,8 @@ class AuditdFilter(Filter):
             released.extend(joiner.add(line, now, (tag, host), (tag, host)))
         out = self._finish(released) if released else self._report_only()
         if passed is None:
-            out.insert(0, (tag, records))  # nothing consumed: the list itself, not a copy
+            # Nothing consumed: the list itself, not a copy (the chain keeps its event times).
+            out.insert(0, (tag, records))
         elif passed:
             out.insert(0, (tag, passed))
         return out

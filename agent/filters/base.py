@@ -1,22 +1,27 @@
 """The contract of filters: pure, synchronous functions over a batch of records of one tag.
 
-A filter sees a batch only if its ``match``/``match_regex`` selects the batch's tag. It returns
-the batches that come out, as (tag, records) pairs: usually one pair with the same tag; a filter
-that re-tags records (``rewrite_tag``, ``audit``) may return several, and the filters after it
-and the router see the new tags. A filter that holds records back (``multiline``) returns them
-later from ``flush``, which the agent calls at least every ``flush_interval``.
+A filter sees a batch only if its ``match``/``match_regex`` selects the batch's tag. Most
+filters keep the tag and subclass ``RecordFilter``: ``apply(records) -> records``. A filter
+that only drops records may subclass ``KeepFilter`` instead and say which to keep:
+``keep(records) -> [bool, ...]``; the chain then takes the kept records, and everything it
+carries beside them, by that mask. A filter that re-tags records (``rewrite_tag``, ``audit``)
+implements ``process`` and returns the batches that come out as (tag, records) pairs; the
+filters after it and the router see the new tags. A filter that holds records back
+(``multiline``) returns them later from ``flush``, which the agent calls at least every
+``flush_interval``.
 
-Every filter owns the records it is given. A filter that keeps a record under its tag and also
-sends it out under another one returns the same record object in both batches and says so with
-``shares_records``: the chain copies it only if a later filter could see it (copying is most of
-the cost of such a record, and after the last filter nothing changes records any more).
+A filter owns the records it is given: it may set, change and remove their fields, return
+them, new ones or some of them, in any order, and return one record in more than one batch
+(the chain copies it for the filters after). It does not own the dicts and lists inside them,
+which records may share (one ``kubernetes`` object for every record of a container): to
+change a nested value it puts a changed copy in its place (``agent.fields.set_field`` and
+``delete_field`` do), never edits it in place.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
 from itertools import compress
 from typing import Any, ClassVar
 
@@ -27,25 +32,6 @@ from common.selectors import check_selector
 
 Record = dict[str, Any]
 Batch = tuple[str, list[Record]]
-
-
-def _never(field: str) -> bool:
-    return False
-
-
-class Subset(list[Record]):
-    """The records of ``source`` whose ``mask`` entry is true, in their order: what ``grep``
-    returns when it drops some. When no filter of the chain may change ``time`` (see
-    ``Filter.writes``), the agent finds their parsed event times through the mask instead of
-    looking each record's text up. Filters that declare ``writes`` never change a list they
-    were given or return (its records, yes)."""
-
-    __slots__ = ("mask", "source")
-
-    def __init__(self, source: list[Record], mask: list[bool]) -> None:
-        super().__init__(compress(source, mask))
-        self.source = source
-        self.mask = mask
 
 
 class FilterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -74,25 +60,10 @@ class Filter(abc.ABC):
     counts_drops: ClassVar[bool] = True
     """Fewer records out than in means records were dropped (counted). False for filters that
     join records (multiline), where fewer out is not a loss."""
-    shares_records: bool = False
-    """The batches ``process`` returns may hold one record object more than once; the chain
-    gives each later filter its own copies (see the module's docstring)."""
-    writes: frozenset[str] | None = None
-    """The top-level fields this filter may set, change or remove in the records it is given;
-    None: it may change anything. The agent reuses the parser's event times for records whose
-    ``time`` no filter of the chain may change (``FilterChain.keeps``)."""
-    replaces: frozenset[str] = frozenset()
-    """Fields of ``writes`` that this filter only ever sets to an object of its own, never
-    changing in place the dict or list a record already holds there. Records may then share
-    one such object (``FilterChain.shares``): the ``tail`` input's ``kubernetes`` object."""
 
     def __init__(self, config: Any, context: FilterContext) -> None:
         self.config = config
         self.context = context
-        self.later_shares: Callable[[str], bool] = _never
-        """Set by the chain: ``later_shares(field)`` is true when no filter after this one
-        changes a record's ``field`` object in place, so this filter may give records one
-        shared object there (it must then treat that object as read-only itself)."""
 
     @abc.abstractmethod
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
@@ -121,3 +92,16 @@ class RecordFilter(Filter):
 
     @abc.abstractmethod
     def apply(self, records: list[Record]) -> list[Record]: ...
+
+
+class KeepFilter(Filter):
+    """A filter that only drops records and changes none: implement ``keep``, which returns
+    one bool per record, true for those to keep. The chain keeps what it carries beside the
+    records (the parser's event times) by the same mask."""
+
+    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+        mask = self.keep(records)
+        return [(tag, records if all(mask) else list(compress(records, mask)))]
+
+    @abc.abstractmethod
+    def keep(self, records: list[Record]) -> list[bool]: ...

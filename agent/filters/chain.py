@@ -5,45 +5,68 @@ tag. Records a filter held back (``multiline``) come out of ``flush``/``close`` 
 the filters after it. Per filter, the chain counts records in and out and those dropped
 (``filter_records_total{direction}``, ``filter_dropped_records_total``); a filter that raises
 despite its contract is counted (``filter_errors_total``) and its batch passes on unchanged.
-After a filter that shares records (``Filter.shares_records``), a record its ``process``
-returns more than once is copied before any later filter sees it.
+When a filter returns more than one batch, a record in more than one of them is copied before
+any later filter sees it. Beside the records, the chain carries the parser's event times
+(``process_with_times``; see ``agent.filters.times``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
+from itertools import compress
+from typing import cast
 
 from agent.components import build
-from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
+from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, KeepFilter, Record
 from agent.filters.common import copy_record
+from agent.filters.times import Settle
 from agent.router import TagMatcher
 
 _log = logging.getLogger(__name__)
 
+_Carried = tuple[str, list[Record], list[float] | None, list[object] | None]
+"""A batch with what the chain carries beside its records: their event times (None: not
+known) and the ``time`` texts those are of, position by position (None: not taken yet, since
+only keep-masks ran on these records); see ``Settle``."""
+TimedBatch = tuple[str, list[Record], list[float]]
+
 
 class _Stage:
-    __slots__ = ("context", "counts_drops", "filter", "matches", "shares_records")
+    __slots__ = ("context", "counts_drops", "filter", "masks", "matches")
 
     def __init__(self, filter_: Filter, context: FilterContext, matcher: TagMatcher) -> None:
         self.filter = filter_
         self.context = context
         self.matches = matcher.matches
         self.counts_drops = filter_.counts_drops
-        self.shares_records = filter_.shares_records
+        self.masks = isinstance(filter_, KeepFilter)
 
 
 def unshare(batches: list[Batch]) -> list[Batch]:
     """The batches with every record object after its first appearance replaced by a copy, so
     no two places hold one record that a filter may change."""
+    return [(tag, records) for tag, records, _, _ in _unshare([_carry(b) for b in batches])]
+
+
+def merge_batches(batches: list[Batch]) -> list[Batch]:
+    """Join consecutive batches of one tag and leave out empty ones."""
+    return [(tag, records) for tag, records, _, _ in _merge([_carry(b) for b in batches])]
+
+
+def _carry(batch: Batch) -> _Carried:
+    return batch[0], batch[1], None, None
+
+
+def _unshare(batches: list[_Carried]) -> list[_Carried]:
     seen: set[int] = set()
-    out: list[Batch] = []
-    for tag, records in batches:
+    out: list[_Carried] = []
+    for batch in batches:
+        tag, records, times, texts = batch
         ids = list(map(id, records))
         if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
             seen.update(ids)
-            out.append((tag, records))
+            out.append(batch)
             continue
         own: list[Record] = []
         for record, key in zip(records, ids, strict=True):
@@ -52,27 +75,26 @@ def unshare(batches: list[Batch]) -> list[Batch]:
             else:
                 seen.add(key)
             own.append(record)
-        out.append((tag, own))
+        out.append((tag, own, times, texts))  # the same places: what they carry still fits
     return out
 
 
-def _share(filters: Sequence[Filter], field: str) -> bool:
-    return all(
-        f.writes is not None and (field not in f.writes or field in f.replaces) for f in filters
-    )
-
-
-def merge_batches(batches: list[Batch]) -> list[Batch]:
-    """Join consecutive batches of one tag and leave out empty ones."""
-    merged: list[Batch] = []
-    for tag, records in batches:
+def _merge(batches: list[_Carried]) -> list[_Carried]:
+    merged: list[_Carried] = []
+    for batch in batches:
+        tag, records, times, texts = batch
         if not records:
             continue
         if merged and merged[-1][0] == tag:
-            previous = merged[-1][1]
-            merged[-1] = (tag, previous + records)
+            _, before, before_times, before_texts = merged[-1]
+            if before_times is None or times is None or (before_texts is None) != (texts is None):
+                merged[-1] = (tag, before + records, None, None)
+            elif before_texts is None or texts is None:
+                merged[-1] = (tag, before + records, before_times + times, None)
+            else:
+                merged[-1] = (tag, before + records, before_times + times, before_texts + texts)
         else:
-            merged.append((tag, records))
+            merged.append(batch)
     return merged
 
 
@@ -83,25 +105,9 @@ class FilterChain:
             filter_: Filter = build("filters", index, config, context)
             matcher = TagMatcher(config.match, config.match_regex)
             self._stages.append(_Stage(filter_, context, matcher))
-        for index, stage in enumerate(self._stages):
-            later = [s.filter for s in self._stages[index + 1 :]]
-            stage.filter.later_shares = partial(_share, later)
 
     def __len__(self) -> int:
         return len(self._stages)
-
-    def keeps(self, field: str) -> bool:
-        """No filter of the chain may set, change or remove the top-level ``field``."""
-        return all(
-            stage.filter.writes is not None and field not in stage.filter.writes
-            for stage in self._stages
-        )
-
-    def shares(self, field: str) -> bool:
-        """Records may hold one shared object under the top-level ``field``: no filter of the
-        chain changes it in place (each either leaves ``field`` alone or only ever replaces it,
-        ``Filter.replaces``). Records are encoded right after the chain, so nothing else does."""
-        return _share(self.filters, field)
 
     @property
     def filters(self) -> list[Filter]:
@@ -123,7 +129,19 @@ class FilterChain:
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         if not self._stages:
             return [(tag, records)] if records else []
-        return self._run(0, [(tag, records)])
+        return [(t, r) for t, r, _, _ in self._run(0, [(tag, records, None, None)], None)]
+
+    def process_with_times(
+        self, tag: str, records: list[Record], times: list[float]
+    ) -> list[TimedBatch]:
+        """``process`` for records whose event times are known (``times``: each one's, exactly
+        ``rfc3339_to_epoch(record["time"])``): the batches that come out, each with its
+        records' event times."""
+        if not self._stages:
+            return [(tag, records, times)] if records else []
+        settle = Settle(len(records))
+        out = self._run(0, [(tag, records, times, None)], settle)
+        return [(t, r, settle.of(r, t_times, t_texts)) for t, r, t_times, t_texts in out]
 
     def flush(self, now: float) -> list[Batch]:
         """Held-back records whose time has come, through the rest of the chain."""
@@ -138,7 +156,8 @@ class FilterChain:
         for index, stage in enumerate(self._stages):
             released = self._call(stage, method, now)
             if released:
-                out.extend(self._run(index + 1, released))
+                carried = [_carry(batch) for batch in released]
+                out.extend((t, r) for t, r, _, _ in self._run(index + 1, carried, None))
         return merge_batches(out)
 
     def _call(self, stage: _Stage, method: str, now: float | None) -> list[Batch]:
@@ -156,35 +175,68 @@ class FilterChain:
             stage.context.metrics.inc("filter_records_total", count, direction="out")
         return released
 
-    def _run(self, start: int, batches: list[Batch]) -> list[Batch]:
+    @staticmethod
+    def _apply(stage: _Stage, batch: _Carried) -> list[_Carried]:
+        """What ``stage`` makes of ``batch``, with what the chain carries beside the records
+        kept where it still fits."""
+        tag, records, times, texts = batch
+        if stage.masks:
+            mask = cast(KeepFilter, stage.filter).keep(records)
+            if len(mask) != len(records):
+                raise ValueError(f"{len(mask)} keep flags for {len(records)} records")
+            if all(mask):
+                return [batch]
+            if times is not None:
+                times = list(compress(times, mask))
+                if texts is not None:
+                    texts = list(compress(texts, mask))
+            return [(tag, list(compress(records, mask)), times, texts)]
+        return [
+            (new_tag, new, times, texts) if new is records else (new_tag, new, None, None)
+            for new_tag, new in stage.filter.process(tag, records)
+        ]
+
+    def _run(
+        self, start: int, batches: list[_Carried], settle: Settle | None
+    ) -> list[_Carried]:
         last = len(self._stages) - 1
         for index in range(start, last + 1):
             stage = self._stages[index]
-            out: list[Batch] = []
-            for tag, records in batches:
-                if not stage.matches(tag):
-                    out.append((tag, records))
+            out: list[_Carried] = []
+            split = False
+            for batch in batches:
+                if not stage.matches(batch[0]):
+                    out.append(batch)
                     continue
+                tag, records, times, texts = batch
                 count_in = len(records)
+                if texts is None and times is not None and settle is not None and not stage.masks:
+                    # Before a filter that may change `time` in place, even if it then raises.
+                    batch = (tag, records, times, settle.capture(records, times))
                 try:
-                    produced = stage.filter.process(tag, records)
+                    produced = self._apply(stage, batch)
                 except Exception:
                     # A bug in a filter must not lose the batch nor stop the input.
                     stage.context.metrics.inc("filter_errors_total")
                     stage.context.logger.exception(
                         "filter %s failed; its batch passes through unchanged", stage.context.name
                     )
-                    produced = [(tag, records)]
-                count_out = sum(len(r) for _, r in produced)
+                    produced = [batch]
+                count_out = 0
+                for new in produced:
+                    count_out += len(new[1])
+                out.extend(produced)
+                split = split or len(produced) > 1
                 metrics = stage.context.metrics
                 metrics.inc("filter_records_total", count_in, direction="in")
                 metrics.inc("filter_records_total", count_out, direction="out")
                 if stage.counts_drops and count_out < count_in:
                     metrics.inc("filter_dropped_records_total", count_in - count_out)
-                out.extend(produced)
-            batches = merge_batches(out)
+            batches = _merge(out)
             if not batches:
                 return []
-            if stage.shares_records and index < last:
-                batches = unshare(batches)
+            if split and index < last:
+                # One record may be in two of the batches (kept and re-tagged): the filters
+                # after must not change both through one object.
+                batches = _unshare(batches)
         return batches

@@ -91,3 +91,14 @@ def copy_record(record: dict[str, Any]) -> dict[str, Any]:
         if value.__class__ is dict or value.__class__ is list:
             twin[key] = copy_value(value)
     return twin
+
+
+def own_nested(records: list[dict[str, Any]]) -> None:
+    """Give each record its own copy of every dict and list in it, for code that may change
+    them in place (the ``python`` filter's user function): records may share them."""
+    for record in records:
+        if _CONTAINERS.isdisjoint(map(type, record.values())):
+            continue
+        for key, value in record.items():
+            if value.__class__ is dict or value.__class__ is list:
+                record[key] = copy_value(value)

@@ -213,24 +213,6 @@ class ModifyFilter(RecordFilter):
             _build_condition(e, f"condition[{i}]") for i, e in enumerate(config.condition)
         ]
         self._fast_set = self._constant_sets(config)
-        self.writes = self._written(config)
-
-    @staticmethod
-    def _written(config: ModifyConfig) -> frozenset[str] | None:
-        """The top-level fields the rules may change; None when a rule picks keys by pattern."""
-        fields: set[str] = set()
-        for entry in config.rules:
-            op = str(entry[0]).lower()
-            if op in ("set", "add", "remove"):
-                paths = [entry[1]]
-            elif op in ("rename", "hard_rename"):
-                paths = [entry[1], entry[2]]
-            elif op in ("copy", "hard_copy"):
-                paths = [entry[2]]
-            else:  # remove_wildcard, remove_regex, move_to_start, move_to_end
-                return None
-            fields.update(parse_path(path, "rules")[0] for path in paths)
-        return frozenset(fields)
 
     @staticmethod
     def _constant_sets(config: ModifyConfig) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from agent.fields import set_field
 from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
 from agent.filters.common import as_text, compile_regex, make_getter, parse_path
 from common.units import Duration, Size
@@ -75,10 +76,7 @@ class MultilineFilter(Filter):
     def _release(self, pending: _Pending) -> Record:
         record = pending.record
         if len(pending.lines) > 1:
-            target = record
-            for part in self._key[:-1]:
-                target = target[part]
-            target[self._key[-1]] = "\n".join(pending.lines)
+            set_field(record, self._key, "\n".join(pending.lines))
             self.context.metrics.inc("filter_multiline_joined_lines_total", len(pending.lines) - 1)
         return record
 

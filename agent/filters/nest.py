@@ -77,7 +77,9 @@ class NestFilter(RecordFilter):
         existing = get_field(record, path)
         if existing is None:
             existing = {}
-        elif not isinstance(existing, dict):
+        elif isinstance(existing, dict):
+            existing = existing.copy()  # records may share it: a changed copy replaces it
+        else:
             return  # the target holds a value: moving keys into it would lose it
         for name in names:
             existing[self._rename(name)] = record.pop(name)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.filters.base import FilterConfig, FilterContext, Record, RecordFilter
+from agent.filters.common import own_nested
 from common.units import Duration
 
 
@@ -81,6 +82,8 @@ class PythonFilter(RecordFilter):
 
     def apply(self, records: list[Record]) -> list[Record]:
         function = self._function
+        # The user's code may change a record's nested values in place: its own copies.
+        own_nested(records)
         if not self.config.per_record:
             try:
                 result = function(records)

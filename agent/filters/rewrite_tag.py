@@ -71,7 +71,6 @@ def compile_new_tag(template: str, key: str, groups: int) -> Render:
 
 
 class RewriteTagFilter(Filter):
-    writes = frozenset()
     def __init__(self, config: RewriteTagConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         expect_pairs(config.rules, "rules", (3, 4))
@@ -91,9 +90,6 @@ class RewriteTagFilter(Filter):
             self._rules.append(
                 (getter, regex.search, compile_new_tag(new_tag, f"{key}[2]", regex.groups), keep)
             )
-        # A kept record goes out under both tags as one object: the chain copies it only if a
-        # later filter could change one of them.
-        self.shares_records = any(keep for *_, keep in self._rules)
 
     def process(self, tag: str, records: list[Record]) -> list[Batch]:
         stay: list[Record] = []
@@ -113,13 +109,15 @@ class RewriteTagFilter(Filter):
                     stay.append(record)
                     break
                 if keep:
-                    stay.append(record)  # and under the new tag: shared, see __init__
+                    # and under the new tag: one object, which the chain copies only if a later
+                    # filter could change it
+                    stay.append(record)
                 moved.setdefault(new_tag, []).append(record)
                 break
             else:
                 stay.append(record)
         if not moved:
-            return [(tag, stay)]
+            return [(tag, records)]  # the list itself: the chain keeps its event times
         out: list[Batch] = [(tag, stay)] if stay else []
         out.extend(moved.items())
         return out

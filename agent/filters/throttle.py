@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.filters.base import Batch, Filter, FilterConfig, FilterContext, Record
+from agent.filters.base import Batch, FilterConfig, FilterContext, KeepFilter, Record
 from agent.filters.common import as_text, make_getter, parse_path
 from common.units import Duration
 
@@ -65,8 +65,7 @@ class _Window:
         self.slot = slot
 
 
-class ThrottleFilter(Filter):
-    writes = frozenset()
+class ThrottleFilter(KeepFilter):
     def __init__(self, config: ThrottleConfig, context: FilterContext) -> None:
         super().__init__(config, context)
         self.clock: Callable[[], float] = time.monotonic
@@ -89,19 +88,21 @@ class ThrottleFilter(Filter):
         self._windows[key] = window
         return window
 
-    def process(self, tag: str, records: list[Record]) -> list[Batch]:
+    def keep(self, records: list[Record]) -> list[bool]:
         now = self.clock()
         slot = int(now / self._pane)
         rate = self.config.rate
         if self._getter is None:
             window = self._window(None, slot)
             room = max(rate - window.total, 0)
-            kept = records[:room] if room < len(records) else records
-            window.counts[slot % len(window.counts)] += len(kept)
-            window.total += len(kept)
+            passed = min(room, len(records))
+            mask = [True] * passed + [False] * (len(records) - passed)
+            window.counts[slot % len(window.counts)] += passed
+            window.total += passed
         else:
             getter = self._getter
-            kept = []
+            passed = 0
+            mask = []
             windows: dict[Any, _Window] = {}
             for record in records:
                 value = getter(record)
@@ -112,12 +113,15 @@ class ThrottleFilter(Filter):
                 if current.total < rate:
                     current.total += 1
                     current.counts[slot % len(current.counts)] += 1
-                    kept.append(record)
-        self._passed += len(kept)
-        self._dropped += len(records) - len(kept)
+                    passed += 1
+                    mask.append(True)
+                else:
+                    mask.append(False)
+        self._passed += passed
+        self._dropped += len(records) - passed
         if self.config.print_status:
             self._status(now)
-        return [(tag, kept)]
+        return mask
 
     def flush(self, now: float) -> list[Batch]:
         if self.config.print_status:

@@ -35,11 +35,6 @@ class FrameSink(Protocol):
         again."""
         ...
 
-    def shares(self, field: str) -> bool:
-        """True when records submitted may hold one shared object under the top-level
-        ``field`` (no filter changes it in place; ``FilterChain.shares``)."""
-        ...
-
     def has_room(self) -> bool:
         """False while the buffer is over its limit."""
         ...

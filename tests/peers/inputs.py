@@ -7,7 +7,6 @@ the input delivered. ``room`` and ``commit_gate`` let a test hold the sink full 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,23 +19,9 @@ import msgspec
 from agent.inputs.base import InputContext
 from agent.inputs.syslog import SyslogInput, SyslogInputConfig
 from common.units import config_dec_hook
+from tests.doubles import RecordingMetrics
 
 T = TypeVar("T")
-
-
-class RecordingMetrics:
-    def __init__(self) -> None:
-        self.counters: collections.defaultdict[str, float] = collections.defaultdict(float)
-        self.gauges: dict[str, float] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counters[name] += value
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        pass
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[name] = value
 
 
 class CollectingSink:

@@ -32,14 +32,19 @@ CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
 }
+FAKE_CREDENTIALS_ENV = {
+    **CREDENTIALS,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+"""The environment that gives botocore's standard chain moto's fake credentials and nothing
+else: no credential files, no instance metadata."""
 
 
 def use_fake_credentials() -> None:
     """Point botocore's standard chain at moto's fake credentials (env vars only, no files)."""
-    os.environ.update(CREDENTIALS)
-    os.environ["AWS_CONFIG_FILE"] = os.devnull
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.update(FAKE_CREDENTIALS_ENV)
 
 
 class MotoServer(Peer):

@@ -93,10 +93,6 @@ class AuditFilter(Filter):
         self._field = self._screen_field()
         self._retag = {rule.id: f"{config.tag_prefix}.{rule.id}" for rule in self.rules}
         self._per_tag: dict[str, _TagRules] = {}
-        # A record kept in its stream and sent out under its audit tag is one object in two
-        # batches: the chain copies it only if a later filter could change one of them.
-        self.shares_records = config.retag and config.keep_original
-        self.writes = frozenset([config.field])
 
     def _screen_field(self) -> str:
         """The field most rules have a literal gate on (``message`` with the defaults)."""
@@ -193,7 +189,8 @@ class AuditFilter(Filter):
                 mark["matched"] = matched
             marked += 1
             if retag is not None:
-                # With keep_original the record stays in ``records`` too: shared, see __init__.
+                # With keep_original the record stays in ``records`` too: one object in two
+                # batches, which the chain copies only if a later filter could change it.
                 moved.setdefault(retag[top.id], []).append(record)
             record[mark_field] = mark
         if marked:

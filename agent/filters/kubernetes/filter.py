@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from agent.filters.base import Batch, Filter, FilterContext, Record
-from agent.filters.common import compile_regex, copy_value
+from agent.filters.common import compile_regex
 from agent.filters.kubernetes.cache import Namespace, NamespaceList, Pod, PodCache, PodList
 from agent.filters.kubernetes.client import Credentials, Watcher
 from agent.filters.kubernetes.config import KubernetesConfig
@@ -40,10 +40,6 @@ _ENRICHED, _NO_KEY, _UNKNOWN = 0, 1, 2
 _IDENTITY = frozenset(("namespace_name", "pod_name", "pod_id", "container_name", "container_id"))
 """What a container log file's path says; one container ID implies them all."""
 _EXPIRE_EVERY = 1.0
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def docker_name(name: str) -> dict[str, str] | None:
@@ -63,9 +59,6 @@ def docker_name(name: str) -> dict[str, str] | None:
 class KubernetesFilter(Filter):
     counts_drops = False
     """Records that wait for their pod come out later (from ``flush``): not drops."""
-    writes = frozenset({"kubernetes"})
-    replaces = frozenset({"kubernetes"})
-    """A record's own `kubernetes` object is read, never changed: an enriched one replaces it."""
 
     def __init__(self, config: KubernetesConfig, context: FilterContext) -> None:
         super().__init__(config, context)
@@ -163,9 +156,8 @@ class KubernetesFilter(Filter):
         lookup = self.cache.by_id.get
         runtime_idents = self._runtime_idents
         identity = _IDENTITY
-        # No later filter changes `kubernetes` in place: records get the cache's object itself
-        # (read-only, never changed: the cache builds new ones); else each its own deep copy.
-        share = self.later_shares("kubernetes")
+        # Records get the cache's object itself: nested values are read-only to filters (see
+        # agent.filters.base), and the cache builds a new object when a pod changes.
         held: list[int] | None = None
         last_k: Any = None  # the tail input gives a file's records one shared object:
         last: Any = None  # its answer, found once per batch
@@ -187,10 +179,10 @@ class KubernetesFilter(Filter):
                     except TypeError:  # a list or dict where an ID belongs: left alone
                         obj = None
                     if obj is not None:
-                        record["kubernetes"] = obj if share else copy_value(obj)
+                        record["kubernetes"] = obj
                         continue
             elif k is last_k:
-                record["kubernetes"] = last if share else copy_value(last)
+                record["kubernetes"] = last
                 continue
             elif k.__class__ is dict:
                 cid = k.get("container_id")
@@ -206,7 +198,7 @@ class KubernetesFilter(Filter):
                         # else the tail input's fields (from the path): the container's object
                         # holds the same values, found by that very container ID.
                         last_k, last = k, obj
-                        record["kubernetes"] = obj if share else copy_value(obj)
+                        record["kubernetes"] = obj
                         continue
             if self._slow(record) == _UNKNOWN:
                 if held is None:
@@ -228,14 +220,13 @@ class KubernetesFilter(Filter):
         found = next((g for g in match.groups() if g), None)
         obj = self.cache.lookup_id(found) if found else None
         if obj is not None:
-            record["kubernetes"] = obj if self.later_shares("kubernetes") else copy_value(obj)
+            record["kubernetes"] = obj
 
     def _slow(self, record: Record) -> int:
         """Enrich ``record`` by whatever key it has; _ENRICHED, _NO_KEY or _UNKNOWN. The
         record's own ``kubernetes`` object is never changed (records may share it): it is
         replaced by a merged one."""
         cache = self.cache
-        own: Callable[[Any], Any] = _same if self.later_shares("kubernetes") else copy_value
         k = record.get("kubernetes")
         if k is not None and k.__class__ is not dict:
             return _NO_KEY  # someone else's field: left alone
@@ -243,7 +234,7 @@ class KubernetesFilter(Filter):
         if cid.__class__ is str and cid:
             obj = cache.lookup_id(cid)
             if obj is not None:
-                record["kubernetes"] = own(obj) if k is None else own({**k, **obj})
+                record["kubernetes"] = obj if k is None else {**k, **obj}
                 return _ENRICHED
         if k is None:
             name = record.get("container_name")
@@ -255,7 +246,7 @@ class KubernetesFilter(Filter):
         if kcid.__class__ is str and kcid:
             obj = cache.lookup_id(kcid)
             if obj is not None:
-                record["kubernetes"] = own({**k, **obj})
+                record["kubernetes"] = {**k, **obj}
                 return _ENRICHED
         namespace, pod = k.get("namespace_name"), k.get("pod_name")
         if namespace.__class__ is str and pod.__class__ is str:
@@ -267,7 +258,7 @@ class KubernetesFilter(Filter):
                 merged = {**k, **obj}
                 if kcid:  # an earlier container of the pod (restarted): its own ID stays
                     merged["container_id"] = kcid
-                record["kubernetes"] = own(merged)
+                record["kubernetes"] = merged
                 return _ENRICHED
             return _UNKNOWN
         if (kcid.__class__ is str and kcid) or (cid.__class__ is str and cid):

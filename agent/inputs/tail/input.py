@@ -232,15 +232,10 @@ class TailInput(Input):
         if tailed.parser.detected != "raw":
             kubernetes = info.kubernetes
             if kubernetes is not None:
-                if self._sink.shares("kubernetes"):
-                    # One object for all of a file's records: no filter changes it in place,
-                    # and records are encoded right after the filters.
-                    for record in records:
-                        record["kubernetes"] = kubernetes
-                else:  # a filter may edit it (modify): each record its own copy
-                    copy = kubernetes.copy
-                    for record in records:
-                        record["kubernetes"] = copy()
+                # One object for all of a file's records: filters never change a nested value
+                # in place (agent.filters.base), and records are encoded right after them.
+                for record in records:
+                    record["kubernetes"] = kubernetes
             if info.container_id is not None:  # as syslog records carry it (audit rules)
                 container_id = info.container_id
                 for record in records:
