@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint docs bench system-deps clean
 
 $(VENV)/.run-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.test-installed
 
 test: $(VENV)/.test-installed system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The configuration reference (docs/reference.md and the blocks README.md and docs/*.md embed),
+# generated from the config structs' docstrings; tests/test_reference.py fails when it is stale.
+docs: $(VENV)/.run-installed
+	$(PY) -m agent.reference --write
 
 bench: $(VENV)/.run-installed
 	$(PY) -m bench.parse

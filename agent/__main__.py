@@ -42,6 +42,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="event loop: uvloop when installed (auto), or force one",
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--print-reference",
+        action="store_true",
+        help="print the configuration reference (Markdown, generated from the config structs)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.no_environment and not args.check:
@@ -293,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return convert(argv[1:])
     args = _arguments(argv)
+    if args.print_reference:
+        from agent.reference import render
+
+        sys.stdout.write(render())
+        return 0
     runtime_dir = None
     if not args.config:
         # The embedded default puts its sockets and data here; removed on the way out, whatever

@@ -48,6 +48,7 @@ OUTPUTS = {
     "s3": ("outputs.s3", "S3Config", "S3Output"),
     "elasticsearch": ("outputs.elasticsearch", "ElasticsearchConfig", "ElasticsearchOutput"),
     "opensearch": ("outputs.elasticsearch", "OpenSearchConfig", "ElasticsearchOutput"),
+    "http": ("outputs.http", "HttpConfig", "HttpOutput"),
 }
 
 FAMILIES = (("inputs", INPUTS), ("filters", FILTERS), ("outputs", OUTPUTS))
@@ -61,6 +62,7 @@ _EXTRAS = {
     "s3": ("s3", ("aiobotocore",)),
     "elasticsearch": ("elasticsearch", ("aiohttp",)),
     "opensearch": ("elasticsearch", ("aiohttp",)),
+    "http": ("http", ("aiohttp",)),
 }
 """Output type -> (pip extra, the packages it brings that the output imports when it runs)."""
 

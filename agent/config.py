@@ -44,12 +44,18 @@ class ConfigError(Exception):
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The agent process: where it keeps its data, how it logs, its HTTP endpoint, shutdown."""
+
     data_dir: str = DEFAULT_DATA_DIR
-    """Buffer chunks, acknowledgements and the dead-letter directory live here."""
+    """Buffer chunks, acknowledgements, ``dead-letter/`` and ``corrupt/`` live here."""
     node_name: str = ""
-    """This node's name (S3 keys, ``${host}``); defaults to the machine's hostname."""
+    """This node's name (``${host}`` in S3 keys); defaults to the machine's hostname. The
+    DaemonSet sets it from ``NODE_NAME``."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of the agent's own log, on stderr."""
     log_format: Literal["plain", "json"] = "plain"
+    """The agent's own log as plain lines or JSON objects; times in UTC. Storms of one warning
+    (retries, ejected hosts) are written once per 10 s, then counted."""
     http_listen: str | None = None
     """host:port for /healthz, /readyz and /metrics; unset means no HTTP server."""
     grace_period: Duration = Duration(10.0)

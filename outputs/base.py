@@ -40,7 +40,8 @@ class OutputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = ""
     """Labels metrics and log lines; defaults to "<type>.<position>"."""
     match: str | None = None
-    """Glob over tags ("*", "syslog.*", "docker.*.nginx")."""
+    """Glob over tags ("*", "syslog.*", "docker.*.nginx"); neither this nor ``match_regex``
+    means every tag."""
     match_regex: str | None = None
     """Regular expression over tags, instead of ``match``."""
     retry_limit: int | str = "unlimited"

@@ -22,11 +22,14 @@ class FileConfig(
     OutputConfig, tag_field="type", tag="file", kw_only=True, forbid_unknown_fields=True
 ):
     path: str
-    """The NDJSON file; parent directories are created."""
+    """The NDJSON file, one record per line; parent directories are created; reopened when it
+    was moved or deleted (log rotation)."""
     fsync: bool = False
     """fsync after every write, so an acknowledged chunk survives a power loss."""
     file_mode: str = "0640"
+    """Permissions of a file the output creates, octal."""
     workers: int = 1
+    """One writer: each chunk is one append, in order."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -55,6 +55,7 @@ TABLES = {
         "s3": 'bucket = "audit-logs"',
         "elasticsearch": 'hosts = "http://127.0.0.1:9200"',
         "opensearch": 'hosts = "http://127.0.0.1:9200"',
+        "http": 'url = "http://127.0.0.1:1/ingest"',
     },
 }
 

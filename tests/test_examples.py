@@ -10,7 +10,13 @@ import pytest
 from tests.conftest import REPO, check_config
 
 EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
-ENV = {"S3_BUCKET": "audit-logs", "ES_PASSWORD": "secret", "ES_URL": "https://es.example:9200"}
+ENV = {
+    "S3_BUCKET": "audit-logs",
+    "ES_PASSWORD": "secret",
+    "ES_URL": "https://es.example:9200",
+    "COLLECTOR_URL": "https://logs.example.com/ingest",
+    "COLLECTOR_PASSWORD": "secret",
+}
 
 
 def test_there_are_examples() -> None:
@@ -20,6 +26,7 @@ def test_there_are_examples() -> None:
         "elasticsearch.toml",
         "s3-and-elasticsearch.toml",
         "containerd.toml",
+        "http.toml",
     }
 
 

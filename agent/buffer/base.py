@@ -26,20 +26,38 @@ from outputs.base import Chunk
 
 
 class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where records wait between the inputs and the outputs' acknowledgements (details in
+    docs/buffer.md)."""
+
     type: Literal["disk", "memory"] = "disk"
+    """``disk``: chunk files under ``data_dir/chunks/``, survive crashes and restarts.
+    ``memory``: the same behaviour without files; **everything not yet acknowledged is lost
+    when the process stops, crashes or restarts**."""
     chunk_bytes: Size = Size(2 * 1024 * 1024)
-    """A chunk is sealed when it reaches this size..."""
+    """A tag's open chunk is sealed (handed to the outputs) when it would grow past this many
+    bytes of records. A chunk is the unit of delivery: one S3 object, one Elasticsearch bulk
+    request. One ``append`` (one batch from an input) is never split, so a single batch larger
+    than this makes one larger chunk."""
     flush_interval: Duration = Duration(1.0)
-    """...or this long after its first record; sooner when its input paused (no batch for four
-    times its usual gap between batches, and at least 100 ms): the end of a burst goes out
-    without waiting."""
+    """...or this long after the chunk's first record, whichever comes first (the agent checks
+    every ~200 ms): the latency a quiet tag adds. Sooner when its input paused (no batch for four
+    times its usual gap between batches, and at least 100 ms): the chunk is sealed at the next
+    check, so the end of a burst goes out without waiting. A steady stream, however slow, keeps
+    its gaps and fills its chunks as before; a chunk of a single batch waits for
+    ``flush_interval``."""
     max_bytes: Size = Size(1024 * 1024 * 1024)
-    """Bound on buffered bytes (open and sealed chunks, not yet acknowledged by all outputs)."""
+    """Bound on the buffer: bytes of records (the NDJSON sent to outputs) in open chunks and in
+    sealed chunks that some output has not acknowledged yet. Must be at least ``chunk_bytes``.
+    On disk each record costs about 8 bytes more (its event time) plus 8 bytes per batch and a
+    small header per chunk."""
     sync: Literal["none", "batch", "always"] = "none"
-    """When data is fsynced: never (the OS decides), once per ``commit``, or on every append."""
+    """When the disk buffer calls fsync: ``none`` (the OS decides: survives a process crash, not
+    a power loss), ``batch`` (once per commit; RELP acknowledges after it), ``always`` (on every
+    append). Ignored by the memory buffer; see docs/buffer.md, "Sync"."""
     when_full: Literal["block", "drop_oldest"] = "block"
-    """block: stream inputs stop reading, datagram inputs drop the newest. drop_oldest: the
-    oldest sealed chunk is deleted (counted) to make room."""
+    """What happens at ``max_bytes``. ``block``: stream inputs stop reading (the sender waits),
+    datagram inputs drop the newest (counted). ``drop_oldest``: the oldest sealed chunk is
+    deleted (counted) to make room."""
 
     def __post_init__(self) -> None:
         if self.chunk_bytes < 1:

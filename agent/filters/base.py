@@ -35,11 +35,16 @@ Batch = tuple[str, list[Record]]
 
 
 class FilterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keys every filter takes; a filter's own config subclasses this with
+    ``tag_field="type"`` and its ``tag`` value."""
+
     name: str = ""
     """Labels metrics and log lines; defaults to "<type>.<position>"."""
     match: str | None = None
-    """Glob over tags; neither this nor match_regex means every tag."""
+    """Glob over tags (``syslog.*``, ``docker.*.nginx``); neither this nor ``match_regex``
+    means every tag."""
     match_regex: str | None = None
+    """Regular expression over tags, instead of ``match``."""
 
     def __post_init__(self) -> None:
         check_selector(self.match, self.match_regex)

@@ -27,10 +27,13 @@ class MultilineConfig(FilterConfig, tag_field="type", tag="multiline"):
     key: str = "message"
     """Field path of the line."""
     stream_keys: list[str] = msgspec.field(default_factory=lambda: ["host", "ident", "pid"])
-    """Fields that tell streams apart (with the tag)."""
+    """Fields that tell streams apart (the tag always does)."""
     flush_timeout: Duration = Duration(1.0)
+    """A record is never held longer than this after its first line."""
     max_lines: int = 1000
+    """Lines joined into one record at most; the next line begins a new record."""
     max_bytes: Size = Size(1024 * 1024)
+    """Joined message size at most; a line that would pass it begins a new record."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -13,6 +13,7 @@ from agent.filters.common import parse_path
 
 class NestConfig(FilterConfig, tag_field="type", tag="nest"):
     operation: Literal["nest", "lift"]
+    """``nest`` moves top-level keys into a map; ``lift`` moves a map's keys to the top level."""
     wildcard: list[str] = []
     """nest: globs over top-level keys to move (``kubernetes_*``, ``*``)."""
     nest_under: str | None = None

@@ -14,16 +14,19 @@ from parsers.body import compile_body_regex, parse_json, parse_logfmt, parse_reg
 
 class ParserConfig(FilterConfig, tag_field="type", tag="parser"):
     format: Literal["json", "logfmt", "regex"]
+    """How the text is parsed: a JSON object, logfmt ``key=value`` pairs, or ``regex``."""
     key_name: str = "message"
     """Field path of the text to parse."""
     regex: str | None = None
     """With ``format = "regex"``: named groups become fields (``(?P<user>\\S+)``)."""
     reserve_data: bool = True
-    """Keep the record's other fields (fluent-bit defaults to false: only the parsed fields)."""
+    """Keep the record's other fields; ``false`` (fluent-bit's default): the record becomes
+    only the parsed fields."""
     preserve_key: bool = False
     """Keep ``key_name`` itself after a successful parse."""
     target_key: str | None = None
-    """Put the parsed fields under this field instead of at the top level."""
+    """Put the parsed fields under this field path instead of at the top level (other fields
+    always kept)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

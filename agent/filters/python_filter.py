@@ -23,11 +23,13 @@ from common.units import Duration
 
 class PythonConfig(FilterConfig, tag_field="type", tag="python"):
     function: str
-    """``"package.module:function"``."""
+    """``"package.module:function"``, imported at start."""
     path: str | None = None
     """A directory added to ``sys.path`` before importing."""
     per_record: bool = False
+    """Call the function once per record instead of once per batch."""
     log_interval: Duration = Duration(60.0)
+    """Log a failure's traceback at most this often (the failures between are counted)."""
 
 
 def load_function(spec: str, path: str | None) -> Callable[..., Any]:

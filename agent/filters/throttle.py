@@ -22,6 +22,7 @@ class ThrottleConfig(FilterConfig, tag_field="type", tag="throttle"):
     rate: int
     """Records allowed per window (per key)."""
     window: Duration = Duration(1.0)
+    """Window length: at most ``rate`` records pass in any span this long."""
     panes: int = 10
     """Slots the window slides by."""
     key: str | None = None

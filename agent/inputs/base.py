@@ -63,9 +63,12 @@ class InputConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
     """Zone of RFC 3164 timestamps, which carry none; any IANA name."""
     tag_pattern: str | None = None
-    """Regex with named groups (container_name, container_id, image, ...) over the syslog tag."""
+    """Regex with named groups (``container_name``, ``container_id``, ``image``, ...) searched
+    in the syslog tag; the groups become fields."""
     source_key: str | None = None
-    """Record field that receives the sender's address or socket path."""
+    """Record field that receives the sender: ``ip:port`` (``[ip]:port`` for IPv6) for network
+    modes; for UNIX datagrams the sender's socket path when it bound one, else our own
+    ``path``; for UNIX streams our ``path``."""
 
 
 class InputContext(msgspec.Struct, kw_only=True):

@@ -49,22 +49,35 @@ class SyslogInputConfig(InputConfig, tag_field="type", tag="syslog"):
     mode: Mode = "udp"
     """Socket kind: udp, tcp, unix_dgram, unix_stream or relp (TCP with acknowledgements)."""
     listen: str | None = None
-    """``host:port`` for udp, tcp and relp; ``[::1]:5514`` for IPv6; port 0 picks a free one."""
+    """``host:port`` for udp, tcp and relp: ``"127.0.0.1:5514"``, ``"0.0.0.0:514"``,
+    ``"[::1]:5514"`` (IPv6 in brackets). Port 0 picks a free port (tests). Required for those
+    modes, not allowed with the unix modes."""
     path: str | None = None
-    """Socket file for unix_dgram and unix_stream."""
+    """Socket file for unix_dgram and unix_stream (``"/run/agent/syslog.sock"``). The parent
+    directory is created; a stale socket file left by a previous run (nobody listens on it) is
+    replaced; a socket another process still serves, or any other kind of file, is an error
+    (never deleted). The socket file is removed on stop. Required for those modes, not allowed
+    with the network modes."""
     framing: Framing = "auto"
-    """Stream framing (tcp, unix_stream); auto decides per connection."""
+    """Stream modes (tcp, unix_stream): ``newline`` (every message ends with LF; a CR before it
+    is dropped too), ``octet_counted`` (RFC 6587 ``LEN SP MSG``), or ``auto``: decided per
+    connection by its first bytes (digits then a space: octet-counted)."""
     max_message_bytes: Size = Size(64 * 1024)
-    """A longer message is cut at this size and flagged truncated."""
+    """A longer message is cut to this size; the record is flagged ``truncated`` and
+    ``input_truncated_total`` counts it. The rest of the message is skipped (counted in
+    ``input_discarded_bytes_total``); the connection goes on. Also bounds a RELP frame, whatever
+    its DATALEN announces."""
     socket_mode: str = "0660"
-    """Permissions of the socket file (unix modes), octal."""
+    """Permissions of the socket file (unix modes), an octal string."""
     receive_buffer_bytes: Size | None = Size(32 * 1024 * 1024)
-    """SO_RCVBUF for udp and unix_dgram: the kernel queue that absorbs a stall. 32 MiB holds
-    ~0.5 s at 100,000 datagrams/s of ~250 bytes (the kernel counts ~1.3 KiB for each). Forced
-    past net.core.rmem_max with CAP_NET_ADMIN; without it the kernel caps it (logged once)."""
+    """udp and unix_dgram: ``SO_RCVBUF``, the kernel queue that absorbs bursts and stalls
+    (how much time it buys: docs/inputs.md). The value granted is logged; Linux caps it at
+    ``net.core.rmem_max`` unless the agent has ``CAP_NET_ADMIN`` (then ``SO_RCVBUFFORCE`` is
+    used); a capped value is logged once as a warning."""
     max_connections: int = 1024
-    """Stream modes: further connections are closed at once (counted in
-    ``input_connections_rejected_total{reason="max_connections"}``; /readyz says so)."""
+    """Stream modes and relp: connections beyond this are closed at once, counted in
+    ``input_connections_rejected_total{reason="max_connections"}`` and logged (at most every
+    10 s, with the count); while an input is at its limit ``/readyz`` answers 503 saying so."""
 
     def __post_init__(self) -> None:
         if self.mode in NETWORK_MODES:

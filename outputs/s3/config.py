@@ -83,11 +83,13 @@ class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_un
     """``[[outputs]] type = "s3"``; docs/s3.md explains grouping, keys and idempotency."""
 
     bucket: str
-    """Bucket name (required)."""
+    """Bucket name."""
     region: str | None = None
-    """AWS region; None: botocore's chain (AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."""
+    """AWS region; unset: botocore's chain (``AWS_REGION``, ``AWS_DEFAULT_REGION``,
+    ``~/.aws/config``)."""
     endpoint_url: str | None = None
-    """An S3-compatible store (MinIO, Ceph, moto) or a VPC endpoint."""
+    """Endpoint of an S3-compatible store (MinIO, Ceph, moto) or a VPC endpoint, e.g.
+    ``"https://minio.example:9000"``."""
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     """"path" (host/bucket/key, what most S3-compatible stores want), "virtual"
     (bucket.host/key) or "auto"."""
@@ -103,19 +105,28 @@ class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_un
     max_chunks_per_object: int = 64
     """Buffer chunks that close an object."""
     upload_chunk_size: Size = Size(8 * MiB)
-    """Compressed objects above this size go up as multipart uploads with parts of this size."""
+    """Compressed objects larger than this go up as multipart uploads with parts of this size
+    (5 MiB to 5 GiB; grown automatically past 10,000 parts)."""
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     """The object is one gzip member or one zstd frame, or plain NDJSON ("none")."""
     compression_level: int | None = None
-    """gzip 1-9 (None: 6), zstd 1-22 (None: 3); not allowed with "none"."""
+    """gzip 1-9 (unset: 6), zstd 1-22 (unset: 3); not allowed with ``"none"``."""
     content_type: str | None = None
-    """None: application/gzip, application/zstd or application/x-ndjson after ``compression``."""
+    """``Content-Type`` of the objects; unset: ``application/gzip``, ``application/zstd`` or
+    ``application/x-ndjson`` after ``compression``. No ``Content-Encoding`` is set, so downloads
+    stay compressed files."""
     storage_class: str | None = None
-    """S3 storage class of the objects (``STORAGE_CLASSES``); None: the bucket's default."""
+    """Storage class of the objects: ``STANDARD``, ``STANDARD_IA``, ``ONEZONE_IA``,
+    ``INTELLIGENT_TIERING``, ``GLACIER``, ``GLACIER_IR``, ``DEEP_ARCHIVE``,
+    ``REDUCED_REDUNDANCY``, ``OUTPOSTS``, ``SNOW``, ``EXPRESS_ONEZONE``; unset: the bucket's
+    default."""
     canned_acl: str | None = None
-    """Canned ACL of the objects (``CANNED_ACLS``), for cross-account buckets with ACLs."""
+    """Canned ACL of the objects: ``private``, ``public-read``, ``public-read-write``,
+    ``authenticated-read``, ``aws-exec-read``, ``bucket-owner-read``,
+    ``bucket-owner-full-control`` (for cross-account buckets with ACLs enabled)."""
     sse: Literal["AES256", "aws:kms"] | None = None
-    """Server-side encryption: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS); None: the bucket's."""
+    """Server-side encryption: ``"AES256"`` (SSE-S3) or ``"aws:kms"`` (SSE-KMS); unset: the
+    bucket's default."""
     sse_kms_key_id: str | None = None
     """KMS key id, ARN or alias for ``sse = "aws:kms"``; None: the AWS-managed aws/s3 key."""
     role_arn: str | None = None
@@ -129,7 +140,8 @@ class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_un
     request_timeout: Duration = Duration(30.0)
     """Deadline of every single S3 call..."""
     request_timeout_per_mib: Duration = Duration(2.0)
-    """...plus this per MiB of request body."""
+    """...plus this per MiB of request body (an 8 MiB part gets 30 s + 16 s). A call past its
+    deadline is abandoned and the chunks are retried."""
     checksum: Literal["when_supported", "when_required"] = "when_supported"
     """botocore's request_checksum_calculation; "when_required" for stores that reject
     the newer CRC32 checksum headers."""

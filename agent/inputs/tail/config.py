@@ -17,20 +17,27 @@ class TailInputConfig(
     Docker json-file) and plain files such as /var/log/audit/audit.log."""
 
     name: str = ""
-    """Labels metrics and log lines; defaults to "tail.<position>"."""
+    """Labels metrics and log lines, and names the input's positions file; defaults to
+    "tail.<position>"."""
     paths: list[str] = msgspec.field(default_factory=lambda: ["/var/log/containers/*.log"])
-    """Globs of the files to follow (``*``, ``?``, ``[...]``, ``**`` for any depth)."""
+    """Globs of the files to follow (``*``, ``?``, ``[...]``, ``**`` for any depth). Symlinks
+    are followed; a file reached through two globs (or two symlinks) is read once. Compressed
+    files (``.gz``, ``.xz``, ...) are never followed."""
     exclude: list[str] = msgspec.field(default_factory=list)
     """Globs of paths not to follow, matched against the path as found by ``paths``."""
     format: Literal["auto", "cri", "docker", "raw"] = "auto"
-    """How lines are parsed: CRI (containerd, CRI-O), Docker json-file, raw (one record per
-    line), or auto (decided per file by its first line)."""
+    """How lines are parsed: ``cri`` (containerd, CRI-O), ``docker`` (json-file), ``raw`` (one
+    record per line: ``message``, ``time``), or ``auto``: decided per file by the first line
+    that is CRI or Docker (lines before it are kept as ``parse_error`` records)."""
     tag: str = "kube.${namespace_name}.${pod_name}.${container_name}"
     """Tag of the records; ``${field}`` takes a kubernetes field from the path (flat or as
-    ``${kubernetes.pod_name}``), ``${stream}``, ``${container_id}`` or ``${path}``."""
+    ``${kubernetes.pod_name}``), ``${container_id}``, ``${stream}`` (``stdout``/``stderr``: the
+    file's records are then tagged per stream) or ``${path}``. A field the path does not give
+    renders empty."""
     read_from_head: bool = False
     """Read the files present at the very first start (no positions stored yet) from their
-    beginning; otherwise from their end. Files that appear later are always read whole."""
+    beginning; otherwise from their end. Files that appear later, and files after a restart,
+    are read from where they stand: new ones whole, known ones from their stored position."""
     refresh_interval: Duration = Duration(1.0)
     """How often the globs are scanned again for new, rotated and removed files."""
     poll_interval: Duration = Duration(0.25)
@@ -40,17 +47,20 @@ class TailInputConfig(
     runtime may write a few more lines before it reopens)."""
     max_line_bytes: Size = Size(1024 * 1024)
     """A longer line (after joining partial pieces) is cut at this size and flagged
-    ``truncated``; the rest is skipped and counted."""
+    ``truncated`` and counted (``input_truncated_total``); the rest of it is skipped
+    (``input_discarded_bytes_total``)."""
     read_bytes: Size = Size(256 * 1024)
     """At most this much is read from one file in one go, so busy files take turns (but at
     least ``max_line_bytes`` + 4KiB, so that a whole line fits)."""
     path_key: str | None = None
-    """Record field that receives the file's path (as found by ``paths``)."""
+    """Record field that receives the file's path as ``paths`` found it (the symlink under
+    /var/log/containers)."""
     ignore_older: Duration | None = None
-    """Files last modified longer ago than this are not followed when they are found."""
+    """Files last modified longer ago than this (``"24h"``) are not followed when they are
+    found; one that is written again is followed from there."""
     max_open_files: int = 1024
-    """At most this many files are held open; further files wait until a file is let go or
-    an idle one is closed."""
+    """At most this many files are held open; further files wait and take turns with idle ones
+    (caught up, nothing half-read)."""
 
     def __post_init__(self) -> None:
         if not self.paths:
