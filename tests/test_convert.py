@@ -204,7 +204,7 @@ def test_every_filter_and_what_cannot_be_translated(tmp_path: Path) -> None:
     assert parser["reserve_data"] is True and parser["preserve_key"] is True
     assert multiline["start_pattern"] == r"^\d{4}-\d{2}-\d{2} \d\d:\d\d:\d\d"
     assert multiline["flush_timeout"] == "1000ms" and multiline["key"] == "message"
-    stdout, null, opensearch = config["outputs"]
+    stdout, null, opensearch, http = config["outputs"]
     assert stdout == {"type": "stdout", "match": "secure.*"}
     assert null == {"type": "null", "match": "team.*"}
     assert opensearch["type"] == "opensearch"
@@ -214,15 +214,25 @@ def test_every_filter_and_what_cannot_be_translated(tmp_path: Path) -> None:
     ]
     assert opensearch["user"] == "${OS_USER}" and opensearch["password"] == "${OS_PASSWORD}"
     assert opensearch["verify_tls"] is False and opensearch["id_mode"] == "hash"
+    assert http == {
+        "type": "http",
+        "match": "*",
+        "retry_limit": 5,
+        "url": "http://collector.example.com:8080/ingest",
+        "format": "ndjson",
+        "http_user": "${COLLECTOR_USER}",
+        "http_passwd": "${COLLECTOR_PASSWORD}",
+        "compress": "gzip",
+        "headers": {"X-Tenant": "team-a", "X-Source": "fluent-bit"},
+    }
     left_out = [line for line in stderr.splitlines() if line.startswith("not translated:")]
     assert left_out == [
         "not translated: fluent-bit.conf:78: [FILTER] lua: Lua scripts cannot be translated; "
         'a [[filters]] type = "python" function can do the same',
         "not translated: fluent-bit.conf:105: [OUTPUT] opensearch: Trace_Output On: no "
         "equivalent in the agent",
-        "not translated: fluent-bit.conf:107: [OUTPUT] http: no such output in the agent (it "
-        "has s3, elasticsearch/opensearch, file, stdout, null); not translated: its records "
-        "are not sent anywhere",
+        "not translated: fluent-bit.conf:107: [OUTPUT] http: Format msgpack: records are sent "
+        'as JSON lines (format = "ndjson"); the receiver must accept them',
     ]
     result = check(tmp_path)
     assert "filter multiline.7: multiline match='syslog.*'" in result

@@ -23,6 +23,7 @@ class OutputMapping(MapperBase):
             "file": "file",
             "stdout": "stdout",
             "null": "null",
+            "http": "http",
         }
         kind = kinds.get(plugin)
         if kind is None:
@@ -30,7 +31,7 @@ class OutputMapping(MapperBase):
                 section,
                 None,
                 f"[OUTPUT] {plugin or '(no Name)'}: no such output in the "
-                "agent (it has s3, elasticsearch/opensearch, file, stdout, null); not "
+                "agent (it has s3, elasticsearch/opensearch, http, file, stdout, null); not "
                 "translated: its records are not sent anywhere",
             )
             return
@@ -246,3 +247,50 @@ class OutputMapping(MapperBase):
             self.note(
                 section, "write_operation", f"Write_Operation {op.value}: only index and create"
             )
+
+    def output_http(self, section: Section, target: dict[str, Any]) -> None:
+        tls = bool(self.flag(section, "tls"))
+        host = section.get("host") or "127.0.0.1"
+        port = section.get("port") or ("443" if tls else "80")
+        uri = section.get("uri") or "/"
+        if not uri.startswith("/"):
+            uri = "/" + uri
+        target["url"] = f"{'https' if tls else 'http'}://{host_port(host, port)}{uri}"
+        fmt = (section.get("format") or "msgpack").lower()
+        if fmt in ("json_lines", "json_stream"):
+            target["format"] = "ndjson"
+        elif fmt == "json":
+            target["format"] = "json"
+        else:
+            target["format"] = "ndjson"
+            self.note(
+                section,
+                "format" if section.entry("format") else None,
+                f"[OUTPUT] http: Format {fmt}: records are sent as JSON lines (format = "
+                '"ndjson"); the receiver must accept them',
+            )
+        for key, ours in (("http_user", "http_user"), ("http_passwd", "http_passwd")):
+            value = section.get(key)
+            if value:
+                target[ours] = value
+        ca_file = section.get("tls.ca_file")
+        if ca_file:
+            target["ca_file"] = ca_file
+        verify = self.flag(section, "tls.verify")
+        if verify is not None:
+            target["tls_verify"] = verify
+        compress = section.get("compress")
+        if compress and compress.lower() == "gzip":
+            target["compress"] = "gzip"
+        elif compress:
+            self.note(section, "compress", f"compress {compress}: only gzip; not compressed")
+        headers: dict[str, str] = {}
+        for entry in section.all("header"):
+            name, _, value = entry.value.strip().partition(" ")
+            if name and value.strip():
+                headers[name] = value.strip()
+            else:
+                self.note(section, "header", f"Header {entry.value!r}: expected 'Name value'")
+        if headers:
+            target["headers"] = headers
+        self.date_key(section)
