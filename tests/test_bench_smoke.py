@@ -3,28 +3,16 @@ speed belongs in the benchmarks, not in tests)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, agent_env
+from tests.bench_helpers import run_bench
 
 
-def _run(module: str, out: Path, *args: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--json", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env=agent_env(),
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result: dict[str, object] = json.loads(out.read_text())
-    return result
+def _run(module: str, out: Path, *args: str) -> dict[str, Any]:
+    return run_bench(module, out, *args)[0]
 
 
 def test_e2e_smoke_every_socket_kind_and_output(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ speed belongs in the benchmark, not in tests)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench_helpers import run_bench
 from tests.conftest import REPO, agent_env
 from tests.peers.auditd import auditctl, status, unavailable
 
@@ -25,15 +25,7 @@ def test_exec_cost_bench_smoke(tmp_path: Path) -> None:
     rules_before = auditctl("-l")
     state_before = status()
     out = tmp_path / "exec_cost.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.exec_cost", "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env=agent_env(),
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result, _ = run_bench("bench.exec_cost", out)
 
     assert auditctl("-l") == rules_before  # every rule it added was deleted
     state_after = status()
@@ -41,7 +33,6 @@ def test_exec_cost_bench_smoke(tmp_path: Path) -> None:
     for key in ("enabled", "backlog_limit"):
         assert state_after[key] == state_before[key], key
 
-    result = json.loads(out.read_text())
     assert result["conditions"] == CONDITIONS
     rows = {(row["variant"], row["condition"]): row for row in result["results"]}
     assert sorted(rows) == sorted((v, c) for v in ("spawn", "shell") for c in CONDITIONS)

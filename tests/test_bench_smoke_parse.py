@@ -3,25 +3,14 @@ in the benchmark, not in tests)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_helpers import run_bench
 
 
 def test_parse_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "parse.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "parse.py"), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(out.read_text())
+    result, printed = run_bench("bench.parse", out, timeout=300)
     assert result["smoke"] is True
     rows = {(row["shape"], row["mode"]): row for row in result["rows"]}
     shapes = ("rfc5424", "rfc5424sd", "rfc3164", "mix", "node", "sdmix")
@@ -35,7 +24,7 @@ def test_parse_benchmark_smoke(tmp_path: Path) -> None:
         assert row["records_per_s"] > 0 and row["us_per_record"] > 0
         # shaped like Docker's lines, ~200 bytes; rfc5424sd: the same lines plus ~100 bytes of SD
         assert 150 < row["avg_bytes"] < 320
-    assert "records/s" in done.stdout
+    assert "records/s" in printed
     assert set(result["chain_cost"]) == set(shapes)
     for bases in result["chain_cost"].values():
         assert set(bases) == {"parse+encode", "ingest"}

@@ -3,26 +3,14 @@ in the benchmark, not in tests)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO, agent_env
+from tests.bench_helpers import run_bench
 
 
 def test_tail_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "tail.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.tail", "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env=agent_env(),
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result, printed = run_bench("bench.tail", out, timeout=300)
     assert result["smoke"] is True
     rows = {row["path"]: row for row in result["rows"]}
     assert set(rows) == {"tail-cri (4 files)", "syslog-tcp"}
@@ -33,4 +21,4 @@ def test_tail_benchmark_smoke(tmp_path: Path) -> None:
     idle = result["idle"]
     assert idle["files"] == 50
     assert {"0_files_cpu_percent", "50_files_cpu_percent"} <= set(idle)
-    assert "records/s" in done.stdout and "idle:" in done.stdout
+    assert "records/s" in printed and "idle:" in printed

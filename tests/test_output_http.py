@@ -47,6 +47,19 @@ def make_output(tmp_path: Path, url: str, **keys: Any) -> HttpOutput:
     return HttpOutput(config, make_context(tmp_path, name="http.0"))
 
 
+def delivered(output: HttpOutput, chunks: list[TestChunk]) -> Any:
+    """What delivery made of ``chunks`` through the started ``output`` (stopped afterwards)."""
+
+    async def go() -> Any:
+        await output.start()
+        try:
+            return await deliver(output, chunks)
+        finally:
+            await output.stop()
+
+    return asyncio.run(go())
+
+
 def run(output: HttpOutput, chunks: list[TestChunk]) -> None:
     async def go() -> None:
         await output.start()
@@ -159,14 +172,7 @@ def test_chunks_ready_at_once_share_a_request_up_to_max_batch_bytes(
     size = chunks[0].size
     output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=3 * size)
 
-    async def go() -> Any:
-        await output.start()
-        try:
-            return await deliver(output, chunks)
-        finally:
-            await output.stop()
-
-    result = asyncio.run(go())
+    result = delivered(output, chunks)
     assert sorted(result.delivered) == sorted(c.id for c in chunks)
     # Tags share requests (nothing in a request depends on the tag); none is over the bound.
     assert [len(r.raw) for r in sink.requests] == [3 * size, 2 * size]
@@ -177,14 +183,7 @@ def test_max_batch_bytes_0_sends_every_chunk_alone(tmp_path: Path, sink: HttpSin
     chunks = make_chunks(3, 5)
     output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=0)
 
-    async def go() -> Any:
-        await output.start()
-        try:
-            return await deliver(output, chunks)
-        finally:
-            await output.stop()
-
-    asyncio.run(go())
+    delivered(output, chunks)
     assert sorted(r.raw for r in sink.requests) == sorted(c.data() for c in chunks)
 
 
@@ -193,14 +192,7 @@ def test_503_then_200_delivers_once_the_server_recovers(tmp_path: Path, sink: Ht
     chunks = make_chunks(2, 10)
     output = make_output(tmp_path, sink.url, workers=1, max_batch_bytes=0)
 
-    async def go() -> Any:
-        await output.start()
-        try:
-            return await deliver(output, chunks)
-        finally:
-            await output.stop()
-
-    result = asyncio.run(go())
+    result = delivered(output, chunks)
     assert sorted(result.delivered) == sorted(c.id for c in chunks)
     assert result.fatal == {}
     assert len(result.retryable) == 3

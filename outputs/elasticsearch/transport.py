@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from common.tls import client_context
 from outputs.elasticsearch.config import ElasticsearchConfig
 
 if TYPE_CHECKING:
@@ -46,19 +47,7 @@ def build_ssl_context(config: ElasticsearchConfig) -> ssl.SSLContext | None:
     uses_tls = any(url.startswith("https://") for url in config.host_list)
     if not uses_tls:
         return None
-    try:
-        context = ssl.create_default_context(cafile=config.ca_file or None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"ca_file {config.ca_file!r}: {exc}") from None
-    if config.cert_file:
-        try:
-            context.load_cert_chain(config.cert_file, config.key_file or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"cert_file/key_file: {exc}") from None
-    if not config.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return client_context(config.ca_file, config.verify_tls, config.cert_file, config.key_file)
 
 
 class SigV4Signer:

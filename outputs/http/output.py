@@ -14,6 +14,7 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from common.redact import quote_body, redact_url
+from common.tls import client_context
 from outputs.base import (
     Batching,
     BlockedError,
@@ -81,14 +82,7 @@ def classify(status: int, body: bytes, where: str) -> None:
 def _ssl_context(config: HttpConfig) -> ssl.SSLContext | None:
     if not config.url.startswith("https://"):
         return None
-    try:
-        context = ssl.create_default_context(cafile=config.ca_file or None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"ca_file {config.ca_file!r}: {exc}") from None
-    if not config.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return client_context(config.ca_file, config.tls_verify)
 
 
 class HttpOutput(Output):
