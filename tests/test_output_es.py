@@ -449,9 +449,9 @@ def test_chunks_of_one_write_share_a_bulk_request_and_dead_letter_apart(
     async def main() -> None:
         await output.start()
         await output.send([seed])
-        requests = metrics.counters[("output_es_requests_total", (("result", "200"),))]
+        requests = metrics.counter("output_es_requests_total", result="200")
         await output.send([first, chunk])
-        after = metrics.counters[("output_es_requests_total", (("result", "200"),))]
+        after = metrics.counter("output_es_requests_total", result="200")
         assert after - requests == 1
         await output.stop()
 
@@ -461,7 +461,8 @@ def test_chunks_of_one_write_share_a_bulk_request_and_dead_letter_apart(
     opensearch.refresh()
     assert opensearch.count("merged-first") == 5
     assert opensearch.count("merged-conflict") == 5 + 30
-    assert metrics.items("accepted") == 5 + 5 + 30 and metrics.items("dead_lettered") == 10
+    assert metrics.counter("output_es_items_total", outcome="accepted") == 5 + 5 + 30
+    assert metrics.counter("output_es_items_total", outcome="dead_lettered") == 10
 
 
 def test_dead_letters_that_cannot_be_kept_leave_the_chunk_unsettled(
