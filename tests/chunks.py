@@ -20,7 +20,7 @@ import msgspec
 
 from agent.delivery import Grouper, write_group
 from outputs.base import Chunk, Output, OutputContext
-from tests.doubles import RecordingMetrics
+from tests.doubles import DeadLetters, RecordingMetrics
 
 _sequence = itertools.count()
 _stamp = int(time.time() * 1000)
@@ -103,14 +103,6 @@ def make_chunks(
             lines.append(encoder.encode({"seq": seq, "tag": tag, "message": text}))
         chunks.append(TestChunk(tag, lines, created=created))
     return chunks
-
-
-@dataclass
-class DeadLetters:
-    entries: list[tuple[str, int, str]] = field(default_factory=list)
-
-    def __call__(self, chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
-        self.entries.append((chunk.id, len(lines), reason))
 
 
 def make_context(data_dir: Path, name: str = "s3.0", node_name: str = "node-a") -> OutputContext:

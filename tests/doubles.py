@@ -2,11 +2,15 @@
 
 ``RecordingMetrics`` counts into the agent's real ``Registry`` (what ``/metrics`` renders), so a
 test reads back what production would have exported; ``NullMetrics`` counts nothing, for benches
-and child processes where counting is not what is measured."""
+and child processes where counting is not what is measured. ``DeadLetters`` records what an
+output dead-lettered."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agent.metrics import ComponentMetrics, Registry
+from outputs.base import Chunk
 
 
 class RecordingMetrics(ComponentMetrics):
@@ -73,3 +77,18 @@ class NullMetrics:
 
 def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
+
+
+class DeadLetters:
+    """``OutputContext.dead_letter`` that records each call: (chunk id, lines, reason)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[bytes], str]] = []
+
+    def __call__(self, chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
+        self.calls.append((chunk.id, list(lines), reason))
+
+    @property
+    def lines(self) -> list[bytes]:
+        """Every dead-lettered line, in the order they came."""
+        return [line for _, lines, _ in self.calls for line in lines]

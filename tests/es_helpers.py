@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from outputs.base import Chunk, OutputContext
+from outputs.base import OutputContext
 from outputs.elasticsearch import ElasticsearchConfig, ElasticsearchOutput
 from tests.chunks import TestChunk
-from tests.doubles import RecordingMetrics
+from tests.doubles import DeadLetters, RecordingMetrics
 
 
 class MemoryChunk(TestChunk):
@@ -29,18 +29,6 @@ class MemoryChunk(TestChunk):
             created=0.0,
             times=[datetime.fromisoformat(r["time"]).timestamp() for r in records],
         )
-
-
-class DeadLetters:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[bytes], str]] = []
-
-    def __call__(self, chunk: Chunk, lines: Sequence[bytes], reason: str) -> None:
-        self.calls.append((chunk.id, list(lines), reason))
-
-    @property
-    def lines(self) -> list[bytes]:
-        return [line for _, lines, _ in self.calls for line in lines]
 
 
 def make_output(
