@@ -47,8 +47,10 @@ RFC5424 = re.compile(
 # is well-formed; the loop checks that, see sd_shape, and otherwise asks RFC5424). Scanning
 # to a "]" is one character class; the grammar repeats a group per parameter, several times
 # dearer (docs/performance.md#structured-data-is-no-longer-7x-dearer).
+# The scans are possessive: giving back a character or a "]" never lets the rest match (a
+# "]" given back is one not followed by SP or the end), and re skips the backtracking state.
 RFC5424_FAST = re.compile(
-    _HEADER + r"(-|\[[^\]]*(?:\](?! |\Z)[^\]]*)*\])" + "(?: \ufeff| |\\Z)(.*)\\Z",
+    _HEADER + r"(-|\[[^\]]*+(?:\](?! |\Z)[^\]]*+)*+\])" + "(?: \ufeff| |\\Z)(.*)\\Z",
     re.DOTALL | re.ASCII,
 )
 RFC5424_PREFIX = re.compile(r"<\d{1,3}>1 ", re.ASCII)
