@@ -385,3 +385,35 @@ def test_a_filter_editing_kubernetes_on_one_record_leaves_the_others_alone(
         assert by_message[message]["pod_name"] == "web-0"
         assert "labels" not in by_message[message]
         assert by_message[message]["namespace_name"] == "shop"
+
+
+def test_reads_batches_of_read_bytes_and_lines_longer_than_that_whole(tmp_path: Path) -> None:
+    """A read takes read_bytes; a line longer than that (up to max_line_bytes) is still read
+    whole, and after a cut line's skipped rest the next read starts at its end."""
+    from agent.inputs.tail.reader import LINE_SLACK, TailedFile
+
+    long_line = b"L" * 10_000
+    cut_line = b"C" * (20_000 + LINE_SLACK + 500)
+    path = tmp_path / "0.log"
+    path.write_bytes(b"a\n" + long_line + b"\nb\n" + cut_line + b"\n" + b"c" * 5000 + b"\nd\n")
+    st = os.stat(path)
+    tailed = TailedFile(
+        key=(st.st_dev, st.st_ino),
+        path=str(path),
+        info=path_info(str(path)),
+        parser=ContainerLogParser("raw", 20_000),
+    )
+    assert tailed.open()
+    tailed.stat_size()
+    got: list[bytes] = []
+    skipped_total = 0
+    for _ in range(20):
+        if tailed.offset >= tailed.size:
+            break
+        lines, end, skipped = tailed.read_lines(4096, 20_000)
+        got += lines
+        skipped_total += skipped
+        tailed.offset = max(tailed.offset, end)
+    tailed.close()
+    assert got == [b"a", long_line, b"b", cut_line[: 20_000 + LINE_SLACK], b"c" * 5000, b"d"]
+    assert skipped_total == 500 + 1  # the cut line's rest and its newline

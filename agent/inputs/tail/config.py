@@ -50,8 +50,9 @@ class TailInputConfig(
     ``truncated`` and counted (``input_truncated_total``); the rest of it is skipped
     (``input_discarded_bytes_total``)."""
     read_bytes: Size = Size(256 * 1024)
-    """At most this much is read from one file in one go, so busy files take turns (but at
-    least ``max_line_bytes`` + 4KiB, so that a whole line fits)."""
+    """At most this much is read from one file in one go, so busy files take turns and a
+    batch stays small; a read that finds no line end reads up to ``max_line_bytes`` + 4KiB,
+    so that a whole line fits."""
     path_key: str | None = None
     """Record field that receives the file's path as ``paths`` found it (the symlink under
     /var/log/containers)."""

@@ -138,12 +138,18 @@ class TailedFile:
         past skipped bytes only; the caller moves it past the lines once they are taken."""
         assert self.fd is not None
         limit = max_line_bytes + LINE_SLACK
-        want = min(self.size - self.offset, max(read_bytes, limit + 1))
-        if want <= 0:
+        window = min(self.size - self.offset, max(read_bytes, limit + 1))
+        if window <= 0:
             return [], self.offset, 0
-        data = os.pread(self.fd, want, self.offset)
+        # A batch of read_bytes: its encoded records still sit in the CPU cache when the
+        # buffer copies them to its file. Only a read without a newline takes the window a
+        # line of max_line_bytes needs.
+        data = os.pread(self.fd, min(window, read_bytes), self.offset)
+        if len(data) < window and b"\n" not in data:
+            data = os.pread(self.fd, window, self.offset)
         if not data:
             return [], self.offset, 0
+        short = len(data) < window
         skipped = 0
         if self.skipping:
             newline = data.find(b"\n")
@@ -160,6 +166,8 @@ class TailedFile:
                 self.skipping = True
                 skipped += len(data) - limit
                 return [data[:limit]], self.offset + len(data), skipped
+            if short:  # after a skipped line's end: the next read starts there
+                return [], self.offset, skipped
             self.retry_size = self.size  # an unfinished line: wait until the file grows
             return [], self.offset, skipped
         lines = data[:end].split(b"\n")
