@@ -163,7 +163,14 @@ class SyslogParser:
                         if fraction:
                             epoch += float(fraction)
                     record: dict[str, Any]
-                    if sd == "-":
+                    if app == "-":
+                        extra = None
+                    else:
+                        extra = tag_cache.get(app)
+                        if extra is None:
+                            extra = self._tag_fields(app)
+                    if sd == "-" or (extra and (len(extra) != 1 or "container_id" not in extra)):
+                        # Step by step (tag fields may share a name with a record field).
                         record = {
                             "pri": info[0],
                             "facility": info[1],
@@ -179,26 +186,21 @@ class SyslogParser:
                             del record["host"]
                         if app == "-":
                             del record["ident"]
-                        else:
-                            extra = tag_cache.get(app)
-                            if extra is None:
-                                extra = self._tag_fields(app)
-                            if extra:
-                                record.update(extra)
+                        elif extra:
+                            record.update(extra)
                         if procid == "-":
                             del record["pid"]
                         if msgid == "-":
                             del record["msgid"]
+                        if sd != "-":
+                            record["extradata"] = sd
+                            record["sd"] = parsed_sd
                     else:
-                        if app == "-":
-                            extra = None
-                        else:
-                            extra = tag_cache.get(app)
-                            if extra is None:
-                                extra = self._tag_fields(app)
-                        if extra and (len(extra) != 1 or "container_id" not in extra):
-                            # the same steps as without SD, in the same order (tag fields may
-                            # share a name with a record field)
+                        # No tag fields or only Docker's container_id: one display with
+                        # the keys in the same order. A 9-key display holds 10 keys before
+                        # the dict grows, and growing it costs more than this (see
+                        # docs/performance.md).
+                        if extra:
                             record = {
                                 "pri": info[0],
                                 "facility": info[1],
@@ -209,58 +211,32 @@ class SyslogParser:
                                 "pid": procid,
                                 "msgid": msgid,
                                 "message": message,
+                                "container_id": extra["container_id"],
+                                "extradata": sd,
+                                "sd": parsed_sd,
                             }
-                            if host == "-":
-                                del record["host"]
-                            record.update(extra)
-                            if procid == "-":
-                                del record["pid"]
-                            if msgid == "-":
-                                del record["msgid"]
-                            record["extradata"] = sd
-                            record["sd"] = parsed_sd
                         else:
-                            # No tag fields or only Docker's container_id: one display with
-                            # the keys in the same order. A 9-key display holds 10 keys before
-                            # the dict grows, and growing it costs more than this (see
-                            # docs/performance.md).
-                            if extra:
-                                record = {
-                                    "pri": info[0],
-                                    "facility": info[1],
-                                    "severity": info[2],
-                                    "time": when,
-                                    "host": host,
-                                    "ident": app,
-                                    "pid": procid,
-                                    "msgid": msgid,
-                                    "message": message,
-                                    "container_id": extra["container_id"],
-                                    "extradata": sd,
-                                    "sd": parsed_sd,
-                                }
-                            else:
-                                record = {
-                                    "pri": info[0],
-                                    "facility": info[1],
-                                    "severity": info[2],
-                                    "time": when,
-                                    "host": host,
-                                    "ident": app,
-                                    "pid": procid,
-                                    "msgid": msgid,
-                                    "message": message,
-                                    "extradata": sd,
-                                    "sd": parsed_sd,
-                                }
-                            if host == "-":
-                                del record["host"]
-                            if app == "-":
-                                del record["ident"]
-                            if procid == "-":
-                                del record["pid"]
-                            if msgid == "-":
-                                del record["msgid"]
+                            record = {
+                                "pri": info[0],
+                                "facility": info[1],
+                                "severity": info[2],
+                                "time": when,
+                                "host": host,
+                                "ident": app,
+                                "pid": procid,
+                                "msgid": msgid,
+                                "message": message,
+                                "extradata": sd,
+                                "sd": parsed_sd,
+                            }
+                        if host == "-":
+                            del record["host"]
+                        if app == "-":
+                            del record["ident"]
+                        if procid == "-":
+                            del record["pid"]
+                        if msgid == "-":
+                            del record["msgid"]
                     append(record)
                     times_append(epoch)
                     continue
