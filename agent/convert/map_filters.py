@@ -256,22 +256,24 @@ class FilterMapping(MapperBase):
         return None if made else False
 
     def filter_kubernetes(self, section: Section, target: dict[str, Any]) -> None:
-        for key, ours in (
-            ("kube_url", "kube_url"),
-            ("kube_ca_file", "kube_ca_file"),
-            ("kube_token_file", "kube_token_file"),
-        ):
-            value = section.get(key)
-            if value:
-                target[ours] = value
-        for key, ours in (
-            ("labels", "labels"),
-            ("annotations", "annotations"),
-            ("tls.verify", "tls_verify"),
-        ):
-            flag = self.flag(section, key)
-            if flag is not None:
-                target[ours] = flag
+        self.copy(
+            section,
+            target,
+            (
+                ("kube_url", "kube_url"),
+                ("kube_ca_file", "kube_ca_file"),
+                ("kube_token_file", "kube_token_file"),
+            ),
+        )
+        self.copy_flags(
+            section,
+            target,
+            (
+                ("labels", "labels"),
+                ("annotations", "annotations"),
+                ("tls.verify", "tls_verify"),
+            ),
+        )
         merge = self.flag(section, "merge_log")
         if merge:
             parser: dict[str, Any] = {

@@ -100,10 +100,7 @@ class InputMapping(MapperBase):
                 left_out=False,
             )
             target["tag"] = new
-        for key, ours in (("read_from_head", "read_from_head"),):
-            flag = self.flag(section, key)
-            if flag is not None:
-                target[ours] = flag
+        self.copy_flags(section, target, (("read_from_head", "read_from_head"),))
         for key, ours in (
             ("refresh_interval", "refresh_interval"),
             ("rotate_wait", "rotate_wait"),

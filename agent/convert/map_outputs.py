@@ -121,19 +121,20 @@ class OutputMapping(MapperBase):
                 section, None, '[OUTPUT] s3 without bucket: bucket = "${S3_BUCKET}" written; set it'
             )
         target["bucket"] = bucket or "${S3_BUCKET}"
-        for key, ours in (
-            ("region", "region"),
-            ("endpoint", "endpoint_url"),
-            ("storage_class", "storage_class"),
-            ("canned_acl", "canned_acl"),
-            ("role_arn", "role_arn"),
-            ("sts_endpoint", "sts_endpoint_url"),
-            ("external_id", "external_id"),
-            ("content_type", "content_type"),
-        ):
-            value = section.get(key)
-            if value:
-                target[ours] = value
+        self.copy(
+            section,
+            target,
+            (
+                ("region", "region"),
+                ("endpoint", "endpoint_url"),
+                ("storage_class", "storage_class"),
+                ("canned_acl", "canned_acl"),
+                ("role_arn", "role_arn"),
+                ("sts_endpoint", "sts_endpoint_url"),
+                ("external_id", "external_id"),
+                ("content_type", "content_type"),
+            ),
+        )
         for key, ours in (
             ("total_file_size", "total_file_size"),
             ("upload_chunk_size", "upload_chunk_size"),
@@ -196,37 +197,39 @@ class OutputMapping(MapperBase):
         target["hosts"] = urls[0] if len(urls) == 1 else urls
         if not section.entry("index") and not parse_bool(section.get("logstash_format")):
             target["index"] = "fluent-bit"  # fluent-bit's default index
-        for key, ours in (
-            ("http_user", "user"),
-            ("http_passwd", "password"),
-            ("index", "index"),
-            ("logstash_prefix", "logstash_prefix"),
-            ("logstash_dateformat", "logstash_dateformat"),
-            ("logstash_prefix_separator", "logstash_prefix_separator"),
-            ("time_key", "time_key"),
-            ("tag_key", "tag_key"),
-            ("pipeline", "pipeline"),
-            ("tls.ca_file", "ca_file"),
-            ("tls.crt_file", "cert_file"),
-            ("tls.key_file", "key_file"),
-            ("aws_region", "aws_region"),
-            ("type", "type_name"),
-            ("http_api_key", "api_key"),
-        ):
-            value = section.get(key)
-            if value:
-                target[ours] = value
-        for key, ours in (
-            ("logstash_format", "logstash_format"),
-            ("include_tag_key", "include_tag_key"),
-            ("replace_dots", "replace_dots"),
-            ("suppress_type_name", "suppress_type_name"),
-            ("tls.verify", "verify_tls"),
-            ("aws_auth", "aws_auth"),
-        ):
-            flag = self.flag(section, key)
-            if flag is not None:
-                target[ours] = flag
+        self.copy(
+            section,
+            target,
+            (
+                ("http_user", "user"),
+                ("http_passwd", "password"),
+                ("index", "index"),
+                ("logstash_prefix", "logstash_prefix"),
+                ("logstash_dateformat", "logstash_dateformat"),
+                ("logstash_prefix_separator", "logstash_prefix_separator"),
+                ("time_key", "time_key"),
+                ("tag_key", "tag_key"),
+                ("pipeline", "pipeline"),
+                ("tls.ca_file", "ca_file"),
+                ("tls.crt_file", "cert_file"),
+                ("tls.key_file", "key_file"),
+                ("aws_region", "aws_region"),
+                ("type", "type_name"),
+                ("http_api_key", "api_key"),
+            ),
+        )
+        self.copy_flags(
+            section,
+            target,
+            (
+                ("logstash_format", "logstash_format"),
+                ("include_tag_key", "include_tag_key"),
+                ("replace_dots", "replace_dots"),
+                ("suppress_type_name", "suppress_type_name"),
+                ("tls.verify", "verify_tls"),
+                ("aws_auth", "aws_auth"),
+            ),
+        )
         if self.flag(section, "generate_id"):
             target["id_mode"] = "hash"
             self.note(
@@ -269,10 +272,7 @@ class OutputMapping(MapperBase):
                 f"[OUTPUT] http: Format {fmt}: records are sent as JSON lines (format = "
                 '"ndjson"); the receiver must accept them',
             )
-        for key, ours in (("http_user", "http_user"), ("http_passwd", "http_passwd")):
-            value = section.get(key)
-            if value:
-                target[ours] = value
+        self.copy(section, target, (("http_user", "http_user"), ("http_passwd", "http_passwd")))
         ca_file = section.get("tls.ca_file")
         if ca_file:
             target["ca_file"] = ca_file

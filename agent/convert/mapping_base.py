@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,6 +260,24 @@ class MapperBase:
         if value is None:
             self._bad(section, key, raw, "a time such as 5 or 5s")
         return value
+
+    def copy(
+        self, section: Section, target: dict[str, Any], keys: Sequence[tuple[str, str]]
+    ) -> None:
+        """fluent-bit key -> our key, for each (theirs, ours) that is set and not empty."""
+        for key, ours in keys:
+            value = section.get(key)
+            if value:
+                target[ours] = value
+
+    def copy_flags(
+        self, section: Section, target: dict[str, Any], keys: Sequence[tuple[str, str]]
+    ) -> None:
+        """``copy`` for on/off settings: each one given becomes a bool (or a note if unclear)."""
+        for key, ours in keys:
+            flag = self.flag(section, key)
+            if flag is not None:
+                target[ours] = flag
 
     def flag(self, section: Section, key: str) -> bool | None:
         raw = section.get(key)
