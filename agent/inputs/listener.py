@@ -6,6 +6,7 @@ would be silent) is counted and retried shortly, the connection left waiting in 
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import resource
 import socket
@@ -20,6 +21,10 @@ ACCEPTS_PER_WAKEUP = 64
 BACKLOG = 1024
 ACCEPT_PAUSE = 0.5
 """Seconds accepting pauses after an accept failed for want of resources (EMFILE)."""
+OUT_OF_DESCRIPTORS_FOR = 5.0
+"""How long after it refused a connection for want of descriptors (the open-file budget used up,
+or an accept that failed with EMFILE) the listener still says so in /readyz: a flood is refused
+in a burst, and a probe a moment later must still see why."""
 REFUSAL_LOG_INTERVAL = 10.0
 """Refused connections are logged at most once per interval per input (with a count)."""
 
@@ -90,6 +95,7 @@ class StreamListener:
         self._pending: set[asyncio.Task[Any]] = set()
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
+        self._descriptors_failed = -math.inf
         for sock in sockets:
             sock.setblocking(False)
             sock.listen(BACKLOG)
@@ -142,6 +148,8 @@ class StreamListener:
             except OSError as error:
                 # EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM: the connection stays in
                 # the backlog; try again shortly instead of spinning on a readable socket.
+                if error.errno in (errno.EMFILE, errno.ENFILE):
+                    self._descriptors_failed = time.monotonic()
                 owner.refused("", "accept_error", f"accept failed: {error}")
                 self._pause()
                 return
@@ -151,6 +159,7 @@ class StreamListener:
                 conn.close()
                 continue
             if not owner.within_file_budget(len(self._pending)):
+                self._descriptors_failed = time.monotonic()
                 owner.refused(source, "open_files")
                 conn.close()
                 continue
@@ -160,10 +169,21 @@ class StreamListener:
             self._pending.add(task)
             task.add_done_callback(self._connected)
 
+    @property
+    def out_of_descriptors(self) -> bool:
+        """A connection was refused for want of file descriptors just now (the budget used up,
+        or an accept or the accepted connection's setup failed with EMFILE): the process is at its
+        open-file limit even if the connections it holds are within their budget (the
+        buffer's files, HTTP and outputs hold descriptors too)."""
+        return time.monotonic() - self._descriptors_failed < OUT_OF_DESCRIPTORS_FOR
+
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.owner.refused("", "accept_error", f"connection setup failed: {task.exception()}")
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # uvloop duplicates the accepted descriptor here: EMFILE can come now, not at accept.
+            if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+                self._descriptors_failed = time.monotonic()
+            self.owner.refused("", "accept_error", f"connection setup failed: {error}")
 
     def _pause(self) -> None:
         if self._resume is not None or self._closed:

@@ -310,7 +310,9 @@ class SyslogInput(Input):
         metrics.set("input_active_connections", len(self._connections))
         self.context.logger.debug(
             "%s: connection from %s opened (%d open)",
-            self.context.name, connection.source or "a local peer", len(self._connections),
+            self.context.name,
+            connection.source or "a local peer",
+            len(self._connections),
         )
         return True
 
@@ -320,7 +322,14 @@ class SyslogInput(Input):
             problems.append(
                 f"at max_connections ({self.config.max_connections}): refusing new connections"
             )
-        elif self._running and self.config.mode in STREAM_MODES and not self.within_file_budget():
+        elif (
+            self._running
+            and self.config.mode in STREAM_MODES
+            and (
+                not self.within_file_budget()
+                or (self._server is not None and self._server.out_of_descriptors)
+            )
+        ):
             problems.append("at the open-file limit: refusing new connections")
         return problems
 
@@ -331,7 +340,9 @@ class SyslogInput(Input):
             self.context.metrics.set("input_active_connections", len(self._connections))
             self.context.logger.debug(
                 "%s: connection from %s closed (%d open)",
-                self.context.name, connection.source or "a local peer", len(self._connections),
+                self.context.name,
+                connection.source or "a local peer",
+                len(self._connections),
             )
 
 
