@@ -40,6 +40,9 @@ from outputs.base import BLOCKED_CAUSES, Output, OutputContext
 log = logging.getLogger("agent")
 
 HOUSEKEEPING_INTERVAL = 0.2
+MIN_SEAL_WAIT = 0.005
+"""Shortest sleep before a seal check: a chunk due now is sealed on the next turn, while a
+busy input keeps pushing its pause time ahead without the check spinning."""
 
 INPUT_COUNTERS = (
     "input_records_total",
@@ -354,10 +357,17 @@ class Agent:
         await self.buffer.close()
 
     async def _housekeeping(self) -> None:
+        chain_flushed = time.monotonic()
         while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            if self.chain is not None:
-                self.store.put(self.chain.flush(time.monotonic()))
+            # Wake when the buffer will next seal a chunk (the end of a burst goes out as soon
+            # as its input paused, not up to a tick later), and at least every tick.
+            delay = HOUSEKEEPING_INTERVAL
+            if (seal_at := self.buffer.next_seal()) is not None:
+                delay = min(delay, max(seal_at - time.time(), MIN_SEAL_WAIT))
+            await asyncio.sleep(delay)
+            if self.chain is not None and time.monotonic() - chain_flushed >= HOUSEKEEPING_INTERVAL:
+                chain_flushed = time.monotonic()
+                self.store.put(self.chain.flush(chain_flushed))
             self.buffer.seal_due(time.time())
 
     async def _drain(self, grace: float) -> None:

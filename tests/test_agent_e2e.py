@@ -154,6 +154,25 @@ def test_sigterm_flushes_and_exits_zero(
     assert len(read_ndjson(tmp_path / "out.ndjson")) == 500
 
 
+def test_the_end_of_a_burst_goes_out_without_waiting_for_flush_interval(
+    tmp_path: Path, start_agent: Callable[..., AgentProcess]
+) -> None:
+    """Two batches, then silence: the input paused, so its chunk is sealed and delivered long
+    before the hour-long ``flush_interval`` (the housekeeping sleeps until the buffer's
+    ``next_seal``)."""
+    port = free_port()
+    agent = start_agent(
+        agent_toml(tmp_path, syslog_input("tcp", port), buffer={"flush_interval": "1h"})
+    )
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        for batch in range(2):
+            conn.sendall(b"".join(b"<13>Nov 29 21:00:00 host app: %d\n" % i for i in range(100)))
+            wait_for(lambda b=batch: agent.metric("input_records_total") == 100 * (b + 1))
+        records = _wait_records(tmp_path / "out.ndjson", 200)
+    assert len(records) == 200
+    assert agent.metric("output_chunks_total") == 1
+
+
 def test_metrics_count_records_in_and_out(
     tmp_path: Path, start_agent: Callable[..., AgentProcess]
 ) -> None:

@@ -198,6 +198,36 @@ def test_a_paused_burst_is_sealed_before_flush_interval(tmp_path: Path, kind: st
     run(scenario())
 
 
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_next_seal_is_when_seal_due_will_seal(tmp_path: Path, kind: str) -> None:
+    """The agent sleeps until ``next_seal``: sealing there, and not a moment before, is what
+    delivers the end of a burst without waiting for a tick."""
+
+    async def scenario() -> None:
+        buffer = make(tmp_path, kind=kind, flush_interval=30.0)
+        await buffer.open(routes_to("out"))
+        assert buffer.next_seal() is None
+        buffer.append("single", *records(0, 1))
+        assert isinstance(buffer, ChunkBuffer)
+        single = buffer._open["single"]
+        assert buffer.next_seal() == single.created + 30.0  # one batch: flush_interval
+        buffer.append("burst", *records(0, 3))
+        buffer.append("burst", *records(3, 3))
+        burst = buffer._open["burst"]
+        due = buffer.next_seal()
+        assert due == burst.pause_at() < single.created + 30.0
+        buffer.seal_due(due - 0.001)
+        assert buffer.pending("out") == 0
+        buffer.seal_due(due)
+        assert buffer.pending("out") == 1 and "burst" not in buffer._open
+        assert buffer.next_seal() == single.created + 30.0
+        buffer.seal_due(single.created + 30.0)
+        assert buffer.pending("out") == 2 and buffer.next_seal() is None
+        await buffer.close()
+
+    run(scenario())
+
+
 def test_a_steady_slow_stream_is_not_sealed_between_its_batches() -> None:
     chunk = OpenChunk("0000000000000-000000000000", "t", 100.0)
     batch = b'{"n":1}\n'

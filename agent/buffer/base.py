@@ -39,12 +39,11 @@ class BufferConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     request. One ``append`` (one batch from an input) is never split, so a single batch larger
     than this makes one larger chunk."""
     flush_interval: Duration = Duration(1.0)
-    """...or this long after the chunk's first record, whichever comes first (the agent checks
-    every ~200 ms): the latency a quiet tag adds. Sooner when its input paused (no batch for four
-    times its usual gap between batches, and at least 100 ms): the chunk is sealed at the next
-    check, so the end of a burst goes out without waiting. A steady stream, however slow, keeps
-    its gaps and fills its chunks as before; a chunk of a single batch waits for
-    ``flush_interval``."""
+    """...or this long after the chunk's first record, whichever comes first: the latency a
+    quiet tag adds. Sooner when its input paused (no batch for four times its usual gap between
+    batches, and at least 50 ms): the chunk is sealed then, so the end of a burst goes out
+    without waiting. A steady stream, however slow, keeps its gaps and fills its chunks as
+    before; a chunk of a single batch waits for ``flush_interval``."""
     max_bytes: Size = Size(1024 * 1024 * 1024)
     """Bound on the buffer: bytes of records (the NDJSON sent to outputs) in open chunks and in
     sealed chunks that some output has not acknowledged yet. Must be at least ``chunk_bytes``.
@@ -118,7 +117,12 @@ class Buffer(abc.ABC):
     def seal_due(self, now: float) -> None:
         """Seal open chunks older than ``flush_interval``, and those whose input paused (the
         end of a burst: ``OpenChunk.paused``); ``now`` is ``time.time()``. The agent calls this
-        every few hundred milliseconds."""
+        at ``next_seal`` and at least every few hundred milliseconds."""
+
+    @abc.abstractmethod
+    def next_seal(self) -> float | None:
+        """When (``time.time()``) ``seal_due`` will next seal an open chunk if no batch comes
+        before; ``None`` when no chunk is open."""
 
     @abc.abstractmethod
     async def take(self, output: str) -> Chunk:

@@ -6,6 +6,7 @@ is not in memory. The bytes inside a chunk file are ``agent/buffer/frames.py``'s
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from array import array
@@ -20,7 +21,7 @@ _MAX_TAG_IN_NAME = 120
 PAUSE_GAPS = 4
 """An open chunk whose input was quiet this many times its usual gap between batches is sealed
 before ``flush_interval`` (``OpenChunk.paused``)."""
-MIN_PAUSE = 0.1
+MIN_PAUSE = 0.05
 """...and quiet at least this long (seconds): a stall of a busy input is not the end of a burst."""
 
 
@@ -289,9 +290,12 @@ class OpenChunk:
         end of a burst without waiting for ``flush_interval``, while a steady stream (however
         slow) keeps its gaps and fills its chunks as before. A chunk of one batch has no usual
         gap yet: it waits for ``flush_interval``."""
+        return now >= self.pause_at()
+
+    def pause_at(self) -> float:
+        """When ``paused`` becomes true if no batch comes before (``inf`` for one batch)."""
         batches = len(self.parts)
         if batches < 2:
-            return False
-        idle = now - self.updated
+            return math.inf
         usual_gap = (self.updated - self.created) / (batches - 1)
-        return idle >= MIN_PAUSE and idle >= PAUSE_GAPS * usual_gap
+        return self.updated + max(MIN_PAUSE, PAUSE_GAPS * usual_gap)

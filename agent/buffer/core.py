@@ -173,9 +173,15 @@ class ChunkBuffer(Buffer):
 
     def seal_due(self, now: float) -> None:
         for chunk in list(self._open.values()):
-            if now - chunk.created >= self._flush_interval or chunk.paused(now):
+            if now >= self._seal_at(chunk):
                 self._seal(chunk)
         self._update_gauges()
+
+    def next_seal(self) -> float | None:
+        return min(map(self._seal_at, self._open.values()), default=None)
+
+    def _seal_at(self, chunk: OpenChunk) -> float:
+        return min(chunk.created + self._flush_interval, chunk.pause_at())
 
     def _seal(self, chunk: OpenChunk) -> None:
         if self._open.get(chunk.tag) is chunk:
