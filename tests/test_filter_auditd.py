@@ -111,7 +111,9 @@ def test_a_host_that_is_not_text_does_not_break_joining() -> None:
 
 def test_records_without_text_pass_through() -> None:
     f = auditd()
-    records = [{"message": 5}, {"message": {"a": 1}}, {}, {"message": "type=x"}]
+    records: list[dict[str, Any]] = [
+        {"message": 5}, {"message": {"a": 1}}, {}, {"message": "type=x"}
+    ]
     assert run(f, [dict(r) for r in records]) == records
 
 
