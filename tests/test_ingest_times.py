@@ -18,7 +18,7 @@ from agent.buffer.base import BufferConfig
 from agent.buffer.memory import MemoryBuffer
 from agent.components import filter_types
 from agent.filters.base import FilterConfig, FilterContext
-from agent.filters.chain import FilterChain
+from agent.filters.chain import FilterChain, TimedBatch
 from agent.filters.times import event_times, stamps
 from agent.ingest import IngestSink, Store
 from agent.inputs.syslog import SyslogInputConfig
@@ -191,7 +191,9 @@ def test_sink_buffers_each_records_time_after_the_chain(
     assert by_message["set my time"] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
 
 
-def _times(chain: FilterChain, records: list[dict[str, Any]], times: list[float]) -> Any:
+def _times(
+    chain: FilterChain, records: list[dict[str, Any]], times: list[float]
+) -> list[TimedBatch]:
     return chain.process_with_times("syslog", records, times)
 
 
