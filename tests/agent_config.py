@@ -57,7 +57,10 @@ def tail_input(paths: Sequence[Path | str], **keys: object) -> Table:
     return {"type": "tail", "paths": [str(path) for path in paths], **keys}
 
 
-def file_output(path: Path, match: str = "*", **keys: object) -> Table:
+def file_output(path: Path, match: str = "*", /, **keys: object) -> Table:
+    """A file output of the tags ``match`` selects to ``path``. ``path`` and ``match`` are
+    positional only, so a table of output keys unpacked into ``keys`` (``**PATIENT_OUTPUT``)
+    type-checks; ``match=`` given by name lands in ``keys`` and wins, the same table."""
     return {"type": "file", "match": match, "path": path, **keys}
 
 

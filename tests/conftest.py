@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,7 +87,8 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
         agent.kill()
 
 
-def read_ndjson(path: Path) -> list[dict[str, object]]:
+def read_ndjson(path: Path) -> list[dict[str, Any]]:
+    """The records in an NDJSON file (none if it does not exist): decoded JSON, any shape."""
     import msgspec
 
     if not path.exists():

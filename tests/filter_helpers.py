@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from agent.components import build, filter_types
+from agent.filters.audit import AuditFilter
 from agent.filters.base import Filter, FilterConfig, FilterContext
 from agent.filters.chain import FilterChain
 from common.units import config_dec_hook
@@ -30,17 +31,26 @@ def filter_config(raw: dict[str, Any]) -> FilterConfig:
     return config
 
 
-def make(kind: str, metrics: RecordingMetrics | None = None, **config: Any) -> Any:
-    """One filter of ``kind`` built from ``config`` (typed Any: tests reach its extras)."""
+def make(kind: str, metrics: RecordingMetrics | None = None, **config: Any) -> Filter:
+    """One filter of ``kind`` built from ``config``. A test that reaches a filter's own
+    attributes (its ``clock``) narrows it first: ``assert isinstance(f, ThrottleFilter)``."""
     context = FilterContext(
         name=f"{kind}.0", logger=logging.getLogger("test"), metrics=metrics or RecordingMetrics()
     )
-    return build("filters", 0, filter_config({"type": kind, **config}), context)
+    filter_: Filter = build("filters", 0, filter_config({"type": kind, **config}), context)
+    return filter_
 
 
-def make_audit(**config: Any) -> Any:
+def recorded(f: Filter) -> RecordingMetrics:
+    """What a filter ``make`` built counted (``make`` gives each one a ``RecordingMetrics``)."""
+    assert isinstance(f.context.metrics, RecordingMetrics)
+    return f.context.metrics
+
+
+def make_audit(**config: Any) -> AuditFilter:
     """The audit filter on a controllable clock (burst rules count within windows)."""
     audit = make("audit", **config)
+    assert isinstance(audit, AuditFilter)
     audit.clock = Clock()
     return audit
 

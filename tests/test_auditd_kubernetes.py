@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from agent.filters.kubernetes import KubernetesFilter
 from tests.cgroup_helpers import Scope, containerd_parts, mounts, scopes, writable
 from tests.filter_helpers import chain
 from tests.peers.kube import KubeApiServer, missing
@@ -87,6 +88,7 @@ def test_exec_in_a_containerd_scope_is_named_by_its_pod(
         await built.start()
         try:
             kube_filter = built.filters[1]
+            assert isinstance(kube_filter, KubernetesFilter)
             await until(lambda: kube_filter.cache.lookup_id(cid) is not None)
             await until(lambda: kube_filter.cache.namespace_labels.get("audited"))
             records = [{"host": NODE, "ident": "audisp-syslog", "message": m} for m in lines]

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from agent.filters.auditd import AuditdFilter
 from tests.cgroup_helpers import Scope, containerd_parts, mounts, scopes, writable
-from tests.filter_helpers import Clock, make, run
+from tests.filter_helpers import Clock, make, recorded, run
 from tests.peers.auditd import AuditDaemon, AuditdExited, auditctl, unavailable
 
 __all__ = ["scopes"]  # the fixture
@@ -104,6 +105,7 @@ def test_real_auditd_exec_events_joined_and_attributed(
         # Not splitlines(): it also splits at the 0x1d before the enriched names.
         lines = [line for line in text.split("\n") if line]
         f = make("auditd")  # the real /proc: the shell is alive and answers for its children
+        assert isinstance(f, AuditdFilter)
         f.clock = Clock()
         passed = run(f, [{"message": line} for line in lines], tag="auditd")
         passed += [e for _, batch in f.close() for e in batch]
@@ -142,5 +144,5 @@ def test_real_auditd_exec_events_joined_and_attributed(
         # Each command had exited when its record was read; the shell, in the container's
         # cgroup, answered for it.
         assert [e.get("container_id") for e in events] == [cid] * 3
-        assert f.context.metrics.counter("filter_auditd_attribution_total", result="ppid") >= 3
-    assert f.context.metrics.counter("filter_auditd_incomplete_events_total", reason="timeout") == 0
+        assert recorded(f).counter("filter_auditd_attribution_total", result="ppid") >= 3
+    assert recorded(f).counter("filter_auditd_incomplete_events_total", reason="timeout") == 0

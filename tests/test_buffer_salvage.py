@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.buffer.base import BufferConfig
+from agent.buffer.chunk import BufferChunk
 from agent.buffer.disk import DiskBuffer
 from agent.buffer.frames import _candidates, resync, scan_frames
 from common.units import Duration, Size
@@ -269,6 +270,7 @@ def test_chunk_damaged_after_start_delivers_its_intact_frames_once(tmp_path: Pat
         assert saved.read_bytes() == bytes(content[bad[0] : bad[1]])
         # The file now holds the intact frames: reading it again (an output that released
         # its copy) finds the same records and counts nothing more.
+        assert isinstance(first, BufferChunk)  # the disk buffer's own chunk, not just the view
         first.release_cache()
         first.unload()
         assert numbers(first) == expected

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from agent.components import (
@@ -82,6 +83,7 @@ def test_every_entry_resolves_to_its_config_struct_and_class(family: str, table:
     resolved = types(family)
     assert sorted(resolved) == sorted(table)
     for kind, (config, cls) in resolved.items():
+        assert issubclass(config, msgspec.Struct), f"{family} {kind!r}: {config} is no struct"
         assert config.__struct_config__.tag == kind, f"{family} {kind!r}: the struct's tag"
         assert issubclass(cls, BASES[family]), f"{family} {kind!r}: {cls} is no {family[:-1]}"
 

@@ -419,7 +419,8 @@ def test_reload_with_a_config_error_keeps_the_running_agent(
     for count, (expected, config) in enumerate(bad.items(), start=1):
         agent.config_path.write_text(config)
         os.kill(agent.pid, signal.SIGHUP)
-        wait_for(lambda n=count: agent.log().count("config not reloaded") >= n)
+        # wait_for returns before the loop moves on: the lambda sees this count (B023).
+        wait_for(lambda: agent.log().count("config not reloaded") >= count)  # noqa: B023
         assert f"{agent.config_path}: {expected}" in agent.log()
         assert "Traceback" not in agent.log()
         assert agent.ready()

@@ -14,6 +14,7 @@ import subprocess
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -31,13 +32,13 @@ LOCAL_EXAMPLES = {"local.toml"}
 PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-[^}]*)?\}")
 
 
-def _daemonset() -> dict[str, object]:
+def _daemonset() -> dict[str, Any]:
     docs = yaml.safe_load_all((MANIFESTS / "base" / "daemonset.yaml").read_text())
     return next(d for d in docs if d and d.get("kind") == "DaemonSet")
 
 
-def _agent_container(daemonset: dict[str, object]) -> dict[str, object]:
-    spec = daemonset["spec"]["template"]["spec"]  # type: ignore[index]
+def _agent_container(daemonset: dict[str, Any]) -> dict[str, Any]:
+    spec = daemonset["spec"]["template"]["spec"]
     return next(c for c in spec["containers"] if c["name"] == "agent")
 
 
@@ -45,8 +46,8 @@ def test_default_data_dir_is_the_daemonsets_host_path() -> None:
     """A ConfigMap without data_dir writes where the DaemonSet mounts its hostPath."""
     assert AgentConfig().data_dir == DEFAULT_DATA_DIR
     daemonset = _daemonset()
-    volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}  # type: ignore[index]
-    mounts = {m["mountPath"]: m["name"] for m in _agent_container(daemonset)["volumeMounts"]}  # type: ignore[index]
+    volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in _agent_container(daemonset)["volumeMounts"]}
     assert DEFAULT_DATA_DIR in mounts, f"the agent container mounts nothing at {DEFAULT_DATA_DIR}"
     volume = volumes[mounts[DEFAULT_DATA_DIR]]
     assert volume["hostPath"]["path"] == DEFAULT_DATA_DIR
@@ -91,7 +92,7 @@ def _overlay_provides(overlay: str) -> set[str]:
     for doc in yaml.safe_load_all((directory / "daemonset-env.yaml").read_text()):
         for container in doc["spec"]["template"]["spec"]["containers"]:
             names |= {item["name"] for item in container.get("env", [])}
-    names |= {item["name"] for item in _agent_container(_daemonset()).get("env", [])}  # type: ignore[union-attr]
+    names |= {item["name"] for item in _agent_container(_daemonset()).get("env", [])}
     return names
 
 

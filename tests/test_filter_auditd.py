@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from agent.filters.auditd import AuditdFilter
 from agent.filters.cgroups import ContainerResolver, container_id_of, start_time_of
 from tests.auditd_lines import EXEC_CAT, EXEC_LONG, LONG, SUDO_CMD
-from tests.filter_helpers import Clock, chain, make, run
+from tests.filter_helpers import Clock, chain, make, recorded, run
 
 CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
 POD = "pod5f0c2e8a_2a51_4c7e_9d0b_6c3f3d1e9a11"
@@ -28,8 +29,9 @@ def forwarded(line: str, host: str = "node-1") -> dict[str, Any]:
     }
 
 
-def auditd(**config: Any) -> Any:
+def auditd(**config: Any) -> AuditdFilter:
     f = make("auditd", **{"containers": False, **config})
+    assert isinstance(f, AuditdFilter)
     f.clock = Clock(100.0)
     return f
 
@@ -48,7 +50,7 @@ def test_forwarded_lines_become_one_event_record_under_the_first_lines_tag() -> 
     assert event["auditd"]["argv"][3] == LONG
     assert event["auditd"]["exe"] == "/usr/bin/echo"
     assert "container_id" not in event
-    metrics = f.context.metrics
+    metrics = recorded(f)
     assert metrics.counter("filter_auditd_events_total") == 1
     assert metrics.counter("filter_auditd_records_total") == len(EXEC_LONG)
 
@@ -80,7 +82,7 @@ def test_incomplete_event_is_flushed_after_timeout_and_counted() -> None:
     assert f.flush(102.9) == []
     ((tag, (event,)),) = f.flush(103.0)
     assert tag == "syslog" and event["auditd"]["argv"] == ["cat", "/etc/shadow"]
-    assert f.context.metrics.counter("filter_auditd_incomplete_events_total", reason="timeout") == 1
+    assert recorded(f).counter("filter_auditd_incomplete_events_total", reason="timeout") == 1
 
 
 def test_close_releases_everything() -> None:
@@ -94,7 +96,7 @@ def test_bounds_are_counted() -> None:
     f = auditd(max_records=4, max_events=1)
     out = run(f, [forwarded(line) for line in EXEC_LONG])
     assert out == []  # PROCTITLE came past the bound
-    metrics = f.context.metrics
+    metrics = recorded(f)
     assert metrics.counter("filter_auditd_dropped_records_total", reason="event_too_large") == 5
     out = run(f, [forwarded(SUDO_CMD)])  # a second event evicts the first
     assert [r["auditd"]["type"] for r in out] == ["SYSCALL", "USER_CMD"]
@@ -111,7 +113,9 @@ def test_a_host_that_is_not_text_does_not_break_joining() -> None:
 
 def test_records_without_text_pass_through() -> None:
     f = auditd()
-    records = [{"message": 5}, {"message": {"a": 1}}, {}, {"message": "type=x"}]
+    records: list[dict[str, Any]] = [
+        {"message": 5}, {"message": {"a": 1}}, {}, {"message": "type=x"}
+    ]
     assert run(f, [dict(r) for r in records]) == records
 
 
@@ -231,6 +235,6 @@ def test_filter_sets_container_id_and_counts_attribution(tmp_path: Path) -> None
     f = auditd(containers=True, proc_root=str(tmp_path))
     out = run(f, [forwarded(line) for line in [*EXEC_CAT, SUDO_CMD]])
     assert [r.get("container_id") for r in out] == [CID, None]
-    metrics = f.context.metrics
+    metrics = recorded(f)
     assert metrics.counter("filter_auditd_attribution_total", result="ppid") == 1
     assert metrics.counter("filter_auditd_attribution_total", result="gone") == 1

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agent.filters.grep import GrepFilter
 from tests.filter_helpers import make, run
 
 # ------------------------------------------------------------------------------------- grep
@@ -25,6 +26,7 @@ def test_grep_legacy_keeps_matching_and_drops_excluded() -> None:
     ]
     assert run(f, records) == [records[0]]
     # A keep-mask: the chain takes the records (and their parsed times) by it.
+    assert isinstance(f, GrepFilter)
     assert f.keep(records) == [True, False, False]
     # Nothing dropped: the list itself comes back.
     kept = records[:1]

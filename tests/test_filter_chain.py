@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent.filters.base import Batch
 from agent.filters.chain import merge_batches, unshare
 from tests.filter_helpers import chain
 
@@ -158,12 +159,12 @@ def test_shared_records_are_copied_before_later_filters_only() -> None:
 
 def test_unshare_copies_every_later_appearance() -> None:
     a, b = {"n": 1, "tags": ["x"]}, {"n": 2}
-    batches = [("one", [a, b, a]), ("two", [b])]
+    batches: list[Batch] = [("one", [a, b, a]), ("two", [b])]
     out = unshare(batches)
     assert [(t, [r["n"] for r in rs]) for t, rs in out] == [("one", [1, 2, 1]), ("two", [2])]
     assert out[0][1][0] is a and out[0][1][1] is b
     assert out[0][1][2] is not a and out[1][1][0] is not b
     out[0][1][2]["tags"].append("y")
     assert a["tags"] == ["x"]
-    alone = [("one", [a]), ("two", [b])]
+    alone: list[Batch] = [("one", [a]), ("two", [b])]
     assert unshare(alone) == alone and unshare(alone)[0][1] is alone[0][1]

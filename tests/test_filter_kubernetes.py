@@ -12,10 +12,11 @@ import msgspec
 import pytest
 
 from agent.fields import set_field
+from agent.filters.chain import FilterChain
 from agent.filters.kubernetes.cache import Namespace, Pod, owner_of
 from agent.filters.kubernetes.client import Credentials
 from agent.filters.kubernetes.config import KubernetesConfig
-from agent.filters.kubernetes.filter import docker_name
+from agent.filters.kubernetes.filter import KubernetesFilter, docker_name
 from tests.doubles import RecordingMetrics
 from tests.filter_helpers import Clock, make
 
@@ -62,7 +63,7 @@ def pod(
     return msgspec.json.decode(json.dumps(raw).encode(), type=Pod)
 
 
-def kube(metrics: RecordingMetrics | None = None, **config: Any) -> Any:
+def kube(metrics: RecordingMetrics | None = None, **config: Any) -> KubernetesFilter:
     f = make(
         "kubernetes",
         metrics,
@@ -70,8 +71,15 @@ def kube(metrics: RecordingMetrics | None = None, **config: Any) -> Any:
         node_name="node-a",
         **config,
     )
+    assert isinstance(f, KubernetesFilter)
     f.clock = Clock()
     return f
+
+
+def clock_of(f: KubernetesFilter) -> Clock:
+    """The clock ``kube`` gave the filter, to move its time."""
+    assert isinstance(f.clock, Clock)
+    return f.clock
 
 
 def test_syslog_record_by_full_and_short_container_id() -> None:
@@ -130,7 +138,7 @@ def test_tail_record_keeps_its_fields_and_gains_the_pods() -> None:
             "container_name": "app",
         },
     }
-    extra = {
+    extra: dict[str, Any] = {
         "message": "z",
         "kubernetes": {"container_id": CID, "pod_name": "web-7d4b9c8f5d-x2x9q", "mine": "kept"},
     }
@@ -156,8 +164,9 @@ def test_docker_era_name_gives_pod_and_namespace_without_lookup() -> None:
     f = kube(metrics, wait_for_metadata="1s")
     record = {"message": "m", "container_name": "k8s_app_web-1_shop_uid-9_0"}
     assert f.process("t", [record]) == [("t", [])]  # waits for the pod
-    f.clock.now += 1.0
-    [(tag, [out])] = f.flush(f.clock.now)
+    clock = clock_of(f)
+    clock.now += 1.0
+    [(tag, [out])] = f.flush(clock.now)
     assert tag == "t"
     assert out["kubernetes"] == {
         "container_name": "app",
@@ -173,13 +182,13 @@ def test_unknown_container_waits_then_is_enriched_when_the_pod_arrives() -> None
     f = kube(metrics)
     known_pod = pod(uid="uid-2", name="other", ids={"app": "docker://" + CID2})
     f.cache.put_pod(known_pod)
-    early = {"message": "early", "container_id": CID[:12]}
+    early: dict[str, Any] = {"message": "early", "container_id": CID[:12]}
     known = {"message": "known", "container_id": CID2[:12]}
     plain = {"message": "no key"}
     assert f.process("s", [early, known, plain]) == [("s", [known, plain])]
-    assert f.flush(f.clock.now + 0.1) == []  # nothing new in the cache: still waiting
+    assert f.flush(clock_of(f).now + 0.1) == []  # nothing new in the cache: still waiting
     f.cache.put_pod(pod())
-    assert f.flush(f.clock.now + 0.2) == [("s", [early])]
+    assert f.flush(clock_of(f).now + 0.2) == [("s", [early])]
     assert early["kubernetes"]["pod_name"] == "web-7d4b9c8f5d-x2x9q"
     assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 0
 
@@ -189,8 +198,8 @@ def test_unknown_container_passes_unenriched_after_wait_and_is_counted() -> None
     f = kube(metrics, wait_for_metadata="2s")
     record = {"message": "lost", "container_id": CID}
     assert f.process("s", [record]) == [("s", [])]
-    assert f.flush(f.clock.now + 1.9) == []
-    assert f.flush(f.clock.now + 2.0) == [("s", [record])]
+    assert f.flush(clock_of(f).now + 1.9) == []
+    assert f.flush(clock_of(f).now + 2.0) == [("s", [record])]
     assert "kubernetes" not in record
     assert metrics.counter("filter_kubernetes_missing_records_total", reason="timeout") == 1
 
@@ -239,7 +248,8 @@ def test_pod_update_replaces_old_ids_and_labels() -> None:
     f.cache.put_pod(pod())
     f.cache.put_pod(pod(labels={"app": "web", "v": "2"}, ids={"app": "containerd://" + CID2}))
     assert f.cache.lookup_id(CID) is None
-    assert f.cache.lookup_id(CID2)["labels"] == {"app": "web", "v": "2"}  # type: ignore[index]
+    obj = f.cache.lookup_id(CID2)
+    assert obj is not None and obj["labels"] == {"app": "web", "v": "2"}
 
 
 def test_namespace_labels_reach_its_pods() -> None:
@@ -247,12 +257,14 @@ def test_namespace_labels_reach_its_pods() -> None:
     f.cache.put_pod(pod())
     ns = msgspec.convert({"metadata": {"name": "shop", "labels": {"env": "prod"}}}, Namespace)
     f.cache.replace_namespaces([ns])
-    assert f.cache.lookup_id(CID)["namespace_labels"] == {"env": "prod"}  # type: ignore[index]
+    obj = f.cache.lookup_id(CID)
+    assert obj is not None and obj["namespace_labels"] == {"env": "prod"}
     ns2 = msgspec.convert({"metadata": {"name": "shop", "labels": {"env": "dev"}}}, Namespace)
     generation = f.cache.generation
     f.cache.put_namespace(ns2)
     assert f.cache.generation > generation
-    assert f.cache.lookup_id(CID)["namespace_labels"] == {"env": "dev"}  # type: ignore[index]
+    obj = f.cache.lookup_id(CID)
+    assert obj is not None and obj["namespace_labels"] == {"env": "dev"}
 
 
 def test_labels_and_annotations_options() -> None:
@@ -279,7 +291,8 @@ def test_labels_and_annotations_options() -> None:
     assert metrics.counter("filter_kubernetes_annotations_left_out_total") == 1
     g = kube(annotations=False)
     g.cache.put_pod(pod(annotations={"a": "b"}))
-    assert "annotations" not in g.cache.lookup_id(CID)  # type: ignore[operator]
+    obj = g.cache.lookup_id(CID)
+    assert obj is not None and "annotations" not in obj
 
 
 @pytest.mark.parametrize(
@@ -392,7 +405,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert result["cache_bytes"] > 0
 
 
-def kube_audit_chain(tmp_path: Path, rules: str | None = None) -> tuple[Any, Any]:
+def kube_audit_chain(
+    tmp_path: Path, rules: str | None = None
+) -> tuple[FilterChain, KubernetesFilter]:
     from tests.filter_helpers import chain
 
     audit: dict[str, Any] = {"type": "audit"}
@@ -404,6 +419,7 @@ def kube_audit_chain(tmp_path: Path, rules: str | None = None) -> tuple[Any, Any
         {"type": "kubernetes", "kube_url": "https://127.0.0.1:1", "node_name": "node-a"}, audit
     )
     kube_filter = built.filters[0]
+    assert isinstance(kube_filter, KubernetesFilter)
     kube_filter.cache.put_pod(
         pod(
             labels={"app": "web", "pod-template-hash": "7d4b9c8f5d"},
@@ -467,7 +483,7 @@ def test_runtime_exec_line_names_the_pod_of_the_container_it_mentions(tmp_path: 
         "message": f'time="2026-11-29T21:30:00Z" level=info msg="Exec for \\"{CID}\\" with '
         'command [/bin/bash] and tty true and stdin true"',
     }
-    cri = {
+    cri: dict[str, Any] = {
         "ident": "crio",
         "message": f"ExecRequest &ExecRequest{{ContainerId:{CID2},Cmd:[/bin/sh],Tty:true}}",
     }

@@ -8,12 +8,14 @@ import asyncio
 import json
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.filters.kubernetes import KubernetesFilter
+from agent.filters.kubernetes.client import Watcher
 from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.doubles import RecordingMetrics
 from tests.filter_helpers import make
@@ -42,11 +44,16 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
+def kubernetes(metrics: RecordingMetrics | None = None, **config: Any) -> KubernetesFilter:
+    f = make("kubernetes", metrics, **config)
+    assert isinstance(f, KubernetesFilter)
+    return f
+
+
 def kube_filter(
     kube: KubeApiServer, token_file: Path, metrics: RecordingMetrics | None = None, **config: Any
-) -> Any:
-    return make(
-        "kubernetes",
+) -> KubernetesFilter:
+    return kubernetes(
         metrics,
         kube_url=kube.url,
         kube_ca_file=kube.ca_file,
@@ -57,6 +64,19 @@ def kube_filter(
     )
 
 
+def pods_watch(f: KubernetesFilter) -> Watcher:
+    """The filter's watch of pods, which ``start`` created."""
+    assert f.pods_watch is not None
+    return f.pods_watch
+
+
+def looked_up(f: KubernetesFilter, container_id: str) -> dict[str, Any]:
+    """The cached object of a container the test knows is in the cache."""
+    obj = f.cache.lookup_id(container_id)
+    assert obj is not None, container_id
+    return obj
+
+
 async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -65,7 +85,7 @@ async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def run(body: Callable[[], Awaitable[None]]) -> None:
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(body())
 
 
@@ -100,8 +120,8 @@ def test_syslog_and_tail_records_get_the_pods_metadata(
         try:
             await until(lambda: f.cache.lookup_id(cid(1)) is not None)
             await until(lambda: f.cache.namespace_labels.get("enrich"))
-            syslog = {"message": "GET /", "container_id": cid(1)[:12]}
-            tail = {
+            syslog: dict[str, Any] = {"message": "GET /", "container_id": cid(1)[:12]}
+            tail: dict[str, Any] = {
                 "message": "hi",
                 "kubernetes": {
                     "namespace_name": "enrich",
@@ -160,9 +180,7 @@ def test_label_change_reaches_new_records(kube: KubeApiServer, token_file: Path)
             [(_, [first])] = f.process("t", [{"container_id": cid(10)}])
             assert first["kubernetes"]["labels"] == {"version": "1"}
             await call(kube.label_pod, "relabel", "api", {"version": "2", "canary": "true"})
-            await until(
-                lambda: f.cache.lookup_id(cid(10))["labels"].get("version") == "2"  # type: ignore[index]
-            )
+            await until(lambda: looked_up(f, cid(10))["labels"].get("version") == "2")
             [(_, [second])] = f.process("t", [{"container_id": cid(10)}])
             assert second["kubernetes"]["labels"] == {"version": "2", "canary": "true"}
             assert first["kubernetes"]["labels"] == {"version": "1"}  # already out: unchanged
@@ -206,8 +224,8 @@ def test_record_waits_for_a_pod_the_watch_reports_later(
         f = kube_filter(kube, token_file, metrics, wait_for_metadata="60s")
         await f.start()
         try:
-            await until(lambda: f.pods_watch.synced.is_set())
-            early = {"message": "first line", "container_id": cid(30)}
+            await until(lambda: pods_watch(f).synced.is_set())
+            early: dict[str, Any] = {"message": "first line", "container_id": cid(30)}
             assert f.process("t", [early]) == [("t", [])]
             await call(kube.create_pod, "later", "fresh", NODE, {"c": "img"})
             await call(kube.set_container_ids, "later", "fresh", {"c": "containerd://" + cid(30)})
@@ -249,7 +267,7 @@ def test_api_server_down_and_back_nothing_blocks_and_the_watch_resumes(
             started = time.monotonic()
             [(_, out)] = f.process("t", records)
             assert len(out) == 10_000 and all("kubernetes" in r for r in out)
-            unknown = [{"container_id": cid(41)}]
+            unknown: list[dict[str, Any]] = [{"container_id": cid(41)}]
             assert f.process("t", unknown) == [("t", [])]  # waits, never blocks
             assert time.monotonic() - started < 30
             await until(
@@ -276,22 +294,22 @@ def test_410_gone_lists_again(kube: KubeApiServer, token_file: Path) -> None:
         f = kube_filter(kube, token_file, metrics, namespace_labels=False, watch_timeout="1s")
         await f.start()
         try:
-            await until(lambda: f.pods_watch.synced.is_set())
-            lists = f.pods_watch.lists
+            await until(lambda: pods_watch(f).synced.is_set())
+            lists = pods_watch(f).lists
             # Many changes, then etcd compacted: the version the watch holds is history.
             await call(kube.create_pod, "gone", "churn", NODE, {"c": "img"})
             for i in range(5):
                 await call(kube.label_pod, "gone", "churn", {"n": str(i)})
             await call(kube.etcd_compact)
-            f.pods_watch.resource_version = "1"  # as if the agent had slept through it all
+            pods_watch(f).resource_version = "1"  # as if the agent had slept through it all
             await until(
                 lambda: metrics.counter("filter_kubernetes_relists_total", resource="pods") >= 1,
                 timeout=60,
             )
-            await until(lambda: f.pods_watch.lists > lists)
+            await until(lambda: pods_watch(f).lists > lists)
             await call(kube.set_container_ids, "gone", "churn", {"c": "containerd://" + cid(50)})
             await until(lambda: f.cache.lookup_id(cid(50)) is not None)
-            assert f.cache.lookup_id(cid(50))["labels"] == {"n": "4"}  # type: ignore[index]
+            assert looked_up(f, cid(50))["labels"] == {"n": "4"}
         finally:
             await f.stop()
 
@@ -312,7 +330,7 @@ def test_token_rotated_on_disk_is_used(kube: KubeApiServer, token_file: Path) ->
             await until(
                 lambda: metrics.counter("filter_kubernetes_api_errors_total", resource="pods") >= 2
             )
-            assert not f.pods_watch.synced.is_set()
+            assert not pods_watch(f).synced.is_set()
             fresh = token_file.with_name("token.new")
             fresh.write_text(AGENT_TOKEN + "\n")
             fresh.rename(token_file)  # as kubelet swaps a projected token
@@ -358,7 +376,7 @@ def test_kubeconfig_outside_a_cluster(kube: KubeApiServer, tmp_path: Path, auth:
     path.write_text(json.dumps(config))
 
     async def body() -> None:
-        f = make("kubernetes", kubeconfig=str(path), node_name=NODE)
+        f = kubernetes(kubeconfig=str(path), node_name=NODE)
         await f.start()
         try:
             await until(lambda: f.cache.lookup_id(cid(number)) is not None)
@@ -394,8 +412,7 @@ def test_a_thousand_pods_list_time_and_memory(
         list(pool.map(create, range(1000)))
 
     async def body() -> None:
-        f = make(
-            "kubernetes",
+        f = kubernetes(
             kube_url=kube.url,
             kube_ca_file=kube.ca_file,
             kube_token_file=str(token_file),
@@ -406,12 +423,12 @@ def test_a_thousand_pods_list_time_and_memory(
         started = time.monotonic()
         await f.start()
         try:
-            await until(lambda: f.pods_watch.synced.is_set(), timeout=120)
+            await until(lambda: pods_watch(f).synced.is_set(), timeout=120)
             seconds = time.monotonic() - started
             held = tracemalloc.get_traced_memory()[0]
             assert len(f.cache.pods) == 1000
             assert len(f.cache.by_id) == 4000  # 2 containers x (full + short ID)
-            assert f.cache.lookup_id(cid(10_999))["pod_name"] == "p-999"  # type: ignore[index]
+            assert looked_up(f, cid(10_999))["pod_name"] == "p-999"
             with capsys.disabled():
                 print(
                     f"\n1,000 pods: list+index {seconds:.2f}s, {held / 2**20:.2f} MiB held "

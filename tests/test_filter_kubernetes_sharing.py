@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agent.filters.kubernetes import KubernetesFilter
 from tests.filter_helpers import Clock, chain
 from tests.test_filter_kubernetes import CID, pod
 
@@ -35,6 +36,7 @@ def records() -> list[dict[str, Any]]:
 def test_an_edit_of_one_records_kubernetes_does_not_reach_the_others() -> None:
     filters, _ = chain(KUBE, EDIT_ONE)
     kube = filters.filters[0]
+    assert isinstance(kube, KubernetesFilter)
     kube.clock = Clock()
     kube.cache.put_pod(pod())
     given = records()
@@ -58,6 +60,7 @@ def test_an_edit_of_one_records_kubernetes_does_not_reach_the_others() -> None:
 def test_records_share_the_cached_object_when_no_later_filter_edits_it() -> None:
     filters, _ = chain(KUBE, {"type": "audit"})
     kube = filters.filters[0]
+    assert isinstance(kube, KubernetesFilter)
     kube.clock = Clock()
     kube.cache.put_pod(pod())
     given = records()
@@ -113,7 +116,9 @@ def test_edits_after_a_copy_reach_the_copy_only() -> None:
     out = [r for _, recs in copy_then_edit.process("t", [{"kubernetes": shared}]) for r in recs]
     assert out[0]["k2"] == {"pod_name": "x"} and shared == {"pod_name": "p"}
     edit_one, _ = chain(EDIT_ONE)
-    given = [{"message": m, "kubernetes": {"labels": {}}} for m in ("one", "two")]
+    given: list[dict[str, Any]] = [
+        {"message": m, "kubernetes": {"labels": {}}} for m in ("one", "two")
+    ]
     out = [r for _, recs in edit_one.process("t", given) for r in recs]
     assert out[0]["kubernetes"] == {"labels": {"x": "1"}, "pod_name": "edited"}
     assert out[1]["kubernetes"] == {"labels": {}}

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.filters import audit as audit_module
+from agent.filters.audit import AuditFilter
 from agent.filters.audit import engine as audit_engine
 from agent.filters.common import compile_regex
 from agent.filters.literals import Gate, groups_always_set, literal_prefixes, regex_gate
@@ -120,7 +121,7 @@ def test_groups_always_set(pattern: str, always: bool) -> None:
         assert match is None or None not in match.groups()
 
 
-def _audit(**config: Any) -> Any:
+def _audit(**config: Any) -> AuditFilter:
     return make_audit(**config)
 
 

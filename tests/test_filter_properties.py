@@ -70,7 +70,9 @@ records = st.lists(st.dictionaries(keys, json_values, max_size=8), max_size=20)
 def build() -> FilterChain:
     pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(CONFIGS):
-        config = msgspec.convert(raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook)
+        config: FilterConfig = msgspec.convert(
+            raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook
+        )
         context = FilterContext(
             name=f"{raw['type']}.{index}", logger=logging.getLogger("t"), metrics=NullMetrics()
         )

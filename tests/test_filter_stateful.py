@@ -10,14 +10,18 @@ from typing import Any
 import msgspec
 import pytest
 
+from agent.filters.multiline import MultilineFilter
+from agent.filters.python_filter import PythonFilter
+from agent.filters.throttle import ThrottleFilter
 from parsers.body import compile_body_regex, parse_json, parse_logfmt, parse_regex
-from tests.filter_helpers import Clock, make, run
+from tests.filter_helpers import Clock, make, recorded, run
 
 # ---------------------------------------------------------------------------------- throttle
 
 
 def test_throttle_sliding_window() -> None:
     f = make("throttle", rate=3, window="10s", panes=10)
+    assert isinstance(f, ThrottleFilter)
     clock = f.clock = Clock(1000.0)
     assert len(run(f, [{"n": i} for i in range(5)])) == 3
     clock.now += 5  # half a window later: the three still count
@@ -28,6 +32,7 @@ def test_throttle_sliding_window() -> None:
 
 def test_throttle_per_key_and_missing_key() -> None:
     f = make("throttle", rate=2, window="1m", key="container_id")
+    assert isinstance(f, ThrottleFilter)
     f.clock = Clock()
     records = [{"container_id": c} for c in "aaabbb"] + [{}, {}, {}]
     out = run(f, records)
@@ -36,6 +41,7 @@ def test_throttle_per_key_and_missing_key() -> None:
 
 def test_throttle_status_line_once_per_window(caplog: pytest.LogCaptureFixture) -> None:
     f = make("throttle", rate=1, window="1s", print_status=True)
+    assert isinstance(f, ThrottleFilter)
     clock = f.clock = Clock(0.0)
     f._status_at = 0.0
     with caplog.at_level(logging.INFO, logger="test"):
@@ -72,6 +78,7 @@ def line(message: str, pid: str = "7") -> dict[str, Any]:
 
 def test_multiline_joins_java_trace_and_flushes_on_timeout() -> None:
     f = make("multiline", start_pattern=r"^[^\s]", flush_timeout="2s")
+    assert isinstance(f, MultilineFilter)
     clock = f.clock = Clock(100.0)
     # "Caused by" starts with a letter: with this start pattern it is a new record.
     out = run(f, [line(m) for m in TRACE[:3]])
@@ -81,11 +88,12 @@ def test_multiline_joins_java_trace_and_flushes_on_timeout() -> None:
     assert f.flush(clock.now + 1.0) == []
     (released,) = f.flush(clock.now + 2.0)
     assert released == ("syslog", [line("next event")])
-    assert f.context.metrics.counter("filter_multiline_joined_lines_total") == 3
+    assert recorded(f).counter("filter_multiline_joined_lines_total") == 3
 
 
 def test_multiline_streams_are_separate_and_close_releases_all() -> None:
     f = make("multiline", start_pattern=r"^(?:Exception|Traceback|\S+Error)")
+    assert isinstance(f, MultilineFilter)
     f.clock = Clock()
     records = [
         line("Traceback (most recent call last):", pid="1"),
@@ -109,6 +117,7 @@ def test_multiline_streams_are_separate_and_close_releases_all() -> None:
 
 def test_multiline_max_lines_starts_a_new_record() -> None:
     f = make("multiline", start_pattern="^S", max_lines=2)
+    assert isinstance(f, MultilineFilter)
     f.clock = Clock()
     out = run(f, [line("S1"), line(" a"), line(" b"), line(" c"), line("S2")])
     assert [r["message"] for r in out] == ["S1\n a", " b\n c"]
@@ -157,7 +166,7 @@ def test_parser_json_merge_and_failures() -> None:
         {"host": "h", "message": 5},
         {"host": "h"},
     ]
-    metrics = f.context.metrics
+    metrics = recorded(f)
     assert metrics.counter("filter_parse_failures_total", reason="no_match") == 1
     assert metrics.counter("filter_parse_failures_total", reason="not_a_string") == 2
 
@@ -216,13 +225,14 @@ def test_python_batch_and_per_record(user_module: str) -> None:
     g = make("python", function="audit_user_funcs:drop_debug", path=user_module, per_record=True)
     out = run(g, [{"level": "info"}, {"level": "debug"}, {"level": "boom"}])
     assert out == [{"level": "info", "checked": True}, {"level": "boom"}]
-    assert g.context.metrics.counter("filter_python_errors_total") == 1
+    assert recorded(g).counter("filter_python_errors_total") == 1
 
 
 def test_python_errors_pass_batch_and_log_once(
     user_module: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     f = make("python", function="audit_user_funcs:broken", path=user_module, log_interval="60s")
+    assert isinstance(f, PythonFilter)
     clock = f.clock = Clock(0.0)
     with caplog.at_level(logging.ERROR, logger="test"):
         for _ in range(5):
@@ -232,7 +242,7 @@ def test_python_errors_pass_batch_and_log_once(
     logged = [r.message for r in caplog.records]
     assert len(logged) == 2
     assert "KeyError" in logged[0] and "4 more since the last report" in logged[1]
-    assert f.context.metrics.counter("filter_python_errors_total") == 6
+    assert recorded(f).counter("filter_python_errors_total") == 6
 
 
 def test_python_bad_config(user_module: str) -> None:

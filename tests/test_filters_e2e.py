@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.harness import AgentProcess
-from tests.agent_config import agent_toml, file_output, syslog_input
+from tests.agent_config import Table, agent_toml, file_output, syslog_input
 from tests.conftest import check_config, free_port, read_ndjson, wait_for
 
 CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
@@ -22,7 +22,7 @@ CID = "847c8c9d8275a2dfea35581c5d3f1e6494362a45cbd653ea183397dc24049398"
 _HAVE_LOGGER = subprocess.run(["which", "logger"], capture_output=True).returncode == 0
 
 
-FILTERS = [
+FILTERS: list[Table] = [
     {"type": "grep", "name": "drop-health", "exclude": [["message", "^GET /healthz"]]},
     {
         "type": "modify",

@@ -17,8 +17,8 @@ import pytest
 from agent.buffer.base import BufferConfig
 from agent.buffer.memory import MemoryBuffer
 from agent.components import filter_types
-from agent.filters.base import FilterContext
-from agent.filters.chain import FilterChain
+from agent.filters.base import FilterConfig, FilterContext
+from agent.filters.chain import FilterChain, TimedBatch
 from agent.filters.times import event_times, stamps
 from agent.ingest import IngestSink, Store
 from agent.inputs.syslog import SyslogInputConfig
@@ -98,9 +98,11 @@ def test_a_wrong_known_epoch_would_show() -> None:
 
 def _chain(*raws: dict[str, Any]) -> FilterChain:
     """The python filter editing times, or the filters given."""
-    pairs = []
+    pairs: list[tuple[FilterConfig, FilterContext]] = []
     for index, raw in enumerate(raws or [{"type": "python", "function": f"{__name__}:edit_times"}]):
-        config = msgspec.convert(raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook)
+        config: FilterConfig = msgspec.convert(
+            raw, filter_types()[raw["type"]][0], dec_hook=config_dec_hook
+        )
         metrics = Registry().component(f"f{index}", raw["type"])
         pairs.append((config, FilterContext(name=f"f{index}", logger=LOG, metrics=metrics)))
     return FilterChain(pairs)
@@ -163,7 +165,7 @@ def test_sink_buffers_each_records_time_after_the_chain(
         assert sink.submit(list(frames))
         after = time.time()
         buffer.seal_due(math.inf)
-        pairs = []
+        pairs: list[tuple[dict[str, Any], float]] = []
         while buffer.pending("out"):
             chunk = await buffer.take("out")
             lines = [msgspec.json.decode(line) for line in chunk.data().splitlines()]
@@ -189,7 +191,9 @@ def test_sink_buffers_each_records_time_after_the_chain(
     assert by_message["set my time"] == rfc3339_to_epoch("2030-01-01T00:00:00.5Z")
 
 
-def _times(chain: FilterChain, records: list[dict[str, Any]], times: list[float]) -> Any:
+def _times(
+    chain: FilterChain, records: list[dict[str, Any]], times: list[float]
+) -> list[TimedBatch]:
     return chain.process_with_times("syslog", records, times)
 
 

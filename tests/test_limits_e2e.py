@@ -186,7 +186,8 @@ def test_idle_http_connections_do_not_starve_health_checks(
 
 
 def _tcp_input(port: int, **keys: object) -> Table:
-    return syslog_input("tcp", port, name="tcp", tag="tcp", **keys)
+    # Merged here, not passed on as ``**keys``: mypy cannot tell ``keys`` holds no ``path``.
+    return {**syslog_input("tcp", port, name="tcp", tag="tcp"), **keys}
 
 
 def _refused(sock: socket.socket) -> bool:

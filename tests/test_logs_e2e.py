@@ -82,8 +82,16 @@ def test_a_repeated_warning_is_written_once_then_counted(
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output's directory should be: writes fail")
     port = free_port()
-    output = {"retry_base": "5ms", "retry_max": "20ms", "retry_limit": "unlimited"}
-    agent = start_agent(_config(tmp_path, port, blocker / "out.ndjson", **output))
+    agent = start_agent(
+        _config(
+            tmp_path,
+            port,
+            blocker / "out.ndjson",
+            retry_base="5ms",
+            retry_max="20ms",
+            retry_limit="unlimited",
+        )
+    )
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(numbered_line(1))
     wait_for(lambda: agent.metric("output_retries_total") >= 50, timeout=30)
@@ -95,9 +103,12 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
     now = [0.0]
     repeat = RepeatFilter(window=10.0, clock=lambda: now[0])
 
-    def record(message: str, level: int = logging.WARNING, host: str = "h1") -> logging.LogRecord:
+    def record(
+        message: str, level: int = logging.WARNING, host: str = "h1", repeats: bool = True
+    ) -> logging.LogRecord:
         made = logging.LogRecord("agent.output.es", level, __file__, 1, message, (host,), None)
-        made.repeats = True
+        if repeats:
+            made.repeats = True  # what ``extra=REPEATS`` sets
         return made
 
     assert repeat.filter(record("host %s ejected"))
@@ -113,6 +124,5 @@ def test_repeat_filter_counts_what_it_suppressed() -> None:
     assert after.getMessage() == "host h1 ejected (5 similar lines suppressed in the last 12s)"
     now[0] = 13.0
     assert not repeat.filter(record("host %s ejected"))
-    unmarked = record("host %s ejected")
-    del unmarked.repeats  # a line not marked as one that may repeat always goes out
-    assert repeat.filter(unmarked)
+    # A line not marked as one that may repeat always goes out.
+    assert repeat.filter(record("host %s ejected", repeats=False))

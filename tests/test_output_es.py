@@ -6,8 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,8 +20,10 @@ from tests.peers.opensearch import OpenSearchNode, java_available, opensearch_fi
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
 
+T = TypeVar("T")
 
-def run(coro: Any) -> Any:
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 

@@ -23,7 +23,7 @@ from bench.harness import AgentProcess
 from common.units import config_dec_hook
 from outputs.base import BlockedError, FatalError, RetryableError
 from outputs.http import HttpConfig, HttpOutput
-from tests.chunks import TestChunk, deliver, make_chunks, make_context
+from tests.chunks import Delivery, TestChunk, deliver, make_chunks, make_context
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_lines
 from tests.peers.httpsink import HttpSink
@@ -47,10 +47,10 @@ def make_output(tmp_path: Path, url: str, **keys: Any) -> HttpOutput:
     return HttpOutput(config, make_context(tmp_path, name="http.0"))
 
 
-def delivered(output: HttpOutput, chunks: list[TestChunk]) -> Any:
+def delivered(output: HttpOutput, chunks: list[TestChunk]) -> Delivery:
     """What delivery made of ``chunks`` through the started ``output`` (stopped afterwards)."""
 
-    async def go() -> Any:
+    async def go() -> Delivery:
         await output.start()
         try:
             return await deliver(output, chunks)

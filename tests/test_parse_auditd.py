@@ -15,7 +15,7 @@ from tests.auditd_lines import EXEC_CAT, EXEC_LONG, LONG, SUDO_CMD, SUDO_START
 
 def join(lines: list[str], joiner: AuditJoiner | None = None, now: float = 0.0) -> list[Any]:
     joiner = AuditJoiner() if joiner is None else joiner
-    out = []
+    out: list[Any] = []
     for text in lines:
         line = parse_line(text)
         assert line is not None, text

@@ -51,7 +51,9 @@ def test_every_section_and_registered_component_has_its_keys_listed() -> None:
         for kind, (cls, _) in registry.items()
     ]
     for cls in [*sections, *(cls for _, _, cls in components)]:
-        for field in msgspec.inspect.type_info(cls).fields:
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType), cls
+        for field in info.fields:
             assert f"| `{field.encode_name}` |" in text, (cls.__name__, field.encode_name)
     for family, kind, _ in components:
         assert f'### `[[{family}]]` `type = "{kind}"`' in text

@@ -96,7 +96,8 @@ def test_unchanged_stream_input_keeps_its_open_connection_across_reloads(
             _write(agent, _config(tmp_path, inputs, retry_base=f"{50 + n}ms", buffer_type=buffer))
             _hup(agent, "agent running:")
             conn.sendall(numbered_line(n))
-            wait_for(lambda n=n: n in numbers_in(out))
+            # wait_for returns before the loop moves on: the lambda sees this n (B023).
+            wait_for(lambda: n in numbers_in(out))  # noqa: B023
         conn.settimeout(0.2)
         with pytest.raises(TimeoutError):
             conn.recv(1)  # neither EOF nor a reset: the agent kept the connection
@@ -286,8 +287,8 @@ def test_reload_every_second_under_load_loses_no_tcp_or_relp_record(
     ]
     agent = start_agent(valid(0))
     out = tmp_path / "out.ndjson"
-    senders = [TcpSender(tcp), RelpSender(relp), UdpSender(udp)]
-    tcp_sender, relp_sender, udp_sender = senders
+    tcp_sender, relp_sender, udp_sender = TcpSender(tcp), RelpSender(relp), UdpSender(udp)
+    senders = [tcp_sender, relp_sender, udp_sender]
     for sender in senders:
         sender.start()
     reloads = 0

@@ -17,6 +17,7 @@ import gzip
 import json
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -40,10 +41,11 @@ class Received:
             return gzip.decompress(self.raw)
         return self.raw
 
-    def records(self) -> list[dict[str, object]]:
+    def records(self) -> list[dict[str, Any]]:
+        """The records posted (decoded JSON, any shape): a JSON array or NDJSON lines."""
         body = self.body
         if self.headers.get("Content-Type", "").startswith("application/json"):
-            decoded: list[dict[str, object]] = json.loads(body)
+            decoded: list[dict[str, Any]] = json.loads(body)
             return decoded
         return [json.loads(line) for line in body.split(b"\n") if line]
 
@@ -87,7 +89,7 @@ class HttpSink(Peer):
         with self._lock:
             return [r for r in self.requests if 200 <= r.status < 300]
 
-    def records(self) -> list[dict[str, object]]:
+    def records(self) -> list[dict[str, Any]]:
         return [record for request in self.accepted() for record in request.records()]
 
     def _next(self) -> _Answer:

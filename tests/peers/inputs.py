@@ -31,6 +31,8 @@ class CollectingSink:
         self.frames: list[bytes] = []
         self.sources: list[str | None] = []
         self.truncated: list[bytes] = []
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        """(tag, record) of what an input that parses its own lines submitted."""
         self.batches = 0
         self.commits = 0
         self.dropped = 0
@@ -51,6 +53,13 @@ class CollectingSink:
         self.frames.extend(frames)
         self.sources.extend([source] * len(frames))
         self.truncated.extend(frames[i] for i in truncated)
+        return True
+
+    def submit_records(self, tag: str, records: list[dict[str, Any]], times: list[float]) -> bool:
+        if not self.room:
+            return False  # nothing taken: the input keeps its records and waits for room
+        self.batches += 1
+        self.records.extend((tag, record) for record in records)
         return True
 
     def has_room(self) -> bool:

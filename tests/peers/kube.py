@@ -341,7 +341,7 @@ class KubeApiServer(Peer):
                 "containers": [{"name": c, "image": i} for c, i in containers.items()],
             },
         }
-        return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", pod)  # type: ignore[no-any-return]
+        return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
 
     def set_container_ids(self, namespace: str, name: str, ids: dict[str, str]) -> None:
         """``status.containerStatuses`` through the status subresource (as kubelet would)."""
