@@ -21,10 +21,9 @@ from parsers.rfc3164 import RFC3164, RFC3164_COMMON, reason_3164
 from parsers.rfc5424 import (
     RFC5424_FAST,
     RFC5424_PREFIX,
-    SdShape,
+    SdCache,
     parse_structured_data,
     reference_sd,
-    sd_shape,
 )
 from parsers.syslog_pri import FACILITIES, PRI_DEFAULT, PRI_PREFIX, PRI_TABLE, SEVERITIES, pri_info
 from parsers.syslog_time import CACHE_LIMIT, SyslogClock, zone_of
@@ -68,8 +67,8 @@ class SyslogParser:
         self.parse_errors = 0
         # Tag / APP-NAME -> container fields it yields (often none).
         self._tag_cache: dict[str, dict[str, str]] = {}
-        # Structured data's text around its values -> how to read it (see rfc5424.sd_shape).
-        self._sd_shapes: dict[str, SdShape] = {}
+        # How to read structured data without backslashes, by its shape (see rfc5424.SdCache).
+        self._sd = SdCache()
 
     # --- public API ------------------------------------------------------------------------------
     def parse(self, frame: bytes, received: float) -> dict[str, Any]:
@@ -105,7 +104,8 @@ class SyslogParser:
         iso_cache = clock.iso_cache
         classic_cache = clock.classic_cache
         tag_cache = self._tag_cache
-        sd_shapes = self._sd_shapes
+        sd_builders = self._sd.builders
+        sd_build = self._sd.build
         for frame in frames:
             try:
                 try:
@@ -120,21 +120,16 @@ class SyslogParser:
                         match.groups()
                     )
                     if sd != "-":
-                        # Without a backslash no value holds '"': split there, the shape (the
-                        # text around the values) says whether the SD is well-formed and how
-                        # to build its dict. Anything else: the grammar, as before.
-                        shape = None
+                        # Without a backslash no value holds '"': split there, the values are
+                        # at odd positions. The builder cached for the first piece checks the
+                        # others (the shape) and builds the dict; sd_build works out new
+                        # shapes. None (not well-formed, escapes...): the grammar, as before.
                         if "\\" not in sd:
                             parts = sd.split('"')
-                            if len(parts) & 1:
-                                key = '"'.join(parts[0::2])
-                                shape = sd_shapes.get(key)
-                                if shape is None:
-                                    shape = sd_shape(key, sd_shapes)
-                        if shape:
-                            build, first, second = shape
-                            parsed_sd = build(first, second, parts)
+                            parsed_sd = sd_builders.get(parts[0], sd_build)(parts)
                         else:
+                            parsed_sd = None
+                        if parsed_sd is None:
                             found = reference_sd(text)
                             if found is None:
                                 append(self._error(text, "invalid RFC 5424 header", received_text))

@@ -730,8 +730,40 @@ def test_structured_data_shape_cache_stays_bounded() -> None:
     ]
     records = parser.parse_batch(lines, RECEIVED)
     assert records[-1]["sd"] == {"x": {f"n{len(lines) - 1}": "v"}}
-    assert len(parser._sd_shapes) <= rfc5424._SD_SHAPE_LIMIT
+    assert len(parser._sd.shapes) <= rfc5424._SD_SHAPE_LIMIT
     name = "n" * (rfc5424._SD_SHAPE_KEY_LIMIT + 1)
     huge = parser.parse(f'<13>1 2026-11-29T21:00:00Z h a - - [x {name}="v"] m'.encode(), RECEIVED)
     assert huge["sd"] == {"x": {name: "v"}} and huge["message"] == "m"
-    assert all(len(key) <= rfc5424._SD_SHAPE_KEY_LIMIT for key in parser._sd_shapes)
+    assert all(len(key) <= rfc5424._SD_SHAPE_KEY_LIMIT for key in parser._sd.shapes)
+
+
+def test_structured_data_shapes_that_share_their_first_piece() -> None:
+    """Shapes are looked up by the text before their first value: MDC with optional keys gives
+    several shapes with the same first piece. Each line must get its own shape's dict, however
+    the shapes alternate and however many there are (more than are tried in turn)."""
+    from parsers import rfc5424
+
+    parser = SyslogParser()
+    shapes = [
+        '[mdc traceId="t{i}"]',
+        '[mdc traceId="t{i}" spanId="s{i}"]',
+        '[mdc traceId="t{i}" userId="u{i}"]',
+        '[mdc traceId="t{i}" spanId="s{i}" userId="u{i}"]',
+        '[mdc traceId="t{i}"][origin ip="10.0.0.{i}"]',
+        '[mdc traceId="t{i}" spanId= "s{i}"]',
+        '[mdc traceId="t{i}" spanId="s{i}" x="1" y="2" z="3" w="4" v="5"]',
+    ]
+    assert len(shapes) > rfc5424._SD_CHAIN_LIMIT
+    lines = [
+        f"<13>1 2026-11-29T21:00:00Z h a - - {shapes[(i * 3) % len(shapes)].format(i=i)} m{i}"
+        for i in range(60)
+    ]
+    records = parser.parse_batch([line.encode() for line in lines], RECEIVED)
+    for line, record in zip(lines, records, strict=True):
+        sd = line.split(" ", 6)[6].rsplit(" ", 1)[0]
+        assert record["extradata"] == sd
+        assert record["sd"] == parse_structured_data(sd)
+        assert list(record["sd"]) == list(parse_structured_data(sd))
+        for sd_id, params in record["sd"].items():
+            assert list(params) == list(parse_structured_data(sd)[sd_id])
+    assert len(parser._sd.builders) == 1  # one first piece: "[mdc traceId="
