@@ -135,6 +135,12 @@ class TailInput(Input):
                     if self._deliver(tailed, lines, end, wall):
                         progressed = True
                         tailed.idle_since = now
+                        # A turn of the loop after every batch, as stream inputs take one after
+                        # every read: the outputs' tasks need a few iterations per chunk, and a
+                        # round over busy files (a batch each) would otherwise outrun them until
+                        # sealed chunks spill past the buffer's resident budget and are read
+                        # back from disk (docs/performance.md, "the tail input").
+                        await asyncio.sleep(0)
                 elif end > tailed.offset:
                     tailed.offset = end
                     if tailed.parser.pending_first_line() is None:
