@@ -452,41 +452,43 @@ class _TurnCountingSink:
         return None
 
 
-def test_reading_takes_a_turn_of_the_loop_after_every_batch(tmp_path: Path) -> None:
-    """Busy files are read a batch at a time with a turn of the event loop after each, so the
-    outputs' tasks run between an input's batches (and keep up: docs/performance.md)."""
+def _tail_in_process(config: dict[str, Any], data_dir: Path) -> Any:
+    """A ``TailInput`` on the running loop, submitting to a ``_TurnCountingSink``."""
     from agent.inputs.base import InputContext
     from agent.inputs.tail import TailInput, TailInputConfig
     from tests.doubles import RecordingMetrics
 
+    data_dir.mkdir(exist_ok=True)
+    context = InputContext(
+        name="tail.0",
+        logger=logging.getLogger("test.tail"),
+        metrics=RecordingMetrics(),
+        sink=_TurnCountingSink(),
+        data_dir=str(data_dir),
+    )
+    converted = msgspec.convert(
+        {"type": "tail", **config}, TailInputConfig, dec_hook=config_dec_hook
+    )
+    return TailInput(converted, context)
+
+
+def test_reading_takes_a_turn_of_the_loop_after_every_batch(tmp_path: Path) -> None:
+    """Busy files are read a batch at a time with a turn of the event loop after each, so the
+    outputs' tasks run between an input's batches (and keep up: docs/performance.md)."""
     for name in ("a", "b"):
         lines = b"".join(b"%s %05d %s\n" % (name.encode(), n, b"x" * 100) for n in range(200))
         (tmp_path / f"{name}.log").write_bytes(lines)  # 22,000 bytes: several 4 KiB reads
-    config = msgspec.convert(
-        {
-            "type": "tail",
-            "paths": [str(tmp_path / "*.log")],
-            "format": "raw",
-            "read_from_head": True,
-            "read_bytes": 4096,
-            "tag": "t.${path}",
-        },
-        TailInputConfig,
-        dec_hook=config_dec_hook,
-    )
-    sink = _TurnCountingSink()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    config = {
+        "paths": [str(tmp_path / "*.log")],
+        "format": "raw",
+        "read_from_head": True,
+        "read_bytes": 4096,
+        "tag": "t.${path}",
+    }
 
-    async def scenario() -> None:
-        context = InputContext(
-            name="tail.0",
-            logger=logging.getLogger("test.tail"),
-            metrics=RecordingMetrics(),
-            sink=sink,
-            data_dir=str(data_dir),
-        )
-        tail = TailInput(config, context)
+    async def scenario() -> _TurnCountingSink:
+        tail = _tail_in_process(config, tmp_path / "data")
+        sink: _TurnCountingSink = tail.context.sink
 
         async def ticker() -> None:
             while True:
@@ -501,8 +503,9 @@ def test_reading_takes_a_turn_of_the_loop_after_every_batch(tmp_path: Path) -> N
         finally:
             await tail.stop()
             ticking.cancel()
+        return sink
 
-    asyncio.run(scenario())
+    sink = asyncio.run(scenario())
     assert {tag for tag, _, _ in sink.batches} == {
         f"t.{tmp_path / 'a.log'}",
         f"t.{tmp_path / 'b.log'}",
@@ -510,3 +513,31 @@ def test_reading_takes_a_turn_of_the_loop_after_every_batch(tmp_path: Path) -> N
     assert len(sink.batches) >= 10
     turns = [seen for _, _, seen in sink.batches]
     assert all(before < after for before, after in itertools.pairwise(turns)), turns
+
+
+def test_a_file_a_scan_finds_is_read_at_once(tmp_path: Path) -> None:
+    """The scan that finds a file is followed by a round that reads it, not by poll_interval's
+    sleep; and scans keep refresh_interval even when it is shorter than poll_interval."""
+    config = {
+        "paths": [str(tmp_path / "*.log")],
+        "format": "raw",
+        "refresh_interval": "20ms",
+        "poll_interval": "1h",
+    }
+
+    async def scenario() -> _TurnCountingSink:
+        tail = _tail_in_process(config, tmp_path / "data")
+        sink: _TurnCountingSink = tail.context.sink
+        await tail.start()
+        try:
+            await asyncio.sleep(0.05)  # the first round found nothing: the next is in an hour
+            (tmp_path / "new.log").write_bytes(b"one\ntwo\n")
+            for _ in range(3000):  # up to 30 s (the scan is due within 20 ms)
+                if sink.records == 2:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await tail.stop()
+        return sink
+
+    assert asyncio.run(scenario()).records == 2
