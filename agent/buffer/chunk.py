@@ -230,14 +230,19 @@ class BufferChunk:
         return self.loaded_bytes if self.loaded else 0
 
     def data(self) -> bytes:
-        if self._data is None:
-            if self._parts is not None:
-                self._data = b"".join(self._parts)
+        data = self._data
+        if data is None:
+            # Outputs may ask from a thread (S3 compresses in one): each field is read once,
+            # and ``_data`` is set before ``_parts`` is cleared, so the chunk stays loaded.
+            parts = self._parts
+            if parts is not None:
+                data = self._data = b"".join(parts)
                 self._parts = None
             else:
                 self.load()
-        assert self._data is not None
-        return self._data
+                data = self._data
+        assert data is not None
+        return data
 
     def parts(self) -> Sequence[bytes]:
         """``outputs.base.Chunk.parts``: the batches as appended, not joined (until some output
