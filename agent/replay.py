@@ -129,6 +129,9 @@ class ReplayChunk:
     def data(self) -> bytes:
         return self._data
 
+    def parts(self) -> Sequence[bytes]:
+        return [self._data]
+
     def release_cache(self) -> None:
         return None
 
@@ -283,6 +286,9 @@ class _Renamed:
 
     def data(self) -> bytes:
         return self._chunk.data()
+
+    def parts(self) -> Sequence[bytes]:
+        return self._chunk.parts()
 
     def release_cache(self) -> None:
         return None

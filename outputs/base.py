@@ -113,6 +113,12 @@ class Chunk(Protocol):
 
     def data(self) -> bytes: ...
 
+    def parts(self) -> Sequence[bytes]:
+        """``data()`` in pieces (their concatenation is ``data()``): the batches as they entered
+        the buffer, for an output that writes them out as they are (``os.writev``) and so never
+        needs the joined copy. Implementations without pieces return ``[self.data()]``."""
+        ...
+
     def release_cache(self) -> None:
         """Whoever holds the chunk will not read it for a while (delivery, while the chunk
         waits in a partial group; an output, once it has what it needs of the chunk): the chunk

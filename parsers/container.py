@@ -51,6 +51,7 @@ _decode_docker = msgspec.json.Decoder(_DockerLine).decode
 
 # b"YYYY-MM-DDTHH:MM:SS" of a UTC stamp -> (the same as text, its epoch as a float)
 _utc_seconds: dict[bytes, tuple[str, float]] = {}
+_POWERS_OF_TEN = [10**n for n in range(19)]
 
 # "YYYY-MM-DDTHH:MM:SS" + zone -> ("YYYY-MM-DDTHH:MM:SS" in UTC, its epoch in whole seconds)
 _second_cache: dict[str, tuple[str, int] | None] = {}
@@ -404,14 +405,21 @@ class ContainerLogParser:
                 times_append(self._received_epoch)
                 continue
             # UTC stamps (containerd) in one lookup per distinct second; the epoch is the sum
-            # rfc3339_to_epoch computes from the text, so both agree exactly.
-            second = seconds.get(stamp[:19]) if stamp[-1:] == b"Z" else None
-            fraction = stamp[19:-1]
-            if second is not None and not fraction:
+            # rfc3339_to_epoch computes from the text, so both agree exactly. The fraction's
+            # value is int(digits) / 10**n: the double nearest to it, as float(b".digits") is
+            # (both round correctly), without strtod's cost.
+            second = seconds.get(stamp[:19])
+            size = len(stamp)
+            if second is None or stamp[-1] != 90:  # 90: b"Z" (a found second has 19 bytes)
+                second = None
+            elif size == 20:
                 utc, epoch = second[0] + "Z", second[1]
-            elif second is not None and fraction[:1] == b"." and fraction[1:].isdigit():
-                utc, epoch = second[0] + fraction.decode() + "Z", second[1] + float(fraction)
+            elif stamp[19] == 46 and size <= 39 and (digits := stamp[20:-1]).isdigit():  # "."
+                utc = second[0] + stamp[19:].decode()
+                epoch = second[1] + int(digits) / _POWERS_OF_TEN[size - 21]
             else:
+                second = None
+            if second is None:
                 converted = cri_time_to_utc(stamp.decode("latin-1"))
                 if converted is None:
                     append(self._error(line, "invalid timestamp"))

@@ -72,6 +72,9 @@ class TestChunk:
     def data(self) -> bytes:
         return self._data
 
+    def parts(self) -> Sequence[bytes]:
+        return [self.data()]
+
     def __repr__(self) -> str:
         return f"<TestChunk {self.id} tag={self.tag!r} records={self.records}>"
 

@@ -134,6 +134,33 @@ def test_append_seal_take_ack_delete(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_a_sealed_chunk_gives_its_batches_unjoined_until_data_is_asked(
+    tmp_path: Path, kind: str
+) -> None:
+    """Sealing does not join a chunk's batches: ``parts()`` gives them as appended (the file
+    output writes them so); the first ``data()`` joins them once."""
+
+    async def scenario() -> None:
+        buffer = make(tmp_path, kind=kind)
+        await buffer.open(routes_to("a"))
+        first, second = records(0, 100), records(100, 50)
+        buffer.append("t", *first)
+        buffer.append("t", *second)
+        buffer.seal_due(1e12)
+        chunk = await take_now(buffer, "a")
+        batches = [b"".join(line + b"\n" for line in lines) for lines, _ in (first, second)]
+        assert list(chunk.parts()) == batches
+        assert buffer.stats().memory_bytes == chunk.size + 8 * 150
+        assert chunk.data() == b"".join(batches) and chunk.size == len(chunk.data())
+        assert list(chunk.parts()) == [chunk.data()]
+        buffer.ack(chunk, "a")
+        assert buffer.stats().chunks == 0
+        await buffer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
 def test_per_tag_chunks_in_creation_order_and_size_sealing(tmp_path: Path, kind: str) -> None:
     async def scenario() -> None:
         buffer = make(tmp_path, kind=kind, chunk_bytes=Size(2000))

@@ -5,18 +5,24 @@ the path -> kubernetes fields table and config errors."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 import os
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from agent.config import ConfigError, parse_config
 from agent.inputs.tail.discovery import path_info
 from bench.harness import AgentProcess
+from common.units import config_dec_hook
 from parsers.container import ContainerLogParser
 from tests.agent_config import file_output, tail_input
 from tests.conftest import read_ndjson, wait_for
@@ -417,3 +423,121 @@ def test_reads_batches_of_read_bytes_and_lines_longer_than_that_whole(tmp_path: 
     tailed.close()
     assert got == [b"a", long_line, b"b", cut_line[: 20_000 + LINE_SLACK], b"c" * 5000, b"d"]
     assert skipped_total == 500 + 1  # the cut line's rest and its newline
+
+
+class _TurnCountingSink:
+    """A ``FrameSink`` for records that notes, per batch, how many turns of the event loop a
+    ticker task had taken by then."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.batches: list[tuple[str, int, int]] = []  # (tag, records, turns so far)
+        self.records = 0
+
+    def submit(self, frames: list[bytes], source: str | None = None, truncated: Any = ()) -> bool:
+        raise AssertionError("the tail input submits records")
+
+    def submit_records(self, tag: str, records: list[dict[str, Any]], times: list[float]) -> bool:
+        self.batches.append((tag, len(records), self.turns))
+        self.records += len(records)
+        return True
+
+    def has_room(self) -> bool:
+        return True
+
+    async def wait_room(self) -> None:
+        return None
+
+    async def commit(self) -> None:
+        return None
+
+
+def _tail_in_process(config: dict[str, Any], data_dir: Path) -> Any:
+    """A ``TailInput`` on the running loop, submitting to a ``_TurnCountingSink``."""
+    from agent.inputs.base import InputContext
+    from agent.inputs.tail import TailInput, TailInputConfig
+    from tests.doubles import RecordingMetrics
+
+    data_dir.mkdir(exist_ok=True)
+    context = InputContext(
+        name="tail.0",
+        logger=logging.getLogger("test.tail"),
+        metrics=RecordingMetrics(),
+        sink=_TurnCountingSink(),
+        data_dir=str(data_dir),
+    )
+    converted = msgspec.convert(
+        {"type": "tail", **config}, TailInputConfig, dec_hook=config_dec_hook
+    )
+    return TailInput(converted, context)
+
+
+def test_reading_takes_a_turn_of_the_loop_after_every_batch(tmp_path: Path) -> None:
+    """Busy files are read a batch at a time with a turn of the event loop after each, so the
+    outputs' tasks run between an input's batches (and keep up: docs/performance.md)."""
+    for name in ("a", "b"):
+        lines = b"".join(b"%s %05d %s\n" % (name.encode(), n, b"x" * 100) for n in range(200))
+        (tmp_path / f"{name}.log").write_bytes(lines)  # 22,000 bytes: several 4 KiB reads
+    config = {
+        "paths": [str(tmp_path / "*.log")],
+        "format": "raw",
+        "read_from_head": True,
+        "read_bytes": 4096,
+        "tag": "t.${path}",
+    }
+
+    async def scenario() -> _TurnCountingSink:
+        tail = _tail_in_process(config, tmp_path / "data")
+        sink: _TurnCountingSink = tail.context.sink
+
+        async def ticker() -> None:
+            while True:
+                sink.turns += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.get_running_loop().create_task(ticker())
+        await tail.start()
+        try:
+            while sink.records < 400:
+                await asyncio.sleep(0.01)
+        finally:
+            await tail.stop()
+            ticking.cancel()
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert {tag for tag, _, _ in sink.batches} == {
+        f"t.{tmp_path / 'a.log'}",
+        f"t.{tmp_path / 'b.log'}",
+    }
+    assert len(sink.batches) >= 10
+    turns = [seen for _, _, seen in sink.batches]
+    assert all(before < after for before, after in itertools.pairwise(turns)), turns
+
+
+def test_a_file_a_scan_finds_is_read_at_once(tmp_path: Path) -> None:
+    """The scan that finds a file is followed by a round that reads it, not by poll_interval's
+    sleep; and scans keep refresh_interval even when it is shorter than poll_interval."""
+    config = {
+        "paths": [str(tmp_path / "*.log")],
+        "format": "raw",
+        "refresh_interval": "20ms",
+        "poll_interval": "1h",
+    }
+
+    async def scenario() -> _TurnCountingSink:
+        tail = _tail_in_process(config, tmp_path / "data")
+        sink: _TurnCountingSink = tail.context.sink
+        await tail.start()
+        try:
+            await asyncio.sleep(0.05)  # the first round found nothing: the next is in an hour
+            (tmp_path / "new.log").write_bytes(b"one\ntwo\n")
+            for _ in range(3000):  # up to 30 s (the scan is due within 20 ms)
+                if sink.records == 2:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await tail.stop()
+        return sink
+
+    assert asyncio.run(scenario()).records == 2

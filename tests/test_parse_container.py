@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -250,3 +251,27 @@ def test_split_lines_join_back_exactly(
     want = {s: [m for st_, m in messages if st_ == s] for s in ("stdout", "stderr")}
     assert got == want
     assert parser.pending_first_line() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 253402300799),  # up to 9999-12-31T23:59:59Z
+    st.lists(st.text("0123456789", min_size=0, max_size=30), min_size=1, max_size=6),
+)
+def test_utc_fractions_of_any_length_give_the_epoch_of_their_text(
+    second: int, fractions: list[str]
+) -> None:
+    """containerd's UTC stamps: the same second over and over (its first line fills the
+    per-second cache, the others take the cached path) with fractions of any length; the text
+    is kept as written and the epoch is exactly the one ``rfc3339_to_epoch`` reads from it."""
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    stamps = [base + ("." + digits if digits else "") + "Z" for digits in fractions]
+    lines = [stamp.encode() + b" stdout F x" for stamp in stamps * 2]
+    records, times = ContainerLogParser("cri").parse_batch_with_times(lines, RECEIVED)
+    for stamp, record, epoch in zip(stamps * 2, records, times, strict=True):
+        if stamp.endswith(".Z"):  # a dot without digits is not RFC 3339
+            assert record["parse_error"] == "invalid timestamp"
+            continue
+        assert record["time"] == stamp
+        assert epoch == rfc3339_to_epoch(stamp)
+        assert epoch == second + (float("0." + stamp[20:-1]) if len(stamp) > 20 else 0.0)

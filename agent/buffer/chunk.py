@@ -89,6 +89,7 @@ class BufferChunk:
     __slots__ = (
         "_data",
         "_lines",
+        "_parts",
         "_times",
         "created",
         "file_bytes",
@@ -114,6 +115,7 @@ class BufferChunk:
         times: array | None = None,
         path: str | None = None,
         file_bytes: int = 0,
+        parts: list[bytes] | None = None,
     ) -> None:
         self.id = chunk_id
         self.tag = tag
@@ -123,6 +125,9 @@ class BufferChunk:
         self._data = data
         self._times = times
         self._lines: list[bytes] | None = None
+        self._parts = parts
+        """The batches as they were appended, while nobody asked for ``data()``: joined on the
+        first call (``parts()`` gives them as they are)."""
         self.path = path
         self.file_bytes = file_bytes
         """Length of the validated file (header and frames); what ``load`` reads."""
@@ -139,7 +144,7 @@ class BufferChunk:
 
     @property
     def loaded(self) -> bool:
-        return self._data is not None
+        return self._data is not None or self._parts is not None
 
     def read(self) -> tuple[bytes, FrameScan]:
         """The chunk file and its frames, resyncing past damage (blocking). Raises OSError, or
@@ -196,6 +201,7 @@ class BufferChunk:
         """Drop the in-memory copy (only for chunks that have a file)."""
         if self.path is not None:
             self._data = None
+            self._parts = None
             self._times = None
             self._lines = None
 
@@ -208,6 +214,7 @@ class BufferChunk:
     def release(self) -> None:
         """The chunk left the buffer: drop its data whether or not a file backs it."""
         self._data = None
+        self._parts = None
         self._times = None
         self._lines = None
         self.released = True
@@ -220,13 +227,28 @@ class BufferChunk:
     @property
     def memory_bytes(self) -> int:
         """Memory the chunk's data and times take now."""
-        return self.loaded_bytes if self._data is not None else 0
+        return self.loaded_bytes if self.loaded else 0
 
     def data(self) -> bytes:
-        if self._data is None:
-            self.load()
-        assert self._data is not None
-        return self._data
+        data = self._data
+        if data is None:
+            # Outputs may ask from a thread (S3 compresses in one): each field is read once,
+            # and ``_data`` is set before ``_parts`` is cleared, so the chunk stays loaded.
+            parts = self._parts
+            if parts is not None:
+                data = self._data = b"".join(parts)
+                self._parts = None
+            else:
+                self.load()
+                data = self._data
+        assert data is not None
+        return data
+
+    def parts(self) -> Sequence[bytes]:
+        """``outputs.base.Chunk.parts``: the batches as appended, not joined (until some output
+        asked for ``data()``)."""
+        parts = self._parts
+        return parts if parts is not None else [self.data()]
 
     def lines(self) -> Sequence[bytes]:
         if self._lines is None:
@@ -270,18 +292,21 @@ class OpenChunk:
         self.size += len(ndjson)
 
     def seal(self) -> BufferChunk:
-        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        self.parts = []
+        # The batches are not joined here: an output that writes them out as they are (the
+        # file output's writev) never needs the joined copy, a fresh allocation of the chunk's
+        # size each time (docs/performance.md, "the tail input").
+        parts, self.parts = self.parts, []
         return BufferChunk(
             self.id,
             self.tag,
             self.created,
             self.records,
             self.size,
-            data=data,
+            data=parts[0] if len(parts) == 1 else None,
             times=self.times,
             path=self.path,
             file_bytes=self.file_bytes,
+            parts=parts if len(parts) > 1 else None,
         )
 
     def paused(self, now: float) -> bool:

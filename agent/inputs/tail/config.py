@@ -39,7 +39,8 @@ class TailInputConfig(
     beginning; otherwise from their end. Files that appear later, and files after a restart,
     are read from where they stand: new ones whole, known ones from their stored position."""
     refresh_interval: Duration = Duration(1.0)
-    """How often the globs are scanned again for new, rotated and removed files."""
+    """How often the globs are scanned again for new, rotated and removed files. A new file
+    is read as soon as a scan finds it."""
     poll_interval: Duration = Duration(0.25)
     """How often open files are checked for new lines when nothing is being read."""
     rotate_wait: Duration = Duration(5.0)

@@ -2,10 +2,11 @@
 
 One task polls: every ``poll_interval`` each open file is ``fstat``-ed and what it grew by is
 read in one ``pread`` (at most ``read_bytes``), parsed as one batch (``parsers.container``) and
-submitted; every ``refresh_interval`` the globs are scanned again for new, rotated and removed
-files. The positions file is replaced after every round that read something, once the buffer
-has committed it, so a crash reads at most that round again. While the buffer is full nothing
-is read: the files are the queue.
+submitted, with a turn of the event loop after each batch; every ``refresh_interval`` the globs
+are scanned again for new, rotated and removed files, and what a scan finds is read at once. The
+positions file is replaced after every round that read something, once the buffer has committed
+it, so a crash reads at most that round again. While the buffer is full nothing is read: the
+files are the queue.
 """
 
 from __future__ import annotations
@@ -80,20 +81,32 @@ class TailInput(Input):
     async def _run(self) -> None:
         config = self.config
         next_scan = time.monotonic() + config.refresh_interval
+        next_round = 0.0
         while True:
             try:
-                progressed = await self._round()
-                await self._save()
+                if time.monotonic() >= next_round:
+                    progressed = await self._round()
+                    await self._save()
+                    next_round = time.monotonic() + (0.0 if progressed else config.poll_interval)
                 if time.monotonic() >= next_scan:
-                    for rewritten in self._set.scan():
-                        self._truncated(rewritten)
+                    rewritten = self._set.scan()
+                    for tailed in rewritten:
+                        self._truncated(tailed)
                     next_scan = time.monotonic() + config.refresh_interval
+                    # What the scan found (new files, files rewritten from their start) is
+                    # read now, not a poll_interval later. ``changed`` was cleared by the last
+                    # ``_save``: set now, it says the scan added or lost files.
+                    if rewritten or self._set.changed:
+                        next_round = 0.0
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self._log.exception("%s: error while following files", self.context.name)
-                progressed = False
-            await asyncio.sleep(0 if progressed else config.poll_interval)
+                next_round = time.monotonic() + config.poll_interval
+                next_scan = max(next_scan, next_round)
+            # Wake for the next round or the next scan, whichever is due first: a
+            # refresh_interval shorter than poll_interval is kept.
+            await asyncio.sleep(max(0.0, min(next_round, next_scan) - time.monotonic()))
 
     async def _round(self) -> bool:
         """One pass over the open files; True if any gave lines."""
@@ -135,6 +148,12 @@ class TailInput(Input):
                     if self._deliver(tailed, lines, end, wall):
                         progressed = True
                         tailed.idle_since = now
+                        # A turn of the loop after every batch, as stream inputs take one after
+                        # every read: the outputs' tasks need a few iterations per chunk, and a
+                        # round over busy files (a batch each) would otherwise outrun them until
+                        # sealed chunks spill past the buffer's resident budget and are read
+                        # back from disk (docs/performance.md, "the tail input").
+                        await asyncio.sleep(0)
                 elif end > tailed.offset:
                     tailed.offset = end
                     if tailed.parser.pending_first_line() is None:

@@ -170,7 +170,10 @@ class TailedFile:
                 return [], self.offset, skipped
             self.retry_size = self.size  # an unfinished line: wait until the file grows
             return [], self.offset, skipped
-        lines = data[:end].split(b"\n")
+        # Split the read as it is (no copy of it up to its last newline first); the piece
+        # after that newline is an unfinished line, read again next time.
+        lines = data.split(b"\n")
+        lines.pop()
         return lines, self.offset + end + 1, skipped
 
     def read_rest(self) -> bytes:
