@@ -57,7 +57,11 @@ def test_exec_cost_bench_refuses_without_root() -> None:
         cwd=REPO,
         env=agent_env(),
     )  # fmt: skip
-    if "Permission denied" in done.stderr and "exec_cost" not in done.stderr:
+    if done.returncode != 2 and (
+        "Permission denied" in done.stderr or "No module named 'bench'" in done.stderr
+    ):
+        # A checkout under a directory only root may read (mktemp -d makes it 0700): nobody
+        # cannot run the interpreter or import the bench from it.
         pytest.skip(f"the repository is not readable by nobody: {done.stderr.strip()[-300:]}")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "bench.exec_cost cannot run: needs root" in done.stderr
