@@ -504,6 +504,8 @@ def test_forced_rfc3164_on_5424_line_is_a_parse_error() -> None:
         (b"<192>1 2026-11-29T21:00:00Z h a - - - x", "invalid PRI"),
         (b"<13>1 2026-11-29 21:00:00 h a - - - x", "invalid RFC 5424 header"),
         (b"<13>1 2026-11-29T21:00:00Z h a - - [bad sd x", "invalid RFC 5424 header"),
+        # a "." without digits (CPython 3.11.0-3.11.4 let "(?:\.\d{1,6})?+" keep the ".")
+        (b"<13>1 2026-11-29T21:00:00.Z h a - - - x", "invalid RFC 5424 header"),
         (b"<13>1 2026-02-30T21:00:00Z h a - - - x", "invalid timestamp"),
         (b"<13>1 2026-11-29T21:00:00+24:00 h a - - - x", "invalid timestamp"),
         (b"<13>Foo 29 21:00:00 h a: x", "invalid timestamp"),
