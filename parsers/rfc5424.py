@@ -47,7 +47,7 @@ _HEADER = (
 # optional fraction is an atomic group, "(?>X|)", not "(?:X)?+": see _SD_RUNS below.
 _HEADER_FAST = (
     r"<(\d{1,3}+)>1 "
-    r"(?:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?>\.\d{1,6}|))\d*+(Z|[+-]\d\d:\d\d)|-) "
+    r"(?:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?>\.\d{1,6}+|))\d*+(Z|[+-]\d\d:\d\d)|-) "
     r"(\S++) (\S++) (\S++) (\S++) "
 )
 # The grammar: STRUCTURED-DATA is "-" or well-formed elements. This is the reference; the hot
