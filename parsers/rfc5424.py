@@ -8,6 +8,7 @@ grammar (``RFC5424``, ``reference_sd``).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,10 +43,11 @@ _HEADER = (
 # never lets the rest match (a field ends at a space, the fraction's digits are followed by
 # "Z" or an offset), and re then keeps no state to backtrack into. Each greedy repeat left a
 # context on re's stack for the rest of the match; an SD line outgrew the first allocation of
-# that stack and paid a second one (~0.8k instructions), every line paid ~0.7k in all.
+# that stack and paid a second one (~0.8k instructions), every line paid ~0.7k in all. The
+# optional fraction is an atomic group, "(?>X|)", not "(?:X)?+": see _SD_RUNS below.
 _HEADER_FAST = (
     r"<(\d{1,3}+)>1 "
-    r"(?:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?:\.\d{1,6})?+)\d*+(Z|[+-]\d\d:\d\d)|-) "
+    r"(?:(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)((?>\.\d{1,6}+|))\d*+(Z|[+-]\d\d:\d\d)|-) "
     r"(\S++) (\S++) (\S++) (\S++) "
 )
 # The grammar: STRUCTURED-DATA is "-" or well-formed elements. This is the reference; the hot
@@ -61,8 +63,15 @@ RFC5424 = re.compile(
 # dearer (docs/performance.md#structured-data-is-no-longer-7x-dearer).
 # The scans are possessive: giving back a character or a "]" never lets the rest match (a
 # "]" given back is one not followed by SP or the end), and re skips the backtracking state.
+# Not on CPython 3.11.0-3.11.4, which keep what a failed attempt at a possessive group consumed
+# (gh-106052: "[a] msg" matched nothing, the "]" of a failed "](?! |\Z)" was kept): there the
+# repeat of "]" and a run is greedy inside an atomic group, the same matches for ~0.45k more
+# instructions a line with SD. Atomic groups and possessive single characters are right there.
+_SD_RUNS = (
+    r"(?:\](?! |\Z)[^\]]*+)*+" if sys.version_info >= (3, 11, 5) else r"(?>(?:\](?! |\Z)[^\]]*)*)"
+)
 RFC5424_FAST = re.compile(
-    _HEADER_FAST + r"(-|\[[^\]]*+(?:\](?! |\Z)[^\]]*+)*+\])" + "(?: \ufeff| |\\Z)(.*+)\\Z",
+    _HEADER_FAST + r"(-|\[[^\]]*+" + _SD_RUNS + r"\])" + "(?: \ufeff| |\\Z)(.*+)\\Z",
     re.DOTALL | re.ASCII,
 )
 RFC5424_PREFIX = re.compile(r"<\d{1,3}>1 ", re.ASCII)

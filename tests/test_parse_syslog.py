@@ -504,6 +504,8 @@ def test_forced_rfc3164_on_5424_line_is_a_parse_error() -> None:
         (b"<192>1 2026-11-29T21:00:00Z h a - - - x", "invalid PRI"),
         (b"<13>1 2026-11-29 21:00:00 h a - - - x", "invalid RFC 5424 header"),
         (b"<13>1 2026-11-29T21:00:00Z h a - - [bad sd x", "invalid RFC 5424 header"),
+        # a "." without digits (CPython 3.11.0-3.11.4 let "(?:\.\d{1,6})?+" keep the ".")
+        (b"<13>1 2026-11-29T21:00:00.Z h a - - - x", "invalid RFC 5424 header"),
         (b"<13>1 2026-02-30T21:00:00Z h a - - - x", "invalid timestamp"),
         (b"<13>1 2026-11-29T21:00:00+24:00 h a - - - x", "invalid timestamp"),
         (b"<13>Foo 29 21:00:00 h a: x", "invalid timestamp"),
@@ -629,6 +631,28 @@ def test_upper_case_tag_is_not_taken_for_a_cisco_zone(line: bytes) -> None:
     assert record["ident"] == "AAA"
     assert record["message"] == "0 "
     assert "host" not in record
+
+
+@pytest.mark.parametrize(
+    ("line", "host", "ident", "message"),
+    [
+        (b"<13>Nov 29 21:00:00 x y", "x", None, "y"),
+        (b"<13>Nov 29 21:00:00 tag:x y", "tag:x", None, "y"),
+        (b"<13>Nov 29 21:00:00 tag[1]x: msg", None, None, "tag[1]x: msg"),
+        (b"<13>Nov 29 21:00:00 AB: msg", None, "AB", "msg"),
+        (b"<13>2026-11-29T21:00:00Z AB: host tag: m", None, "AB", "host tag: m"),
+        (b"Nov 29 21:00:00 host: m", None, "host", "m"),
+    ],
+)
+def test_optional_parts_that_fail_partway_leave_nothing_behind(
+    line: bytes, host: str | None, ident: str | None, message: str
+) -> None:
+    """The 3164 patterns' optional parts (hostname, tag, Cisco zone, ...) are atomic groups,
+    not possessive groups: CPython 3.11.0-3.11.4 keep what a failed attempt at a possessive
+    group consumed (gh-106052), and these lines then matched nothing."""
+    record = parse(line)
+    assert "parse_error" not in record, record
+    assert (record.get("host"), record.get("ident"), record["message"]) == (host, ident, message)
 
 
 # --- lines real senders produce and rsyslog parses (issue 14) ------------------------------------
