@@ -127,6 +127,17 @@ class Delivery:
     delivered: list[str] = field(default_factory=list)
 
 
+async def send_each(output: Output, chunks: Sequence[Chunk]) -> None:
+    """Start ``output``, send each chunk as a write of its own, stop it (also on failure): the
+    output's own behaviour, without delivery's grouping, retries or acknowledgements."""
+    await output.start()
+    try:
+        for chunk in chunks:
+            await output.send([chunk])
+    finally:
+        await output.stop()
+
+
 async def deliver(
     output: Output,
     chunks: Sequence[Chunk],

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from outputs.base import BlockedError, Chunk, DeadLetterError, RetryableError
-from outputs.elasticsearch import ElasticsearchOutput
+from tests.chunks import send_each
 from tests.conftest import free_port
 from tests.es_helpers import MemoryChunk, make_output, syslog_record
 from tests.peers.faultproxy import FaultProxy
@@ -27,15 +27,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def send_all(output: ElasticsearchOutput, *chunks: MemoryChunk) -> None:
-    await output.start()
-    try:
-        for chunk in chunks:
-            await output.send([chunk])
-    finally:
-        await output.stop()
-
-
 def test_records_are_searchable_in_indices_named_from_event_time(
     opensearch: OpenSearchNode,
 ) -> None:
@@ -46,7 +37,7 @@ def test_records_are_searchable_in_indices_named_from_event_time(
         hosts=opensearch.url, index="t1-${tag}-%Y.%m.%d", include_tag_key=True
     )
 
-    run(send_all(output, chunk))
+    run(send_each(output, [chunk]))
 
     assert opensearch.count("t1-syslog.auth-2026.11.28") == 30
     assert opensearch.count("t1-syslog.auth-2026.11.29") == 50
@@ -71,7 +62,7 @@ def test_logstash_format_and_existing_timestamp_kept(opensearch: OpenSearchNode)
         hosts=opensearch.url, logstash_format=True, logstash_prefix="ls-test", compression="gzip"
     )
 
-    run(send_all(output, MemoryChunk("t", records)))
+    run(send_each(output, [MemoryChunk("t", records)]))
 
     hits = {h["_source"]["seq"]: h["_source"] for h in opensearch.search("ls-test-2026.01.02")}
     assert len(hits) == 5
@@ -97,7 +88,7 @@ def test_mapping_conflict_dead_letters_exactly_the_bad_documents(
     first = MemoryChunk("conflict", [syslog_record(i) for i in range(1000, 1005)])  # pid: long
     chunk, bad = _conflicting_chunk()
 
-    run(send_all(output, first, chunk))
+    run(send_each(output, [first, chunk]))
 
     assert set(dead.lines) == bad and len(dead.lines) == len(bad) == 10
     assert all(chunk_id == chunk.id for chunk_id, _, _ in dead.calls)
@@ -116,7 +107,7 @@ def test_dead_letter_index_holds_refused_documents_with_the_error(
     first = MemoryChunk("conflict", [syslog_record(i) for i in range(1000, 1005)])
     chunk, bad = _conflicting_chunk()
 
-    run(send_all(output, first, chunk))
+    run(send_each(output, [first, chunk]))
 
     assert dead.calls == []
     assert opensearch.count("conflict-b") == 35
@@ -156,7 +147,7 @@ def test_outage_is_retryable_and_hashed_ids_never_duplicate(opensearch: OpenSear
 
     # a new process (kill -9 between request and ack, then restart) sends the chunk again
     again, _, _ = make_output(hosts=opensearch.url, index="outage", id_mode="hash")
-    run(send_all(again, chunk))
+    run(send_each(again, [chunk]))
     assert opensearch.count("outage") == 200
     assert metrics.counter("output_es_items_total", outcome="accepted") == 400
 
@@ -169,7 +160,7 @@ def test_create_into_data_stream_counts_409_as_delivered(opensearch: OpenSearchN
         hosts=opensearch.url, index="ds-logs-${tag}", op_type="create", id_mode="hash"
     )
 
-    run(send_all(output, chunk, chunk))
+    run(send_each(output, [chunk, chunk]))
 
     streams = opensearch.request("GET", "/_data_stream/ds-logs-app")["data_streams"]
     assert [stream["name"] for stream in streams] == ["ds-logs-app"]
@@ -188,7 +179,7 @@ def test_dead_host_is_ejected_and_the_live_one_gets_everything(
     )
     chunks = [MemoryChunk("f", [syslog_record(i + 10 * k) for i in range(10)]) for k in range(4)]
 
-    run(send_all(output, *chunks))
+    run(send_each(output, chunks))
 
     assert opensearch.count("failover") == 40
     dead_entry, live_entry = output.transport.hosts
@@ -204,7 +195,7 @@ def test_ingest_pipeline_applies(opensearch: OpenSearchNode) -> None:
     assert opensearch.request("PUT", "/_ingest/pipeline/add-enriched", pipeline)["acknowledged"]
     output, _, _ = make_output(hosts=opensearch.url, index="piped", pipeline="add-enriched")
 
-    run(send_all(output, MemoryChunk("p", [syslog_record(i) for i in range(3)])))
+    run(send_each(output, [MemoryChunk("p", [syslog_record(i) for i in range(3)])]))
 
     assert opensearch.count("piped", {"term": {"enriched": "yes"}}) == 3
 
@@ -213,7 +204,7 @@ def test_replace_dots_and_record_field_in_index_name(opensearch: OpenSearchNode)
     records = [syslog_record(i, **{"k8s.pod": f"pod-{i}"}) for i in range(4)]
     output, _, _ = make_output(hosts=opensearch.url, index="byhost-${host}-%Y", replace_dots=True)
 
-    run(send_all(output, MemoryChunk("d", records)))
+    run(send_each(output, [MemoryChunk("d", records)]))
 
     assert opensearch.count("byhost-node-0-2026") == 2
     assert opensearch.count("byhost-node-1-2026") == 1
@@ -287,7 +278,7 @@ def test_413_splits_the_bulk_and_dead_letters_a_document_too_big(
     chunk = MemoryChunk("big", records)
     output, metrics, dead = make_output(hosts=constrained.url, index="big", max_bulk_bytes="8MiB")
 
-    run(send_all(output, chunk))
+    run(send_each(output, [chunk]))
 
     assert constrained.count("big") == 1500
     assert len(dead.calls) == 1 and dead.calls[0][1] == [chunk.lines()[-1]]
@@ -430,7 +421,7 @@ def test_dead_letter_index_ids_make_a_resend_overwrite(opensearch: OpenSearchNod
         output, _, dead = make_output(
             hosts=opensearch.url, index="conflict-d", dead_letter_index="dl-resend-%Y"
         )
-        run(send_all(output, first, chunk))
+        run(send_each(output, [first, chunk]))
         assert dead.calls == []
     opensearch.refresh()
     assert opensearch.count(f"dl-resend-{time.gmtime(chunk.created).tm_year}") == len(bad)

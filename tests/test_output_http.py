@@ -23,7 +23,7 @@ from bench.harness import AgentProcess
 from common.units import config_dec_hook
 from outputs.base import BlockedError, FatalError, RetryableError
 from outputs.http import HttpConfig, HttpOutput
-from tests.chunks import Delivery, TestChunk, deliver, make_chunks, make_context
+from tests.chunks import Delivery, TestChunk, deliver, make_chunks, make_context, send_each
 from tests.conftest import free_port, wait_for
 from tests.numbered import numbered_lines
 from tests.peers.httpsink import HttpSink
@@ -61,15 +61,7 @@ def delivered(output: HttpOutput, chunks: list[TestChunk]) -> Delivery:
 
 
 def run(output: HttpOutput, chunks: list[TestChunk]) -> None:
-    async def go() -> None:
-        await output.start()
-        try:
-            for chunk in chunks:
-                await output.send([chunk])
-        finally:
-            await output.stop()
-
-    asyncio.run(go())
+    asyncio.run(send_each(output, chunks))
 
 
 def send_one(output: HttpOutput, chunk: TestChunk) -> BaseException | None:
