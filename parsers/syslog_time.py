@@ -43,6 +43,16 @@ def zone_of(timezone: object) -> tzinfo:
         ) from exc
 
 
+def _remember(
+    cache: dict[str, tuple[str, float]], key: str, converted: tuple[str, float]
+) -> tuple[str, float]:
+    """Store a conversion (a cache of distinct stamps, emptied when it reaches its bound)."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = converted
+    return converted
+
+
 class SyslogClock:
     """One parser's time state: the received time of the current batch (its text and epoch),
     the received month that RFC 3164 years are inferred from, and the conversion caches."""
@@ -111,12 +121,7 @@ class SyslogClock:
             utc = to_utc_seconds(datetime(year, month, day, hour, minute, second, tzinfo=self.zone))
         except (KeyError, ValueError, OverflowError):
             utc = ""
-        converted = _converted(utc)
-        cache = self.classic_cache
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
-        cache[stamp] = converted
-        return converted
+        return _remember(self.classic_cache, stamp, _converted(utc))
 
     def iso_to_utc(self, stamp: str, offset: str | None, key: str) -> tuple[str, float]:
         """``2026-11-29T22:00:00`` + ``+01:00`` -> ``2026-11-29T21:00:00``; no offset means the
@@ -140,9 +145,4 @@ class SyslogClock:
             utc = stamp if zone is UTC else to_utc_seconds(local)
         except (ValueError, OverflowError):
             utc = ""
-        converted = _converted(utc)
-        cache = self.iso_cache
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
-        cache[key] = converted
-        return converted
+        return _remember(self.iso_cache, key, _converted(utc))
