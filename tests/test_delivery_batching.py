@@ -114,6 +114,12 @@ class Rig:
     def settled(self) -> bool:
         return self.buffer.pending(NAME) == 0
 
+    def deliver_with(self, batching: Batching) -> None:
+        """Start delivering with ``batching`` (set once the chunks' sizes are known)."""
+        self.output._batching = batching
+        self.dispatcher = Dispatcher(NAME, self.output, self.buffer, self.metrics)
+        self.dispatcher.start()
+
 
 def run(coroutine: Awaitable[None]) -> None:
     async def bounded() -> None:
@@ -164,9 +170,7 @@ def test_max_bytes_closes_a_group_before_it_would_pass_the_bound(tmp_path: Path)
         ids = await rig.chunks(5)
         size = rig.size(ids[0])
         assert all(rig.size(i) == size for i in ids)
-        rig.output._batching = Batching(max_chunks=100, max_bytes=size * 2 + size // 2)
-        rig.dispatcher = Dispatcher(NAME, rig.output, rig.buffer, rig.metrics)
-        rig.dispatcher.start()
+        rig.deliver_with(Batching(max_chunks=100, max_bytes=size * 2 + size // 2))
         await until(rig.settled)
         assert rig.output.writes == [ids[0:2], ids[2:4], ids[4:]]
 
@@ -179,9 +183,7 @@ def test_target_bytes_closes_a_group_once_reached(tmp_path: Path) -> None:
     async def scenario() -> None:
         ids = await rig.chunks(5)
         size = rig.size(ids[0])
-        rig.output._batching = Batching(max_chunks=100, target_bytes=size + size // 2)
-        rig.dispatcher = Dispatcher(NAME, rig.output, rig.buffer, rig.metrics)
-        rig.dispatcher.start()
+        rig.deliver_with(Batching(max_chunks=100, target_bytes=size + size // 2))
         await until(rig.settled)
         assert rig.output.writes == [ids[0:2], ids[2:4], ids[4:]]
 
