@@ -35,6 +35,7 @@ from agent.ingest import IngestSink, Store
 from agent.inputs.base import Input, InputContext
 from agent.metrics import Registry
 from agent.router import Router
+from common.checksum import IMPLEMENTATION as CHECKSUM
 from outputs.base import BLOCKED_CAUSES, Output, OutputContext
 
 log = logging.getLogger("agent")
@@ -84,7 +85,11 @@ class Agent:
         self.registry.set(
             "build_info",
             1,
-            (("python", platform.python_version()), ("version", __version__)),
+            (
+                ("checksum", CHECKSUM),
+                ("python", platform.python_version()),
+                ("version", __version__),
+            ),
         )
         self.node_name = config.agent.node_name or socket.gethostname()
         with component_errors(source, "outputs"):

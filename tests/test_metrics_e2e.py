@@ -88,6 +88,7 @@ def test_known_counters_are_zero_from_the_start_and_buffer_chunks_is_one_series(
     info = [s for s in samples if s.name == prefix + "build_info"]
     assert len(info) == 1 and info[0].value == 1
     assert info[0].labels["version"] == __version__
+    assert info[0].labels["checksum"] == "zlib-ng"  # the test install has the fast extra
 
 
 def test_process_metrics(tmp_path: Path, start_agent: Callable[..., AgentProcess]) -> None:

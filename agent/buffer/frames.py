@@ -19,10 +19,11 @@ import functools
 import re
 import struct
 import sys
-import zlib
 from array import array
 
 import msgspec
+
+from common.checksum import crc32
 
 MAGIC = b"CAB1"
 HEADER_PREFIX = struct.Struct("<4sII")
@@ -45,7 +46,7 @@ class CorruptChunk(Exception):
 
 def encode_header(chunk_id: str, tag: str, created: float) -> bytes:
     payload = msgspec.json.encode(ChunkHeader(id=chunk_id, tag=tag, created=created))
-    return HEADER_PREFIX.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    return HEADER_PREFIX.pack(MAGIC, len(payload), crc32(payload)) + payload
 
 
 def decode_header(data: bytes) -> tuple[ChunkHeader, int]:
@@ -59,7 +60,7 @@ def decode_header(data: bytes) -> tuple[ChunkHeader, int]:
     if length > MAX_HEADER_PAYLOAD or end > len(data):
         raise CorruptChunk(f"header length {length} out of bounds")
     payload = data[HEADER_PREFIX.size : end]
-    if zlib.crc32(payload) != crc:
+    if crc32(payload) != crc:
         raise CorruptChunk("header checksum mismatch")
     try:
         header = msgspec.json.decode(payload, type=ChunkHeader)
@@ -89,7 +90,7 @@ def frame_parts(ndjson: bytes, times: array) -> list[bytes]:
     times_bytes = times.tobytes()
     length = PAYLOAD_PREFIX.size + len(times_bytes) + len(ndjson)
     payload_prefix = PAYLOAD_PREFIX.pack(len(times), len(ndjson))
-    crc = zlib.crc32(ndjson, zlib.crc32(times_bytes, zlib.crc32(payload_prefix)))
+    crc = crc32(ndjson, crc32(times_bytes, crc32(payload_prefix)))
     return [FRAME_PREFIX.pack(length, crc) + payload_prefix, times_bytes, ndjson]
 
 
@@ -195,7 +196,7 @@ def scan_frames(data: bytes, start: int, keep: bool) -> FrameScan:
             ndjson_end = body + length
             if length < PAYLOAD_PREFIX.size or ndjson_end > end:
                 reason, detail = "torn", f"torn frame at offset {offset}"
-            elif zlib.crc32(view[body:ndjson_end]) != crc:
+            elif crc32(view[body:ndjson_end]) != crc:
                 reason, detail = "checksum", f"checksum mismatch in frame at offset {offset}"
             else:
                 count, ndjson_len = PAYLOAD_PREFIX.unpack_from(data, body)
@@ -272,7 +273,7 @@ def resync(data: bytes, start: int) -> int:
             or length != PAYLOAD_PREFIX.size + 8 * count + ndjson_len
             or frame_end > end
             or data[frame_end - 1] != 0x0A
-            or zlib.crc32(view[offset + FRAME_PREFIX.size : frame_end]) != crc
+            or crc32(view[offset + FRAME_PREFIX.size : frame_end]) != crc
             or data.count(b"\n", frame_end - ndjson_len, frame_end) != count
             or not _json_lines(view[frame_end - ndjson_len : frame_end])
         ):
