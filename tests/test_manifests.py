@@ -14,8 +14,10 @@ import signal
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -769,19 +771,15 @@ def dockerfile() -> str:
 
 
 def test_dockerfile_copies_only_what_exists() -> None:
-    sources: list[str] = []
-    for line in dockerfile().splitlines():
-        words = line.split()
-        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
-            sources += words[1:-1]
+    sources = _build_stage_sources()
     assert sources
     missing = [s for s in sources if not (REPO / s).exists()]
     assert not missing, f"COPY sources missing from the repository root: {missing}"
     # pyproject's packages and readme are in the build context.
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert pyproject["project"]["readme"] in sources
-    for package in ("agent", "parsers", "outputs"):
-        assert package in sources
+    for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        assert pattern.rstrip("*") in sources, f"pyproject.toml's package {pattern} is not copied"
     assert ".[all]" in dockerfile()
     assert "all" in pyproject["project"]["optional-dependencies"]
 
@@ -797,6 +795,102 @@ def test_dockerfile_entrypoint_reads_the_mounted_config() -> None:
     config_mount = next(m for m in agent["volumeMounts"] if m["name"] == "config")
     assert f"{config_mount['mountPath']}/agent.toml" == entrypoint[-1]
     assert re.search(r"^FROM python:3\.11-slim", dockerfile(), re.M)
+
+
+def _build_stage_sources() -> list[str]:
+    """What the Dockerfile's build stage copies into its context (before the second FROM)."""
+    build_stage = dockerfile().split("\nFROM ", 2)[1]
+    sources: list[str] = []
+    for line in build_stage.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += words[1:-1]
+    return sources
+
+
+@needs_agent
+def test_the_image_wheel_runs_the_agent(tmp_path: Path) -> None:
+    """The wheel the image installs, built as its build stage builds it (``pip wheel`` over only
+    the files it copies), runs the agent: no package the code imports is left behind. The
+    image had shipped without ``common`` (every start died with ModuleNotFoundError)."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for source in _build_stage_sources():
+        if (REPO / source).is_dir():
+            shutil.copytree(
+                REPO / source, context / source, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(REPO / source, context / source)
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = wheels.glob("container_audit_agent-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    # -S: no site module, so neither this checkout's editable install nor the tests' PYTHONPATH
+    # can supply a package the wheel lacks; the dependencies come from this venv's site-packages.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import agent, common; print(agent.__file__, common.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert all(Path(path).is_relative_to(site) for path in found.stdout.split())
+    checked = subprocess.run(
+        [sys.executable, "-S", "-m", "agent", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    reference = subprocess.run(
+        [sys.executable, "-S", "-m", "agent", "--print-reference"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    # every component registered and documented, as from the checkout
+    from_checkout = subprocess.run(
+        agent_command("--print-reference"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=agent_env(),
+    )
+    assert reference.stdout == from_checkout.stdout
+    assert '`[[outputs]]` `type = "s3"`' in reference.stdout
 
 
 @needs_agent
