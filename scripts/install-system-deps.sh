@@ -18,6 +18,8 @@ command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(log
 command -v auditd >/dev/null 2>&1 || need+=(auditd)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)     # the kubernetes filter's API peer
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# bench.instructions' smoke runs (tests/test_bench_smoke_instructions.py) count under cachegrind
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
