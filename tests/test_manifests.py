@@ -848,39 +848,23 @@ def test_the_image_wheel_runs_the_agent(tmp_path: Path) -> None:
     # can supply a package the wheel lacks; the dependencies come from this venv's site-packages.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
-    found = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-c",
-            "import agent, common; print(agent.__file__, common.__file__)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert found.returncode == 0, found.stderr[-3000:]
-    assert all(Path(path).is_relative_to(site) for path in found.stdout.split())
-    checked = subprocess.run(
-        [sys.executable, "-S", "-m", "agent", "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert checked.returncode == 0, checked.stderr[-3000:]
-    reference = subprocess.run(
-        [sys.executable, "-S", "-m", "agent", "--print-reference"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    def from_wheel(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-S", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, (args, done.stderr[-3000:])
+        return done.stdout
+
+    found = from_wheel("-c", "import agent, common; print(agent.__file__, common.__file__)")
+    assert all(Path(path).is_relative_to(site) for path in found.split())
+    from_wheel("-m", "agent", "--check")
+    reference = from_wheel("-m", "agent", "--print-reference")
     # every component registered and documented, as from the checkout
     from_checkout = subprocess.run(
         agent_command("--print-reference"),
@@ -889,8 +873,8 @@ def test_the_image_wheel_runs_the_agent(tmp_path: Path) -> None:
         timeout=120,
         env=agent_env(),
     )
-    assert reference.stdout == from_checkout.stdout
-    assert '`[[outputs]]` `type = "s3"`' in reference.stdout
+    assert reference == from_checkout.stdout
+    assert '`[[outputs]]` `type = "s3"`' in reference
 
 
 @needs_agent
