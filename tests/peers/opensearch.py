@@ -237,7 +237,18 @@ class OpenSearchNode:
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
         self.refresh(index)
-        result = self.request("POST", f"/{index}/_count", {"query": query or {"match_all": {}}})
+        body = {"query": query or {"match_all": {}}}
+        result = self.request("POST", f"/{index}/_count", body)
+        if result.get("status") == 503:
+            # "all shards failed": the agent's first bulk request has just created the index
+            # and its primary shard is still starting; ask again once it has. (The index's
+            # health is already "yellow" then: wait for the shard itself.)
+            self.request(
+                "GET",
+                f"/_cluster/health/{index}?wait_for_no_initializing_shards=true"
+                "&wait_for_active_shards=1&timeout=30s",
+            )
+            result = self.request("POST", f"/{index}/_count", body)
         if "count" not in result:
             if result.get("status") == 404:
                 return 0  # no such index (yet)
