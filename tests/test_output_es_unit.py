@@ -27,6 +27,7 @@ from outputs.elasticsearch.bulk import (
     split_bulks,
 )
 from outputs.elasticsearch.transport import SigV4Signer, Transport
+from tests.chunks import TestChunk
 from tests.es_helpers import MemoryChunk, make_output, syslog_record
 
 
@@ -100,6 +101,28 @@ def test_timestamps_round_to_milliseconds() -> None:
     assert stamps.format(1795910399.999) == "2026-11-28T23:59:59.999Z"
     assert stamps.format(1795910399.9996) == "2026-11-29T00:00:00.000Z"
     assert stamps.format(0.0) == "1970-01-01T00:00:00.000Z"
+    # second -1 was the "nothing cached yet" mark: its first stamp came out as ".500Z"
+    assert Timestamps().format(-0.5) == "1969-12-31T23:59:59.500Z"
+
+
+def test_time_members_per_record_across_seconds_and_rounding() -> None:
+    """Each document's time member is its own event time to the millisecond, whatever order
+    the seconds come in (the seconds are formatted once per chunk, the milliseconds not)."""
+    times = [1795910399.999, 1795910399.9996, 1795910400.0, 1795910399.5, -0.5, 0.0004, 1.0]
+    lines = [msgspec.json.encode({"n": n}) for n in range(len(times))]
+    output, _, _ = make_output(index="x")
+    items = output._build_items(TestChunk("t", lines, times=times), skip=set())
+    stamps = [json.loads(item.document)["@timestamp"] for item in items]
+    assert stamps == [
+        "2026-11-28T23:59:59.999Z",
+        "2026-11-29T00:00:00.000Z",
+        "2026-11-29T00:00:00.000Z",
+        "2026-11-28T23:59:59.500Z",
+        "1969-12-31T23:59:59.500Z",
+        "1970-01-01T00:00:00.000Z",
+        "1970-01-01T00:00:01.000Z",
+    ]
+    assert [json.loads(item.document)["n"] for item in items] == list(range(len(times)))
 
 
 def test_splice_keeps_the_record_bytes() -> None:

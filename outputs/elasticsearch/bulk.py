@@ -96,11 +96,17 @@ class IndexNamer:
         return by_record
 
 
+STAMP_SECOND = "%Y-%m-%dT%H:%M:%S"
+MILLIS_MEMBER_TAILS = tuple(b'.%03dZ",' % millis for millis in range(1000))
+"""What follows a time member's second: ``.652Z",`` for 652 ms (the member's closing quote and
+the comma before the document's own members)."""
+
+
 class Timestamps:
     """RFC3339 UTC with milliseconds (``2026-11-29T21:30:20.652Z``), cached per second."""
 
     def __init__(self) -> None:
-        self._second = -1
+        self._second: int | None = None  # not -1: that is a real second (1969-12-31T23:59:59)
         self._prefix = ""
 
     def format(self, event_time: float) -> str:
@@ -108,7 +114,7 @@ class Timestamps:
         second, millis = divmod(total_millis, 1000)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._prefix = time.strftime(STAMP_SECOND, time.gmtime(second))
         return f"{self._prefix}.{millis:03d}Z"
 
 

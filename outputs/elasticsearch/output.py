@@ -34,6 +34,8 @@ from outputs.base import (
     RetryableError,
 )
 from outputs.elasticsearch.bulk import (
+    MILLIS_MEMBER_TAILS,
+    STAMP_SECOND,
     BulkItem,
     IndexNamer,
     ItemResult,
@@ -156,7 +158,6 @@ class ElasticsearchOutput(Output):
         times = chunk.times()
         name_index = self.namer.for_chunk(chunk.tag)
         needs_record = self.namer.needs_record or config.replace_dots
-        stamps = Timestamps()
         tag_member = (
             encode(config.tag_key) + b":" + encode(chunk.tag) + b","
             if config.include_tag_key
@@ -170,29 +171,42 @@ class ElasticsearchOutput(Output):
             else (b',"_type":' + encode(config.type_name))
         )
         hashed = config.id_mode == "hash"
-        action_prefixes: dict[str, bytes] = {}
+        replace = config.replace_dots
+        time_key, time_probe = self._time_key, self._time_probe
+        # Per index: the action line (its prefix when each action adds an _id). Per second of
+        # the event times: the time member up to the milliseconds. Most records of a chunk
+        # share both, so neither is formatted per record.
+        actions: dict[str, bytes] = {}
+        stamp_heads: dict[int, bytes] = {}
         items: list[BulkItem] = []
+        append = items.append
         for position, line in enumerate(lines):
-            if position in skip:
+            if skip and position in skip:
                 continue
             event_time = times[position]
             record = decode_record(line) if needs_record else None
             index = name_index(event_time, record)
-            prefix = action_prefixes.get(index)
-            if prefix is None:
-                prefix = b'{"' + op + b'":{"_index":' + encode(index) + type_part
-                action_prefixes[index] = prefix
+            action = actions.get(index)
+            if action is None:
+                action = b'{"' + op + b'":{"_index":' + encode(index) + type_part
+                if not hashed:
+                    action += b"}}"
+                actions[index] = action
             if hashed:
-                action = prefix + b',"_id":"' + document_id(chunk.id, position).encode() + b'"}}'
-            else:
-                action = prefix + b"}}"
-            if config.replace_dots and record is not None:
+                action = action + b',"_id":"' + document_id(chunk.id, position).encode() + b'"}}'
+            if replace and record is not None:
                 line = encode(replace_dots(record))
             # A duplicate key would make the server refuse the document: never add one.
             added = tag_member if tag_member and tag_probe not in line else b""
-            if self._time_key and self._time_probe not in line:
-                added = self._time_key + stamps.format(event_time).encode() + b'",' + added
-            items.append(BulkItem(offset + position, action, splice(line, added)))
+            if time_key and time_probe not in line:
+                # RFC3339 UTC with milliseconds, as Timestamps.format writes it
+                second, millis = divmod(round(event_time * 1000), 1000)
+                head = stamp_heads.get(second)
+                if head is None:
+                    head = time_key + time.strftime(STAMP_SECOND, time.gmtime(second)).encode()
+                    stamp_heads[second] = head
+                added = head + MILLIS_MEMBER_TAILS[millis] + added
+            append(BulkItem(offset + position, action, splice(line, added)))
         return items
 
     # ------------------------------------------------------------------ sending
