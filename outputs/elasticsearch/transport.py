@@ -13,12 +13,12 @@ import hashlib
 import logging
 import ssl
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.tls import client_context
+from outputs.compression import gzip_fast
 from outputs.elasticsearch.config import ElasticsearchConfig
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Transport:
         if body is not None:
             headers["Content-Type"] = content_type
             if compress:
-                data = zlib_gzip(body)
+                data = gzip_fast(body)
                 headers["Content-Encoding"] = "gzip"
         failures: list[str] = []
         unavailable: Response | None = None
@@ -220,10 +220,3 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def zlib_gzip(data: bytes) -> bytes:
-    # Level 1: it already shrinks bulk bodies most of the way; higher levels cost several times
-    # the CPU for a smaller gain (docs/performance.md, section "Elasticsearch: gzip level").
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()

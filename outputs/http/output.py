@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import zlib
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from outputs.base import (
     OutputContext,
     RetryableError,
 )
+from outputs.compression import gzip_fast
 from outputs.http.config import HttpConfig
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ def build_body(chunks: Sequence[Chunk], fmt: str) -> bytes:
     if fmt == "json":
         return b"[" + b",".join(line for chunk in chunks for line in chunk.lines()) + b"]"
     return b"".join(chunk.data() for chunk in chunks)
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    # Level 1, as the Elasticsearch output's bodies: NDJSON logs compress well at the fastest
-    # level and higher ones cost the event loop's CPU for a small gain (docs/performance.md,
-    # "Elasticsearch: gzip level").
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member
-    return compressor.compress(data) + compressor.flush()
 
 
 def build_headers(config: HttpConfig) -> dict[str, str]:
@@ -123,7 +115,7 @@ class HttpOutput(Output):
         """One request carrying ``chunks``; returns once the server answered 2xx."""
         body = build_body(chunks, self.config.format)
         if self.config.compress == "gzip":
-            body = gzip_bytes(body)
+            body = gzip_fast(body)
         status, answer = await self._request(body)
         classify(status, answer, self._where)
 

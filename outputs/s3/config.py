@@ -110,7 +110,8 @@ class S3Config(OutputConfig, tag_field="type", tag="s3", kw_only=True, forbid_un
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     """The object is one gzip member or one zstd frame, or plain NDJSON ("none")."""
     compression_level: int | None = None
-    """gzip 1-9 (unset: 6), zstd 1-22 (unset: 3); not allowed with ``"none"``."""
+    """gzip 1-9 (unset: 6; through zlib-ng, 1 compresses as its 2), zstd 1-22 (unset: 3); not
+    allowed with ``"none"``."""
     content_type: str | None = None
     """``Content-Type`` of the objects; unset: ``application/gzip``, ``application/zstd`` or
     ``application/x-ndjson`` after ``compression``. No ``Content-Encoding`` is set, so downloads
