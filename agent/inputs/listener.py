@@ -12,6 +12,7 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent.inputs.base import InputContext
@@ -93,6 +94,12 @@ class StreamListener:
         self.loop = loop
         self.sockets = sockets
         self._pending: set[asyncio.Task[Any]] = set()
+        """Connection setups not finished yet (``wait_closed`` awaits them)."""
+        self._unbuilt: set[asyncio.Task[Any]] = set()
+        """Setups whose protocol is not made yet: accepted connections that the owner cannot
+        count itself. Once its protocol is made a connection registers with the owner (in
+        ``connection_made``) on the next turn of the loop, so counting it here until the setup
+        is done as well would count it twice and refuse a connection under the limit."""
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
         self._descriptors_failed = -math.inf
@@ -154,19 +161,22 @@ class StreamListener:
                 self._pause()
                 return
             source = format_address(address) if address else owner.listen_path
-            if not owner.admits(len(self._pending)):
+            if not owner.admits(len(self._unbuilt)):
                 owner.refused(source, "max_connections" if owner.ready else "stopping")
                 conn.close()
                 continue
-            if not owner.within_file_budget(len(self._pending)):
+            if not owner.within_file_budget(len(self._unbuilt)):
                 self._descriptors_failed = time.monotonic()
                 owner.refused(source, "open_files")
                 conn.close()
                 continue
+            setup: list[asyncio.Task[Any]] = []
             task = self.loop.create_task(
-                self.loop.connect_accepted_socket(owner.make_protocol, conn)
+                self.loop.connect_accepted_socket(self._protocol_factory(setup), conn)
             )
+            setup.append(task)  # before the task first runs: create_task only schedules it
             self._pending.add(task)
+            self._unbuilt.add(task)
             task.add_done_callback(self._connected)
 
     @property
@@ -177,8 +187,16 @@ class StreamListener:
         buffer's files, HTTP and outputs hold descriptors too)."""
         return time.monotonic() - self._descriptors_failed < OUT_OF_DESCRIPTORS_FOR
 
+    def _protocol_factory(self, setup: list[asyncio.Task[Any]]) -> Callable[[], asyncio.Protocol]:
+        def make() -> asyncio.Protocol:
+            self._unbuilt.difference_update(setup)
+            return self.owner.make_protocol()
+
+        return make
+
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
+        self._unbuilt.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             # uvloop duplicates the accepted descriptor here: EMFILE can come now, not at accept.
             if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
