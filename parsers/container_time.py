@@ -7,6 +7,8 @@ from __future__ import annotations
 import calendar
 import time
 
+from parsers.timeutil import date_time_shaped
+
 __all__ = ["CACHE_LIMIT", "cri_time_to_utc", "utc_second"]
 
 CACHE_LIMIT = 65536
@@ -30,14 +32,7 @@ def utc_second(second: str, zone: str) -> tuple[str, int] | None:
 
 
 def _convert_second(second: str, zone: str) -> tuple[str, int] | None:
-    if (
-        len(second) != 19
-        or second[4] != "-"
-        or second[7] != "-"
-        or second[10] not in "Tt"
-        or second[13] != ":"
-        or second[16] != ":"
-    ):
+    if not date_time_shaped(second, 19):
         return None
     digits = second[0:4] + second[5:7] + second[8:10] + second[11:13] + second[14:16] + second[17:]
     if not (digits.isascii() and digits.isdigit()):

@@ -14,6 +14,20 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 NAN = math.nan
 _CACHE_LIMIT = 65536
 
+
+def date_time_shaped(text: str, length: int, separators: str = "Tt") -> bool:
+    """``text`` has the punctuation of ``YYYY-MM-DD?HH:MM`` (``length`` 16) or of
+    ``YYYY-MM-DD?HH:MM:SS`` (19), ``?`` one of ``separators``; its digits are the caller's to
+    check. Run once per distinct minute or second, on a cache miss."""
+    return (
+        len(text) == length
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] in separators
+        and text[13] == ":"
+        and (length < 19 or text[16] == ":")
+    )
+
 _minute_cache: dict[str, float] = {}
 
 
@@ -23,13 +37,7 @@ def _minute_epoch(prefix: str) -> float:
     if value is not None:
         return value
     try:
-        if (
-            len(prefix) != 16
-            or prefix[4] != "-"
-            or prefix[7] != "-"
-            or prefix[10] not in "Tt "
-            or prefix[13] != ":"
-        ):
+        if not date_time_shaped(prefix, 16, "Tt "):
             raise ValueError(prefix)
         stamp = datetime(
             int(prefix[0:4]),
