@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -298,6 +299,40 @@ def test_connections_under_the_limit_are_never_refused(harness: InputHarness) ->
         assert harness.metrics.total("input_connections_rejected_total") == 0, round_
         first.close()
         second.close()
+        wait_for(lambda: harness.call(tcp.open_connections) == 0, timeout=5, interval=0.005)
+
+
+def test_no_transport_is_built_for_a_connection_past_the_limit(harness: InputHarness) -> None:
+    """A burst past max_connections is refused at accept, before a transport (and under uvloop
+    a second descriptor) is built for it. A connection whose protocol was made but that had not
+    registered yet (a turn of the loop later) was counted nowhere, so the accept loop let later
+    ones through to be built and then refused: 8 to 12 built past the limit over these rounds,
+    and in CI a flood past the open-file limit took the descriptors the health server needed."""
+    tcp = harness.start(mode="tcp", listen="127.0.0.1:0", max_connections=3)
+    built = [0]
+    make_protocol = tcp.make_protocol
+
+    def counting_make_protocol() -> asyncio.Protocol:
+        built[0] += 1
+        return make_protocol()
+
+    tcp.make_protocol = counting_make_protocol  # type: ignore[method-assign]
+    address = ("127.0.0.1", int(port_of(tcp.bound)))
+    for round_ in range(40):
+        burst = []
+        for _ in range(8):
+            burst.append(socket.create_connection(address))
+            time.sleep((round_ % 10) * 0.00003)
+        wait_for(lambda: harness.call(tcp.open_connections) == 3, timeout=5, interval=0.005)
+        refused = 5 * (round_ + 1)
+
+        def all_refused(expected: int = refused) -> bool:
+            return harness.metrics.total("input_connections_rejected_total") == expected
+
+        wait_for(all_refused)
+        assert built[0] == 3 * (round_ + 1), round_
+        for sock in burst:
+            sock.close()
         wait_for(lambda: harness.call(tcp.open_connections) == 0, timeout=5, interval=0.005)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import math
 import resource
 import socket
@@ -83,6 +84,15 @@ class RefusalLog:
         )
 
 
+class _Setup:
+    """One accepted connection on its way to the owner; ``protocol`` once made."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self) -> None:
+        self.protocol: asyncio.Protocol | None = None
+
+
 class StreamListener:
     """Listening stream sockets with our own accept loop (see the module's docstring). Offers
     what ``SyslogInput`` used of ``asyncio.Server``: ``sockets``, ``close``, ``wait_closed``."""
@@ -95,11 +105,15 @@ class StreamListener:
         self.sockets = sockets
         self._pending: set[asyncio.Task[Any]] = set()
         """Connection setups not finished yet (``wait_closed`` awaits them)."""
-        self._unbuilt: set[asyncio.Task[Any]] = set()
-        """Setups whose protocol is not made yet: accepted connections that the owner cannot
-        count itself. Once its protocol is made a connection registers with the owner (in
-        ``connection_made``) on the next turn of the loop, so counting it here until the setup
-        is done as well would count it twice and refuse a connection under the limit."""
+        self._unsettled: set[_Setup] = set()
+        """Connections accepted that the owner has not counted yet: from the accept until the
+        owner registers (or refuses) the connection in ``connection_made`` and calls
+        ``settled``, or until the setup fails. Counting one here and in the owner at once
+        refused connections under the limit; counting it in neither (between the protocol made
+        and ``connection_made``, a turn of the loop later) let a flood build transports, each
+        holding descriptors, past the limit."""
+        self._setups: dict[asyncio.Protocol, _Setup] = {}
+        """The setup of each protocol made whose connection the owner has not settled yet."""
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
         self._descriptors_failed = -math.inf
@@ -161,23 +175,23 @@ class StreamListener:
                 self._pause()
                 return
             source = format_address(address) if address else owner.listen_path
-            if not owner.admits(len(self._unbuilt)):
+            unsettled = len(self._unsettled)
+            if not owner.admits(unsettled):
                 owner.refused(source, "max_connections" if owner.ready else "stopping")
                 conn.close()
                 continue
-            if not owner.within_file_budget(len(self._unbuilt)):
+            if not owner.within_file_budget(unsettled):
                 self._descriptors_failed = time.monotonic()
                 owner.refused(source, "open_files")
                 conn.close()
                 continue
-            setup: list[asyncio.Task[Any]] = []
+            setup = _Setup()
+            self._unsettled.add(setup)
             task = self.loop.create_task(
                 self.loop.connect_accepted_socket(self._protocol_factory(setup), conn)
             )
-            setup.append(task)  # before the task first runs: create_task only schedules it
             self._pending.add(task)
-            self._unbuilt.add(task)
-            task.add_done_callback(self._connected)
+            task.add_done_callback(functools.partial(self._connected, setup))
 
     @property
     def out_of_descriptors(self) -> bool:
@@ -187,16 +201,26 @@ class StreamListener:
         buffer's files, HTTP and outputs hold descriptors too)."""
         return time.monotonic() - self._descriptors_failed < OUT_OF_DESCRIPTORS_FOR
 
-    def _protocol_factory(self, setup: list[asyncio.Task[Any]]) -> Callable[[], asyncio.Protocol]:
+    def _protocol_factory(self, setup: _Setup) -> Callable[[], asyncio.Protocol]:
         def make() -> asyncio.Protocol:
-            self._unbuilt.difference_update(setup)
-            return self.owner.make_protocol()
+            protocol = setup.protocol = self.owner.make_protocol()
+            self._setups[protocol] = setup
+            return protocol
 
         return make
 
-    def _connected(self, task: asyncio.Task[Any]) -> None:
+    def settled(self, protocol: asyncio.Protocol) -> None:
+        """The owner has registered or refused this protocol's connection: from now on the owner
+        counts it (or it is gone), so the accept loop stops counting it."""
+        setup = self._setups.pop(protocol, None)
+        if setup is not None:
+            self._unsettled.discard(setup)
+
+    def _connected(self, setup: _Setup, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
-        self._unbuilt.discard(task)
+        self._unsettled.discard(setup)
+        if setup.protocol is not None:
+            self._setups.pop(setup.protocol, None)
         if not task.cancelled() and (error := task.exception()) is not None:
             # uvloop duplicates the accepted descriptor here: EMFILE can come now, not at accept.
             if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):

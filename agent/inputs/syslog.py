@@ -297,6 +297,8 @@ class SyslogInput(Input):
 
     def connection_opened(self, connection: StreamConnection) -> bool:
         """Registers a new connection; False (and counted) when over ``max_connections``."""
+        if self._server is not None:
+            self._server.settled(connection)
         metrics = self.context.metrics
         if not self.admits():
             self.refused(connection.source, "max_connections" if self._running else "stopping")
