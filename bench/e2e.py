@@ -271,6 +271,14 @@ def send_datagrams(target: Target, payload: list[bytes], rate: float) -> None:
                 time.sleep(pause)
 
 
+STALL_LIMIT_DATAGRAM = 5.0
+"""Seconds without a delivery after which a datagram run stops waiting: the rest was lost."""
+STALL_LIMIT_STREAM = 60.0
+"""The same for a stream run, which loses nothing: only a stuck output stalls it that long. A
+fresh OpenSearch node took over 5 s to answer the first bulk request (it creates the index)
+while the agent ingested 300,000 records, and the run reported every record lost."""
+
+
 def run_one(
     mode: str,
     output: str,
@@ -336,12 +344,13 @@ def _run_one(
         sent_at = time.perf_counter()
         delivered = 0.0
         last_change = time.perf_counter()
+        stall_limit = STALL_LIMIT_STREAM if mode in ("tcp", "unix_stream") else STALL_LIMIT_DATAGRAM
         while delivered < expected:
             now_delivered = agent.metric("output_records_total", name=output_name)
             if now_delivered != delivered:
                 delivered, last_change = now_delivered, time.perf_counter()
-            elif time.perf_counter() - last_change > 5.0:
-                break  # datagrams were lost; stop waiting
+            elif time.perf_counter() - last_change > stall_limit:
+                break  # datagrams were lost (or a stream's output is stuck); stop waiting
             time.sleep(poll)
         finished = last_change if delivered < expected else time.perf_counter()
         seconds = max(finished - started, 1e-9)
