@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shlex
 import shutil
 import socket
@@ -334,6 +335,45 @@ def test_no_transport_is_built_for_a_connection_past_the_limit(harness: InputHar
         for sock in burst:
             sock.close()
         wait_for(lambda: harness.call(tcp.open_connections) == 0, timeout=5, interval=0.005)
+
+
+def test_at_the_open_file_limit_only_a_waiting_connection_counts_as_refused(
+    harness: InputHarness,
+) -> None:
+    """The kernel takes a descriptor before it looks at the backlog, so at the open-file limit
+    the accept after the last waiting connection fails with EMFILE too. That used to be counted
+    and logged as a refused connection (and accepting paused) when none was waiting. Now only a
+    connection left waiting is counted, and it is served once descriptors are free. The test
+    process's own limit is lowered (and restored) and filled so one descriptor is left."""
+    tcp = harness.start(mode="tcp", listen="127.0.0.1:0", max_connections=3)
+    address = ("127.0.0.1", int(port_of(tcp.bound)))
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    first, second = socket.socket(), socket.socket()  # made now: connect takes no descriptor
+    fillers: list[int] = []
+    try:
+        in_use = max(int(name) for name in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 32, limits[1]))
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        os.close(fillers.pop())  # the one descriptor left, for the first accept
+        first.connect(address)
+        wait_for(lambda: harness.call(tcp.open_connections) == 1, timeout=10)
+        assert harness.metrics.total("input_connections_rejected_total") == 0
+        second.connect(address)  # waits in the backlog: no descriptor to accept it with
+        metrics = harness.metrics
+        wait_for(
+            lambda: metrics.counter("input_connections_rejected_total", reason="accept_error") == 1,
+            timeout=10,
+        )
+    finally:
+        for descriptor in fillers:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    wait_for(lambda: harness.call(tcp.open_connections) == 2, timeout=10)
+    assert harness.metrics.total("input_connections_rejected_total") == 1
+    first.close()
+    second.close()
 
 
 def test_stale_socket_replaced_parent_created_mode_applied(

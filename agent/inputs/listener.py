@@ -1,7 +1,8 @@
 """The stream inputs' listening sockets, with an accept loop of their own instead of
 ``loop.create_server``: a connection over ``max_connections`` or over the process's open-file
-budget is refused before any transport is built, and an accept that fails (EMFILE under uvloop
-would be silent) is counted and retried shortly, the connection left waiting in the backlog."""
+budget is refused before any transport is built, and an accept that fails while a connection
+waits (EMFILE under uvloop would be silent) is counted and retried shortly, the connection left
+waiting in the backlog."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import errno
 import functools
 import math
 import resource
+import select
 import socket
 import sys
 import time
@@ -171,6 +173,11 @@ class StreamListener:
                 # the backlog; try again shortly instead of spinning on a readable socket.
                 if error.errno in (errno.EMFILE, errno.ENFILE):
                     self._descriptors_failed = time.monotonic()
+                    if not _connection_waiting(listening):
+                        # The kernel takes a descriptor before it looks at the backlog: at the
+                        # limit, an accept after the last waiting connection fails too. Nothing
+                        # was refused; the next connection wakes the loop again.
+                        return
                 owner.refused("", "accept_error", f"accept failed: {error}")
                 self._pause()
                 return
@@ -255,6 +262,14 @@ class StreamListener:
     async def wait_closed(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def _connection_waiting(listening: socket.socket) -> bool:
+    """A connection is waiting in the listening socket's backlog (a poll of it takes no
+    descriptor, unlike ``select.select``, which also fails past descriptor 1023)."""
+    poller = select.poll()
+    poller.register(listening.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 OPEN_CONNECTIONS = [0]
