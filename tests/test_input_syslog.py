@@ -304,11 +304,11 @@ def test_connections_under_the_limit_are_never_refused(harness: InputHarness) ->
 
 
 def test_no_transport_is_built_for_a_connection_past_the_limit(harness: InputHarness) -> None:
-    """A burst past max_connections is refused at accept, before a transport (and under uvloop
-    a second descriptor) is built for it. A connection whose protocol was made but that had not
-    registered yet (a turn of the loop later) was counted nowhere, so the accept loop let later
-    ones through to be built and then refused: 8 to 12 built past the limit over these rounds,
-    and in CI a flood past the open-file limit took the descriptors the health server needed."""
+    """A burst past max_connections is refused at accept, before a transport is built for it.
+    A connection whose protocol was made but that had not registered yet (a turn of the loop
+    later) was counted nowhere, so the accept loop let later ones through to be built and then
+    refused: 8 to 12 built past the limit over these rounds, and in CI a flood past the
+    open-file limit held, for those turns, the descriptors the health server needed."""
     tcp = harness.start(mode="tcp", listen="127.0.0.1:0", max_connections=3)
     built = [0]
     make_protocol = tcp.make_protocol

@@ -229,7 +229,8 @@ class StreamListener:
         if setup.protocol is not None:
             self._setups.pop(setup.protocol, None)
         if not task.cancelled() and (error := task.exception()) is not None:
-            # uvloop duplicates the accepted descriptor here: EMFILE can come now, not at accept.
+            # A setup that fails for want of descriptors shows in /readyz as a failed accept
+            # does (neither asyncio nor uvloop 0.23 takes a new descriptor here, so it is rare).
             if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
                 self._descriptors_failed = time.monotonic()
             self.owner.refused("", "accept_error", f"connection setup failed: {error}")
