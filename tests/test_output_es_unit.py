@@ -17,11 +17,11 @@ from outputs.elasticsearch.bulk import (
     BulkItem,
     IndexNamer,
     Outcome,
-    Timestamps,
     bulk_body,
     classify,
     document_id,
     parse_bulk_response,
+    rfc3339_millis,
     sanitize_index,
     splice,
     split_bulks,
@@ -97,12 +97,10 @@ def test_index_names_from_event_time_tag_and_fields() -> None:
 
 
 def test_timestamps_round_to_milliseconds() -> None:
-    stamps = Timestamps()
-    assert stamps.format(1795910399.999) == "2026-11-28T23:59:59.999Z"
-    assert stamps.format(1795910399.9996) == "2026-11-29T00:00:00.000Z"
-    assert stamps.format(0.0) == "1970-01-01T00:00:00.000Z"
-    # second -1 was the "nothing cached yet" mark: its first stamp came out as ".500Z"
-    assert Timestamps().format(-0.5) == "1969-12-31T23:59:59.500Z"
+    assert rfc3339_millis(1795910399.999) == "2026-11-28T23:59:59.999Z"
+    assert rfc3339_millis(1795910399.9996) == "2026-11-29T00:00:00.000Z"
+    assert rfc3339_millis(0.0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339_millis(-0.5) == "1969-12-31T23:59:59.500Z"
 
 
 def test_time_members_per_record_across_seconds_and_rounding() -> None:

@@ -102,20 +102,35 @@ MILLIS_MEMBER_TAILS = tuple(b'.%03dZ",' % millis for millis in range(1000))
 the comma before the document's own members)."""
 
 
-class Timestamps:
-    """RFC3339 UTC with milliseconds (``2026-11-29T21:30:20.652Z``), cached per second."""
+def second_and_millis(event_time: float) -> tuple[int, int]:
+    """The UTC second and the millisecond of an event time, rounded to the nearest millisecond
+    (so 23:59:59.9996 is the next day's 00:00:00.000)."""
+    return divmod(round(event_time * 1000), 1000)
 
-    def __init__(self) -> None:
-        self._second: int | None = None  # not -1: that is a real second (1969-12-31T23:59:59)
-        self._prefix = ""
 
-    def format(self, event_time: float) -> str:
-        total_millis = round(event_time * 1000)
-        second, millis = divmod(total_millis, 1000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime(STAMP_SECOND, time.gmtime(second))
-        return f"{self._prefix}.{millis:03d}Z"
+def rfc3339_millis(event_time: float) -> str:
+    """RFC3339 UTC with milliseconds: ``2026-11-29T21:30:20.652Z``."""
+    second, millis = second_and_millis(event_time)
+    return f"{time.strftime(STAMP_SECOND, time.gmtime(second))}.{millis:03d}Z"
+
+
+class TimeMembers:
+    """Documents' time members (``"@timestamp":"2026-11-29T21:30:20.652Z",``) as
+    ``rfc3339_millis`` writes the time, each second formatted once: most records of a chunk
+    share a few seconds, so one of these serves a chunk."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        """The member's name, colon and opening quote: ``"@timestamp":"``."""
+        self._heads: dict[int, bytes] = {}
+
+    def member(self, event_time: float) -> bytes:
+        second, millis = second_and_millis(event_time)
+        head = self._heads.get(second)
+        if head is None:
+            head = self._key + time.strftime(STAMP_SECOND, time.gmtime(second)).encode()
+            self._heads[second] = head
+        return head + MILLIS_MEMBER_TAILS[millis]
 
 
 def document_id(chunk_id: str, position: int) -> str:

@@ -34,13 +34,11 @@ from outputs.base import (
     RetryableError,
 )
 from outputs.elasticsearch.bulk import (
-    MILLIS_MEMBER_TAILS,
-    STAMP_SECOND,
     BulkItem,
     IndexNamer,
     ItemResult,
     Outcome,
-    Timestamps,
+    TimeMembers,
     bulk_body,
     classify,
     decode_record,
@@ -50,6 +48,7 @@ from outputs.elasticsearch.bulk import (
     error_type,
     parse_bulk_response,
     replace_dots,
+    rfc3339_millis,
     splice,
     split_bulks,
 )
@@ -173,11 +172,10 @@ class ElasticsearchOutput(Output):
         hashed = config.id_mode == "hash"
         replace = config.replace_dots
         time_key, time_probe = self._time_key, self._time_probe
-        # Per index: the action line (its prefix when each action adds an _id). Per second of
-        # the event times: the time member up to the milliseconds. Most records of a chunk
-        # share both, so neither is formatted per record.
+        # Per index, the action line (its prefix when each action adds an _id): most records
+        # of a chunk share one, so it is not formatted per record.
         actions: dict[str, bytes] = {}
-        stamp_heads: dict[int, bytes] = {}
+        time_members = TimeMembers(time_key)
         items: list[BulkItem] = []
         append = items.append
         for position, line in enumerate(lines):
@@ -199,13 +197,7 @@ class ElasticsearchOutput(Output):
             # A duplicate key would make the server refuse the document: never add one.
             added = tag_member if tag_member and tag_probe not in line else b""
             if time_key and time_probe not in line:
-                # RFC3339 UTC with milliseconds, as Timestamps.format writes it
-                second, millis = divmod(round(event_time * 1000), 1000)
-                head = stamp_heads.get(second)
-                if head is None:
-                    head = time_key + time.strftime(STAMP_SECOND, time.gmtime(second)).encode()
-                    stamp_heads[second] = head
-                added = head + MILLIS_MEMBER_TAILS[millis] + added
+                added = time_members.member(event_time) + added
             append(BulkItem(offset + position, action, splice(line, added)))
         return items
 
@@ -414,7 +406,7 @@ class ElasticsearchOutput(Output):
         index = self.dead_letter_namer.for_chunk(chunk.tag)(chunk.created, None)
         lines = chunk.lines()
         times = chunk.times()
-        stamp = Timestamps().format(now)
+        stamp = rfc3339_millis(now)
         action_prefix = b'{"index":{"_index":' + encode(index)
         if self.suppress_type_name is False:
             action_prefix += b',"_type":' + encode(self.config.type_name)
@@ -423,7 +415,7 @@ class ElasticsearchOutput(Output):
         for item, result in rejected:
             letter = {
                 "@timestamp": stamp,
-                "event_time": Timestamps().format(times[item.position]),
+                "event_time": rfc3339_millis(times[item.position]),
                 "tag": chunk.tag,
                 "chunk_id": chunk.id,
                 "position": item.position,
