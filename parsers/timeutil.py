@@ -28,6 +28,7 @@ def date_time_shaped(text: str, length: int, separators: str = "Tt") -> bool:
         and (length < 19 or text[16] == ":")
     )
 
+
 _minute_cache: dict[str, float] = {}
 
 
